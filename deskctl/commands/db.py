@@ -1,0 +1,53 @@
+"""``deskctl db``: create and upgrade the schema."""
+
+from __future__ import annotations
+
+import typer
+
+from deskctl.commands._common import app_context
+from deskctl.output import emit
+from deskctl.store import migrate
+
+app = typer.Typer(help="Create, upgrade and inspect the database schema.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+def upgrade(ctx: typer.Context) -> None:
+    """Create the schema or bring it up to date. Safe to run again.
+
+    Example: deskctl db upgrade
+    """
+    context = app_context(ctx)
+    before, after = migrate.upgrade(context.engine(check_schema=False))
+    emit(
+        {"from": before, "to": after},
+        as_json=context.json,
+        human=lambda out: (
+            None
+            if context.quiet
+            else out.print(
+                f"database at revision {after}" + ("" if before == after else f" (was {before})"),
+                markup=False,
+            )
+        ),
+    )
+
+
+@app.command("current")
+def current(ctx: typer.Context) -> None:
+    """Show the schema revision of the database and the one this deskctl needs.
+
+    Example: deskctl db current
+    """
+    context = app_context(ctx)
+    engine = context.engine(check_schema=False)
+    cur, head = migrate.current_revision(engine), migrate.head_revision(engine)
+    emit(
+        {"current": cur, "head": head, "up_to_date": cur == head},
+        as_json=context.json,
+        human=lambda out: out.print(
+            f"current {cur or '(none)'}, head {head}"
+            + ("" if cur == head else " - run `deskctl db upgrade`"),
+            markup=False,
+        ),
+    )

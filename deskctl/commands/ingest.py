@@ -1,0 +1,87 @@
+"""``deskctl ingest``: mail given as files or piped in by a mail server."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from deskctl.commands._common import app_context
+from deskctl.errors import ExitCode, UsageError
+from deskctl.jobs.pipeline import Outcome, store_raw
+from deskctl.output import emit
+from deskctl.services.channels import get_incoming
+
+DEFAULT_MAX_SIZE = 25 * 1024 * 1024
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def ingest(
+    ctx: typer.Context,
+    files: Annotated[
+        list[str] | None, typer.Argument(help="RFC 5322 files; stdin when none")
+    ] = None,
+    channel: Annotated[
+        str | None, typer.Option("--channel", help="the channel the mail arrived on")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would happen")] = False,
+    max_size: Annotated[int, typer.Option("--max-size", help="bytes; larger is quarantined")] = (
+        DEFAULT_MAX_SIZE
+    ),
+) -> int:
+    """Turn mail into tickets: files, or one message on stdin from a mail server.
+
+    In /etc/aliases:  support: "|deskctl ingest --channel support"
+
+    Example: deskctl ingest --json message.eml
+    """
+    context = app_context(ctx)
+    channel_id = None
+    if channel is not None:
+        with context.transaction(write=False) as session:
+            channel_id = get_incoming(session, channel).id
+    sources = files or ["-"]
+    if sources.count("-") > 1:
+        raise UsageError("stdin ('-') can be read only once")
+    outcomes: list[Outcome] = []
+    for source in sources:
+        raw = sys.stdin.buffer.read() if source == "-" else _read(source)
+        outcomes.append(
+            store_raw(
+                context,
+                raw,
+                channel_id=channel_id,
+                scope=channel_id or 0,
+                source="stdin" if source == "-" else source,
+                max_size=max_size,
+                dry_run=dry_run,
+            )
+        )
+    documents = [o.to_dict() for o in outcomes]
+
+    def human(out: Console) -> None:
+        if context.quiet:
+            return
+        prefix = "would be " if dry_run else ""
+        for source, o in zip(sources, outcomes, strict=True):
+            name = "stdin" if source == "-" else source
+            if o.quarantined is not None:
+                out.print(Text(f"{name}: quarantined as {o.quarantined}: {o.reason}"))
+            elif o.duplicate:
+                out.print(Text(f"{name}: already stored on ticket #{o.ticket}"))
+            else:
+                what = "new ticket" if o.created else f"added to ticket ({o.rule})"
+                out.print(Text(f"{name}: {prefix}{what} #{o.ticket}"))
+
+    emit(documents[0] if len(documents) == 1 else documents, as_json=context.json, human=human)
+    return ExitCode.PARTIAL if any(o.quarantined is not None for o in outcomes) else ExitCode.OK

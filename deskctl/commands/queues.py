@@ -1,0 +1,64 @@
+"""``deskctl queue``: named, coloured queues of tickets."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from deskctl.commands._common import app_context
+from deskctl.output import emit
+from deskctl.services import queues as svc
+
+app = typer.Typer(help="Queues of tickets, each with a name and a colour.", no_args_is_help=True)
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="queue name")],
+    color: Annotated[str, typer.Option("--color", help="terminal colour or #rrggbb")] = "white",
+    description: Annotated[str | None, typer.Option("--description")] = None,
+) -> None:
+    """Add a queue.
+
+    Example: deskctl queue add billing --color yellow --description "Invoices"
+    """
+    context = app_context(ctx)
+    with context.transaction() as session:
+        data = svc.queue_to_dict(svc.add_queue(session, name, color=color, description=description))
+    emit(
+        data,
+        as_json=context.json,
+        human=lambda out: None if context.quiet else out.print(f"queue {name} added", markup=False),
+    )
+
+
+@app.command("list")
+def list_(ctx: typer.Context) -> None:
+    """List queues with their open tickets.
+
+    Example: deskctl queue list --json
+    """
+    context = app_context(ctx)
+    with context.transaction(write=False) as session:
+        rows = [svc.queue_to_dict(q, n) for q, n in svc.list_queues(session)]
+
+    def human(out: Console) -> None:
+        table = Table("queue", "colour", "open", "description", box=None)
+        for row in rows:
+            name = Text(str(row["name"]), style=str(row["color"]))
+            if row["default"]:
+                name.append(" (default)", style="dim")
+            table.add_row(
+                name,
+                str(row["color"]),
+                str(row["open_tickets"]),
+                Text(str(row["description"] or "")),
+            )
+        out.print(table)
+
+    emit({"queues": rows}, as_json=context.json, human=human)

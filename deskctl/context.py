@@ -1,0 +1,59 @@
+"""The application context, built once in the root callback.
+
+Commands reach the database only through :meth:`AppContext.transaction`, so
+the transaction boundary (and with it every promise about what is stored
+when) is visible in the command or job that owns it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from deskctl.config import Settings
+from deskctl.errors import Unreachable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    json: bool = False
+    quiet: bool = False
+    verbose: int = 0
+    _engine: Engine | None = field(default=None, repr=False)
+    _checked: bool = field(default=False, repr=False)
+
+    def engine(self, *, check_schema: bool = True) -> Engine:
+        """The engine; by default refuses a database whose schema is behind."""
+        if self._engine is None:
+            from deskctl.store.engine import make_engine
+
+            self._engine = make_engine(self.settings.db_url)
+        if check_schema and not self._checked:
+            from deskctl.store.migrate import ensure_current
+
+            ensure_current(self._engine)
+            self._checked = True
+        return self._engine
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Session]:
+        """One unit of work: committed when the block ends, rolled back on error."""
+        engine = self.engine()
+        bind = engine.execution_options(deskctl_write=True) if write else engine
+        session = Session(bind=bind, expire_on_commit=False)
+        try:
+            with session.begin():
+                yield session
+        except OperationalError as exc:
+            raise Unreachable(f"database error: {exc.orig}") from exc
+        finally:
+            session.close()

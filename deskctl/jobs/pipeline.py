@@ -1,0 +1,192 @@
+"""Store one raw message, or quarantine it: the unit every intake path shares.
+
+``deskctl ingest``, ``deskctl fetch`` and ``quarantine retry`` all hand raw
+bytes to :func:`store_raw`, which owns one transaction per message. A
+checkpoint callback runs inside that same transaction, so a fetch job's sync
+state commits together with the message it describes (STYLE.md, habit 8).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from deskctl.context import AppContext
+from deskctl.errors import DeskError
+from deskctl.mail.errors import MalformedMail
+from deskctl.mail.parse import parse_mail
+from deskctl.services.ingest import AUTOMATIC_FLAGS, IngestResult, ingest_mail
+from deskctl.services.quarantine import quarantine_raw
+from deskctl.store.models import IncomingChannel
+
+log = logging.getLogger(__name__)
+
+#: How often a message is tried again after losing a race on a unique key
+#: (another run stored the same message, customer or attachment first).
+RACE_RETRIES = 3
+
+Checkpoint = Callable[[Session], None]
+
+
+@dataclass
+class Outcome:
+    """What happened to one message; ``to_dict`` is ingest's JSON shape."""
+
+    ticket: int | None = None
+    message: int | None = None
+    created: bool = False
+    duplicate: bool = False
+    rule: str | None = None
+    flags: list[str] = field(default_factory=list)
+    quarantined: int | None = None
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_result(cls, result: IngestResult) -> Outcome:
+        msg = result.message
+        return cls(
+            ticket=result.ticket.number,
+            message=msg.id,
+            created=result.created,
+            duplicate=result.duplicate,
+            rule=result.rule,
+            flags=list(msg.flags),
+            details={
+                "title": result.ticket.title,
+                "subject": msg.subject,
+                "from": {"name": msg.from_name, "email": msg.from_email},
+                "attachments": [a.filename for a in msg.attachments],
+                "is_auto_reply": bool(AUTOMATIC_FLAGS.intersection(msg.flags)),
+            },
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.quarantined is not None:
+            return {"quarantined": self.quarantined, "reason": self.reason}
+        return {
+            "ticket": self.ticket,
+            "message": self.message,
+            "created": self.created,
+            "duplicate": self.duplicate,
+            "rule": self.rule,
+            "flags": self.flags,
+            **self.details,
+        }
+
+
+class _DryRun(Exception):
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+
+def quarantine(
+    context: AppContext,
+    raw: bytes,
+    reason: str,
+    *,
+    channel_id: int | None,
+    source: str | None,
+    checkpoint: Checkpoint | None = None,
+) -> Outcome:
+    with context.transaction() as session:
+        item = quarantine_raw(session, raw, reason, channel_id=channel_id, source=source)
+        if checkpoint is not None:
+            checkpoint(session)
+        item_id = item.id
+    log.warning("quarantined message %s from %s: %s", item_id, source or "input", reason)
+    return Outcome(quarantined=item_id, reason=reason)
+
+
+def store_raw(
+    context: AppContext,
+    raw: bytes,
+    *,
+    channel_id: int | None = None,
+    scope: int = 0,
+    source: str | None = None,
+    max_size: int | None = None,
+    dry_run: bool = False,
+    checkpoint: Checkpoint | None = None,
+) -> Outcome:
+    """Parse and store ``raw`` in its own transaction, or quarantine it.
+
+    Database outages raise (the message stays on the server for the next
+    run); everything that is wrong with the message itself ends in quarantine.
+    """
+    if max_size is not None and len(raw) > max_size:
+        reason = f"message is {len(raw)} bytes, over the limit of {max_size}"
+        return quarantine(
+            context, raw, reason, channel_id=channel_id, source=source, checkpoint=checkpoint
+        )
+    try:
+        mail = parse_mail(raw)
+    except MalformedMail as exc:
+        return quarantine(
+            context,
+            raw,
+            f"cannot parse: {exc.reason}",
+            channel_id=channel_id,
+            source=source,
+            checkpoint=checkpoint,
+        )
+    for attempt in range(1, RACE_RETRIES + 1):
+        try:
+            with context.transaction() as session:
+                channel = session.get(IncomingChannel, channel_id) if channel_id else None
+                result = ingest_mail(session, raw, mail, channel=channel, scope=scope)
+                outcome = Outcome.from_result(result)
+                if dry_run:
+                    raise _DryRun(outcome)
+                if checkpoint is not None:
+                    checkpoint(session)
+            return outcome
+        except _DryRun as stop:
+            return stop.outcome
+        except IntegrityError:
+            log.info("lost a race storing %s (attempt %d), looking again", source, attempt)
+        except DeskError:
+            raise
+        except Exception as exc:  # a bug or odd data must not lose the message
+            log.debug("storing %s failed", source, exc_info=True)
+            return quarantine(
+                context,
+                raw,
+                f"cannot store: {type(exc).__name__}: {exc}",
+                channel_id=channel_id,
+                source=source,
+                checkpoint=checkpoint,
+            )
+    return quarantine(
+        context,
+        raw,
+        "cannot store: unique key conflicts persisted",
+        channel_id=channel_id,
+        source=source,
+        checkpoint=checkpoint,
+    )
+
+
+def retry_quarantined(context: AppContext, item_id: int, replacement: bytes | None) -> Outcome:
+    """Try a quarantined message again (optionally with repaired bytes).
+
+    The quarantine entry is removed only when the message is now stored, in
+    the transaction after the store committed, so a crash in between leaves
+    at worst an entry whose retry reports a duplicate.
+    """
+    from deskctl.services.quarantine import drop_quarantined, get_quarantined
+
+    with context.transaction(write=False) as session:
+        item = get_quarantined(session, item_id)
+        raw, channel_id = replacement if replacement is not None else item.raw, item.channel_id
+        source = item.source
+    outcome = store_raw(context, raw, channel_id=channel_id, scope=channel_id or 0, source=source)
+    if outcome.quarantined is None:
+        with context.transaction() as session:
+            drop_quarantined(session, item_id)
+    return outcome

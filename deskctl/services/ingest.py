@@ -1,0 +1,146 @@
+"""Turn one parsed mail into a ticket, or into a message on the ticket it answers.
+
+Idempotent by construction: the dedupe key (the Message-ID, or a hash of the
+raw bytes when there is none) is unique per reading channel, so a rerun, an
+overlapping run or a crash between commit and flag finds the stored message
+instead of adding a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from deskctl.mail.parsed import ParsedAttachment, ParsedMail
+from deskctl.services.customers import find_or_create_customer
+from deskctl.services.queues import default_queue
+from deskctl.services.threading import find_thread
+from deskctl.store.models import Attachment, Blob, IncomingChannel, Message, Ticket
+
+NO_SUBJECT = "(no subject)"
+#: Flags that mean "a machine wrote this": such mail never reopens a ticket.
+AUTOMATIC_FLAGS = frozenset({"auto_reply", "bounce"})
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    ticket: Ticket
+    message: Message
+    created: bool
+    duplicate: bool
+    rule: str
+
+
+def dedupe_key(mail: ParsedMail, raw: bytes) -> str:
+    if mail.message_id:
+        return mail.message_id[:900]
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def find_duplicate(session: Session, scope: int, key: str) -> Message | None:
+    return session.scalar(
+        select(Message).where(Message.dedupe_scope == scope, Message.dedupe_key == key)
+    )
+
+
+def store_attachment(session: Session, message: Message, part: ParsedAttachment) -> Attachment:
+    """Keep the bytes once per SHA-256; each message gets its own attachment row."""
+    digest = part.sha256
+    if session.get(Blob, digest) is None:
+        session.add(Blob(sha256=digest, size=part.size, data=part.data))
+    attachment = Attachment(
+        blob_sha256=digest,
+        filename=part.filename,
+        content_type=part.content_type,
+        size=part.size,
+        content_id=part.content_id,
+        inline=part.inline,
+    )
+    message.attachments.append(attachment)
+    return attachment
+
+
+def _addresses(mail_addresses: tuple[object, ...]) -> list[dict[str, str]]:
+    return [{"name": a.name, "email": a.email} for a in mail_addresses]  # type: ignore[attr-defined]
+
+
+def ingest_mail(
+    session: Session,
+    raw: bytes,
+    mail: ParsedMail,
+    *,
+    channel: IncomingChannel | None = None,
+    scope: int = 0,
+) -> IngestResult:
+    """Store ``mail`` (parsed from ``raw``) and return where it went.
+
+    ``scope`` is the id of the channel that read the message (0 for mail given
+    on the command line); ``channel`` is the one it is routed to, which decides
+    the queue of a new ticket.
+    """
+    key = dedupe_key(mail, raw)
+    existing = find_duplicate(session, scope, key)
+    if existing is not None:
+        return IngestResult(existing.ticket, existing, False, True, "duplicate")
+
+    match = find_thread(session, mail)
+    customer = (
+        find_or_create_customer(session, mail.sender)
+        if mail.sender is not None and mail.sender.email
+        else None
+    )
+    now = datetime.now(UTC)
+    created = match.ticket is None
+    if match.ticket is None:
+        ticket = Ticket(
+            title=mail.subject or NO_SUBJECT,
+            status="new",
+            queue=channel.queue if channel is not None else default_queue(session),
+            channel=channel,
+            customer=customer,
+            created_at=now,
+            updated_at=now,
+            message_count=0,
+        )
+        session.add(ticket)
+        session.flush()
+        ticket.number = ticket.id
+    else:
+        ticket = match.ticket
+        automatic = AUTOMATIC_FLAGS.intersection(mail.flags)
+        if not automatic and ticket.status in ("pending", "solved", "closed"):
+            ticket.status = "open"
+    message = Message(
+        ticket=ticket,
+        channel_id=channel.id if channel is not None else None,
+        direction="in",
+        message_id=mail.message_id,
+        in_reply_to=mail.in_reply_to[0] if mail.in_reply_to else None,
+        references=list(mail.references),
+        subject=mail.subject,
+        from_name=mail.sender.name if mail.sender else "",
+        from_email=mail.sender.email if mail.sender else "",
+        to=_addresses(mail.to),
+        cc=_addresses(mail.cc),
+        date=mail.date,
+        body_text=mail.text,
+        body_html=mail.html,
+        raw=raw,
+        flags=list(mail.flags),
+        flag_reasons=list(mail.flag_reasons),
+        thread_rule=match.rule,
+        dedupe_scope=scope,
+        dedupe_key=key,
+        created_at=now,
+    )
+    session.add(message)
+    for part in mail.attachments:
+        store_attachment(session, message, part)
+    ticket.message_count = (ticket.message_count or 0) + 1
+    ticket.updated_at = now
+    session.flush()
+    return IngestResult(ticket, message, created, False, match.rule)

@@ -1,0 +1,167 @@
+"""Finding and describing tickets; the ``to_dict`` shapes are the JSON contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, exists, or_, select
+from sqlalchemy.orm import Session, joinedload, selectinload
+
+from deskctl.errors import NotFound, UsageError
+from deskctl.store.models import Agent, Customer, Message, Queue, Ticket
+
+STATUSES = ("new", "open", "pending", "solved", "closed")
+
+
+def check_status(status: str) -> str:
+    value = status.strip().lower()
+    if value not in STATUSES:
+        raise UsageError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TicketFilter:
+    status: str | None = None
+    queue: str | None = None
+    assignee: str | None = None
+    customer: str | None = None
+    search: str | None = None
+    limit: int = 50
+
+
+def _filtered(query: Select[Ticket], flt: TicketFilter) -> Select[Ticket]:
+    if flt.status:
+        query = query.where(Ticket.status == check_status(flt.status))
+    if flt.queue:
+        query = query.where(
+            Ticket.queue_id == select(Queue.id).where(Queue.name == flt.queue).scalar_subquery()
+        )
+    if flt.assignee:
+        query = query.where(
+            Ticket.assignee_id
+            == select(Agent.id).where(Agent.name == flt.assignee).scalar_subquery()
+        )
+    if flt.customer:
+        query = query.where(
+            Ticket.customer_id
+            == select(Customer.id)
+            .where(Customer.email == flt.customer.strip().lower())
+            .scalar_subquery()
+        )
+    if flt.search:
+        pattern = f"%{flt.search}%"
+        query = query.where(
+            or_(
+                Ticket.title.ilike(pattern),
+                Ticket.customer_id.in_(select(Customer.id).where(Customer.email.ilike(pattern))),
+                exists().where(Message.ticket_id == Ticket.id, Message.body_text.ilike(pattern)),
+            )
+        )
+    return query
+
+
+def list_tickets(session: Session, flt: TicketFilter) -> list[Ticket]:
+    """Newest activity first: what an agent works on next is at the top."""
+    if flt.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    query = select(Ticket).options(
+        joinedload(Ticket.queue), joinedload(Ticket.customer), joinedload(Ticket.assignee)
+    )
+    query = _filtered(query, flt).order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+    return list(session.scalars(query.limit(flt.limit)))
+
+
+def get_ticket(session: Session, number: int) -> Ticket:
+    ticket = session.scalar(
+        select(Ticket)
+        .where(Ticket.number == number)
+        .options(
+            joinedload(Ticket.queue),
+            joinedload(Ticket.customer),
+            joinedload(Ticket.assignee),
+            joinedload(Ticket.channel),
+            selectinload(Ticket.messages).selectinload(Message.attachments),
+            selectinload(Ticket.messages).joinedload(Message.author),
+        )
+    )
+    if ticket is None:
+        raise NotFound(f"no ticket {number} (see `deskctl ticket list`)")
+    return ticket
+
+
+def get_raw(session: Session, ticket: Ticket, message_ref: str) -> bytes:
+    """The stored source of one message of ``ticket``, by our id or its Message-ID."""
+    ref = message_ref.strip().strip("<>")
+    query = select(Message).where(Message.ticket_id == ticket.id)
+    query = (
+        query.where(Message.id == int(ref))
+        if ref.isdigit()
+        else query.where(Message.message_id == ref)
+    )
+    message = session.scalar(query)
+    if message is None or message.raw is None:
+        raise NotFound(f"ticket {ticket.number} has no message {message_ref} with a stored source")
+    return message.raw
+
+
+def _customer(customer: Customer | None) -> dict[str, str | None]:
+    if customer is None:
+        return {"name": None, "email": None}
+    return {"name": customer.name, "email": customer.email}
+
+
+def ticket_summary(ticket: Ticket) -> dict[str, Any]:
+    return {
+        "id": ticket.id,
+        "number": ticket.number,
+        "title": ticket.title,
+        "status": ticket.status,
+        "queue": ticket.queue.name,
+        "customer": _customer(ticket.customer),
+        "assignee": ticket.assignee.name if ticket.assignee else None,
+        "updated_at": ticket.updated_at,
+        "messages": ticket.message_count,
+    }
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "direction": message.direction,
+        "from": {"name": message.from_name, "email": message.from_email},
+        "to": list(message.to or []),
+        "cc": list(message.cc or []),
+        "subject": message.subject,
+        "date": message.date or message.created_at,
+        "message_id": message.message_id,
+        "body": message.body_text,
+        "flags": list(message.flags or []),
+        "author": message.author.name if message.author else None,
+        "attachments": [
+            {
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": a.blob_sha256,
+            }
+            for a in message.attachments
+        ],
+    }
+
+
+def ticket_detail(ticket: Ticket) -> dict[str, Any]:
+    return {
+        "id": ticket.id,
+        "number": ticket.number,
+        "title": ticket.title,
+        "status": ticket.status,
+        "queue": ticket.queue.name,
+        "channel": ticket.channel.name if ticket.channel else None,
+        "customer": _customer(ticket.customer),
+        "assignee": ticket.assignee.name if ticket.assignee else None,
+        "created_at": ticket.created_at,
+        "updated_at": ticket.updated_at,
+        "messages": [message_to_dict(m) for m in ticket.messages],
+    }

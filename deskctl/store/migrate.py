@@ -1,0 +1,57 @@
+"""Alembic driven from code, so ``deskctl db upgrade`` works from any directory.
+
+The migrations ship inside the installed package (the top-level ``migrations``
+package), so no ``alembic.ini`` next to the working directory is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from deskctl.errors import SchemaBehind, Unreachable
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision(engine: Engine) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        raise Unreachable(f"cannot open the database: {exc.orig}") from exc
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str | None]:
+    """Upgrade to head; returns (revision before, revision after)."""
+    before = current_revision(engine)
+    command.upgrade(alembic_config(engine), "head")
+    return before, current_revision(engine)
+
+
+def ensure_current(engine: Engine) -> None:
+    """Refuse to work on a database whose schema is behind the code."""
+    current = current_revision(engine)
+    head = head_revision(engine)
+    if current != head:
+        where = "has no deskctl schema" if current is None else f"is at revision {current}"
+        raise SchemaBehind(
+            f"the database {where}, this deskctl needs {head}: run `deskctl db upgrade`"
+        )

@@ -1,0 +1,297 @@
+"""The help desk's tables.
+
+Timestamps are stored in UTC (``*_at``); addresses are stored lower-cased so one
+customer is one row however their mail program spells them. Raw message bytes
+and attachment contents are deferred columns: listing tickets never loads them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes in, UTC-aware datetimes out, on SQLite too.
+
+    SQLite has no timezone type and hands back naive values; normalising here
+    keeps every comparison and every ISO string in the JSON output correct.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime}
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    signature: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Queue(Base):
+    __tablename__ = "queues"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    color: Mapped[str] = mapped_column(String(32), default="white")
+    description: Mapped[str | None] = mapped_column(Text)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutgoingChannel(Base):
+    __tablename__ = "outgoing_channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    from_address: Mapped[str] = mapped_column(String(320))
+    from_name: Mapped[str] = mapped_column(String(200), default="")
+    host: Mapped[str | None] = mapped_column(String(255))
+    port: Mapped[int | None] = mapped_column(Integer)
+    security: Mapped[str | None] = mapped_column(String(20))
+    username: Mapped[str | None] = mapped_column(String(320))
+    secret_source: Mapped[str | None] = mapped_column(String(10))
+    secret_ref: Mapped[str | None] = mapped_column(Text)
+    ca_file: Mapped[str | None] = mapped_column(Text)
+    signature: Mapped[str | None] = mapped_column(Text)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IncomingChannel(Base):
+    __tablename__ = "incoming_channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    address: Mapped[str] = mapped_column(String(320))
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id"))
+    reply_via_id: Mapped[int | None] = mapped_column(ForeignKey("outgoing_channels.id"))
+    host: Mapped[str | None] = mapped_column(String(255))
+    port: Mapped[int | None] = mapped_column(Integer)
+    security: Mapped[str | None] = mapped_column(String(20))
+    username: Mapped[str | None] = mapped_column(String(320))
+    secret_source: Mapped[str | None] = mapped_column(String(10))
+    secret_ref: Mapped[str | None] = mapped_column(Text)
+    ca_file: Mapped[str | None] = mapped_column(Text)
+    folder: Mapped[str] = mapped_column(String(255), default="INBOX")
+    path: Mapped[str | None] = mapped_column(Text)
+    after_fetch: Mapped[str] = mapped_column(String(255), default="keep")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    uidvalidity: Mapped[int | None] = mapped_column(Integer)
+    last_uid: Mapped[int] = mapped_column(Integer, default=0)
+    last_fetch_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    queue: Mapped[Queue] = relationship()
+    reply_via: Mapped[OutgoingChannel | None] = relationship()
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        Index("ix_tickets_updated_at", "updated_at"),
+        Index("ix_tickets_status_queue_updated", "status", "queue_id", "updated_at"),
+        Index("ix_tickets_customer_id", "customer_id"),
+        Index("ix_tickets_assignee_id", "assignee_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[int | None] = mapped_column(Integer, unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="new")
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id"))
+    channel_id: Mapped[int | None] = mapped_column(ForeignKey("incoming_channels.id"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    message_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    queue: Mapped[Queue] = relationship()
+    channel: Mapped[IncomingChannel | None] = relationship()
+    customer: Mapped[Customer | None] = relationship()
+    assignee: Mapped[Agent | None] = relationship()
+    messages: Mapped[list[Message]] = relationship(back_populates="ticket", order_by="Message.id")
+
+
+class Blob(Base):
+    """Attachment bytes, stored once per SHA-256 however often they are sent."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("dedupe_scope", "dedupe_key", name="uq_messages_dedupe"),
+        Index("ix_messages_ticket_id", "ticket_id"),
+        Index("ix_messages_message_id", "message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    channel_id: Mapped[int | None] = mapped_column(ForeignKey("incoming_channels.id"))
+    direction: Mapped[str] = mapped_column(String(10))
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    references: Mapped[list[str]] = mapped_column(JSON, default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    from_name: Mapped[str] = mapped_column(String(320), default="")
+    from_email: Mapped[str] = mapped_column(String(320), default="")
+    to: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    cc: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    date: Mapped[datetime | None]
+    body_text: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[str | None] = deferred(mapped_column(Text))
+    raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    flag_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    thread_rule: Mapped[str | None] = mapped_column(String(40))
+    dedupe_scope: Mapped[int] = mapped_column(Integer, default=0)
+    dedupe_key: Mapped[str | None] = mapped_column(String(998))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="messages")
+    author: Mapped[Agent | None] = relationship()
+    attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id")
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+    __table_args__ = (Index("ix_attachments_message_id", "message_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+    blob_sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    content_id: Mapped[str | None] = mapped_column(String(998))
+    inline: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    blob: Mapped[Blob] = relationship()
+
+
+class OutboxItem(Base):
+    __tablename__ = "outbox_items"
+    __table_args__ = (Index("ix_outbox_items_state_next", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+    channel_id: Mapped[int | None] = mapped_column(ForeignKey("outgoing_channels.id"))
+    state: Mapped[str] = mapped_column(String(20), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+    message: Mapped[Message] = relationship()
+    channel: Mapped[OutgoingChannel | None] = relationship()
+
+
+class OutgoingFilter(Base):
+    """An address pattern deskctl never mails; one row per pattern and origin."""
+
+    __tablename__ = "outgoing_filters"
+    __table_args__ = (UniqueConstraint("pattern", "source", name="uq_outgoing_filters_pattern"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pattern: Mapped[str] = mapped_column(String(320))
+    source: Mapped[str] = mapped_column(String(120), default="manual")
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class QuarantinedMessage(Base):
+    """Mail that could not be parsed or stored, kept byte for byte with the reason."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int | None] = mapped_column(ForeignKey("incoming_channels.id"))
+    source: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    size: Mapped[int] = mapped_column(Integer)
+    dedupe_key: Mapped[str | None] = mapped_column(String(998))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    channel: Mapped[IncomingChannel | None] = relationship()
