@@ -1,7 +1,7 @@
 """The root command: global options, command groups, and the one exit boundary.
 
-``main`` is the only place that turns a :class:`DeskError` (or a usage error)
-into a message on stderr and an exit status; commands return an exit code
+``main`` is the only place that turns a :class:`DeskError` into a message on
+stderr and an exit status; commands end with :func:`deskctl.commands._common.finish`
 for outcomes such as "partial" and raise for failures.
 """
 
@@ -13,7 +13,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import Annotated
 
-import click
 import typer
 
 from deskctl.commands import db, ingest, quarantine, queues, tickets
@@ -98,24 +97,20 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     state = RunState()
     try:
-        result = command.main(args=argv, prog_name="deskctl", standalone_mode=False, obj=state)
+        # Standalone mode lets Typer print usage errors its own way (exit 2);
+        # our own failures are not Click exceptions and arrive here unchanged.
+        command.main(args=argv, prog_name="deskctl", standalone_mode=True, obj=state)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else ExitCode.OK
     except DeskError as exc:
         return _report(state, exc.code, exc.message, exc.exit_code)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return ExitCode.USAGE
-    except click.Abort:
-        sys.stderr.write("deskctl: aborted\n")
-        return ExitCode.INTERNAL
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the last line of defence: one line, no secrets
         logging.getLogger(__name__).debug("internal error", exc_info=True)
         hint = "" if state.verbose else " (run with -v for details)"
         return _report(state, "internal", f"internal error: {type(exc).__name__}: {exc}{hint}", 1)
-    return int(result) if isinstance(result, int) else ExitCode.OK
+    return ExitCode.OK
 
 
 def run() -> None:

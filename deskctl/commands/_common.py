@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from deskctl.context import AppContext
+from deskctl.errors import ExitCode
 
 
 def app_context(ctx: typer.Context) -> AppContext:
@@ -13,3 +14,9 @@ def app_context(ctx: typer.Context) -> AppContext:
     assert state is not None and state.context is not None
     context: AppContext = state.context
     return context
+
+
+def finish(code: ExitCode) -> None:
+    """End a command with an outcome status such as "partial" (7)."""
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))

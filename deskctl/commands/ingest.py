@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from deskctl.commands._common import app_context
+from deskctl.commands._common import app_context, finish
 from deskctl.errors import ExitCode, UsageError
 from deskctl.jobs.pipeline import Outcome, store_raw
 from deskctl.output import emit
@@ -38,7 +38,7 @@ def ingest(
     max_size: Annotated[int, typer.Option("--max-size", help="bytes; larger is quarantined")] = (
         DEFAULT_MAX_SIZE
     ),
-) -> int:
+) -> None:
     """Turn mail into tickets: files, or one message on stdin from a mail server.
 
     In /etc/aliases:  support: "|deskctl ingest --channel support"
@@ -84,4 +84,4 @@ def ingest(
                 out.print(Text(f"{name}: {prefix}{what} #{o.ticket}"))
 
     emit(documents[0] if len(documents) == 1 else documents, as_json=context.json, human=human)
-    return ExitCode.PARTIAL if any(o.quarantined is not None for o in outcomes) else ExitCode.OK
+    finish(ExitCode.PARTIAL if any(o.quarantined is not None for o in outcomes) else ExitCode.OK)

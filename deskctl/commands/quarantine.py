@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from deskctl.commands._common import app_context
+from deskctl.commands._common import app_context, finish
 from deskctl.errors import ExitCode, UsageError
 from deskctl.jobs.pipeline import retry_quarantined
 from deskctl.mail.sanitize import safe_text
@@ -83,7 +83,7 @@ def retry(
     file: Annotated[
         str | None, typer.Option("--file", help="repaired message to store instead")
     ] = None,
-) -> int:
+) -> None:
     """Try a quarantined message again, after a fix or with repaired bytes.
 
     Example: deskctl quarantine retry 3 --file fixed.eml
@@ -107,7 +107,7 @@ def retry(
             )
         ),
     )
-    return ExitCode.PARTIAL if outcome.quarantined is not None else ExitCode.OK
+    finish(ExitCode.PARTIAL if outcome.quarantined is not None else ExitCode.OK)
 
 
 @app.command("drop")

@@ -1,0 +1,199 @@
+"""A mail server pipes mail into deskctl; each message becomes a ticket or joins one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import Run
+from mailfactory import make_mail
+
+
+def write(tmp_path: Path, name: str, raw: bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(raw)
+    return str(path)
+
+
+def test_a_new_mail_becomes_a_ticket_with_customer_body_and_attachment(
+    desk: Run, tmp_path: Path
+) -> None:
+    raw = make_mail(
+        subject="=?utf-8?q?Drucker_f=C3=A4llt_aus?=",
+        sender='"Lovelace, Ada" <Ada@Example.ORG>',
+        cc="Bob <bob@example.org>",
+        attachments=[("report.pdf", "application/pdf", b"%PDF-1.4 fake")],
+    )
+    result = desk("--json", "ingest", write(tmp_path, "a.eml", raw))
+    assert result.exit_code == 0, result.stderr
+    doc = result.json()
+    assert doc["created"] is True and doc["duplicate"] is False
+    assert doc["title"] == "Drucker fällt aus"
+    assert doc["from"] == {"name": "Lovelace, Ada", "email": "ada@example.org"}
+
+    shown = desk("--json", "ticket", "show", str(doc["ticket"])).json()
+    assert shown["customer"] == {"name": "Lovelace, Ada", "email": "ada@example.org"}
+    assert shown["queue"] == "general" and shown["status"] == "new"
+    (message,) = shown["messages"]
+    assert "on fire again" in message["body"]
+    assert message["cc"] == [{"name": "Bob", "email": "bob@example.org"}]
+    (att,) = message["attachments"]
+    assert att["filename"] == "report.pdf" and att["size"] == len(b"%PDF-1.4 fake")
+    assert len(att["sha256"]) == 64
+
+
+def test_one_message_on_stdin_like_a_mail_server_alias(desk: Run) -> None:
+    result = desk("--json", "ingest", stdin=make_mail(subject="Piped in"))
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["title"] == "Piped in"
+
+
+def test_ingesting_the_same_mail_twice_adds_nothing(desk: Run, tmp_path: Path) -> None:
+    path = write(tmp_path, "a.eml", make_mail(message_id="<once@example.org>"))
+    first = desk("--json", "ingest", path).json()
+    second = desk("--json", "ingest", path).json()
+    assert second["duplicate"] is True and second["created"] is False
+    assert second["ticket"] == first["ticket"] and second["message"] == first["message"]
+    tickets = desk("--json", "ticket", "list").json()["tickets"]
+    assert len(tickets) == 1 and tickets[0]["messages"] == 1
+
+
+def test_a_mail_without_message_id_is_deduplicated_by_its_bytes(desk: Run, tmp_path: Path) -> None:
+    raw = b"From: a@example.org\r\nSubject: no id\r\n\r\nbody\r\n"
+    path = write(tmp_path, "a.eml", raw)
+    desk("ingest", path)
+    assert desk("--json", "ingest", path).json()["duplicate"] is True
+
+
+def test_a_reply_chain_threads_by_references_and_by_token(desk: Run, tmp_path: Path) -> None:
+    first = desk(
+        "--json", "ingest", write(tmp_path, "1.eml", make_mail(message_id="<q1@example.org>"))
+    ).json()
+    by_refs = make_mail(
+        subject="Re: Printer on fire",
+        message_id="<q2@example.org>",
+        in_reply_to="<q1@example.org>",
+        references="<q1@example.org>",
+    )
+    second = desk("--json", "ingest", write(tmp_path, "2.eml", by_refs)).json()
+    assert second["ticket"] == first["ticket"] and second["rule"] == "references"
+
+    by_token = make_mail(
+        subject=f"Still burning [#{first['ticket']}]", message_id="<q3@example.org>"
+    )
+    third = desk("--json", "ingest", write(tmp_path, "3.eml", by_token)).json()
+    assert third["ticket"] == first["ticket"] and third["rule"] == "token"
+
+    shown = desk("--json", "ticket", "show", str(first["ticket"])).json()
+    assert [m["message_id"] for m in shown["messages"]] == [
+        "q1@example.org",
+        "q2@example.org",
+        "q3@example.org",
+    ]
+
+
+def test_someone_on_cc_may_answer_by_token(desk: Run, tmp_path: Path) -> None:
+    first = desk(
+        "--json", "ingest", write(tmp_path, "1.eml", make_mail(cc="bob@example.org"))
+    ).json()
+    reply = make_mail(subject=f"Re: [#{first['ticket']}]", sender="bob@example.org")
+    assert (
+        desk("--json", "ingest", write(tmp_path, "2.eml", reply)).json()["ticket"]
+        == first["ticket"]
+    )
+
+
+def test_a_stranger_using_a_token_gets_a_new_ticket(desk: Run, tmp_path: Path) -> None:
+    first = desk("--json", "ingest", write(tmp_path, "1.eml", make_mail())).json()
+    hijack = make_mail(subject=f"Please add me [#{first['ticket']}]", sender="mallory@evil.example")
+    second = desk("--json", "ingest", write(tmp_path, "2.eml", hijack)).json()
+    assert second["created"] is True and second["ticket"] != first["ticket"]
+    assert second["rule"] == "token-untrusted"
+
+
+def test_a_customer_answer_reopens_a_solved_ticket(desk: Run, tmp_path: Path, db_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    first = desk(
+        "--json", "ingest", write(tmp_path, "1.eml", make_mail(message_id="<r1@x>"))
+    ).json()
+    with create_engine(db_url).begin() as conn:
+        conn.execute(text("UPDATE tickets SET status='solved'"))
+    desk("ingest", write(tmp_path, "2.eml", make_mail(in_reply_to="<r1@x>", message_id="<r2@x>")))
+    assert desk("--json", "ticket", "show", str(first["ticket"])).json()["status"] == "open"
+
+
+def test_an_attachment_cannot_escape_its_folder_by_name(desk: Run, tmp_path: Path) -> None:
+    raw = make_mail(attachments=[("../../etc/passwd", "text/plain", b"root:x:0:0")])
+    doc = desk("--json", "ingest", write(tmp_path, "a.eml", raw)).json()
+    shown = desk("--json", "ticket", "show", str(doc["ticket"])).json()
+    (att,) = shown["messages"][0]["attachments"]
+    assert "/" not in att["filename"] and "\\" not in att["filename"]
+    assert ".." not in att["filename"] and att["filename"]
+
+
+def test_identical_attachments_are_stored_once(desk: Run, tmp_path: Path, db_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    blob = b"\x89PNG" + bytes(range(256)) * 40
+    for i in range(3):
+        desk(
+            "ingest",
+            write(tmp_path, f"{i}.eml", make_mail(attachments=[("logo.png", "image/png", blob)])),
+        )
+    with create_engine(db_url).connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM blobs")) == 1
+        assert conn.scalar(text("SELECT count(*) FROM attachments")) == 3
+
+
+def test_malformed_mail_is_quarantined_the_run_goes_on_and_exits_partial(
+    desk: Run, tmp_path: Path
+) -> None:
+    junk = b"\x00\x01\x02 this is not a mail \x00"
+    good = make_mail(subject="Good one")
+    result = desk(
+        "--json", "ingest", write(tmp_path, "junk.eml", junk), write(tmp_path, "good.eml", good)
+    )
+    assert result.exit_code == 7
+    bad_doc, good_doc = result.json()
+    assert bad_doc["quarantined"] and "parse" in bad_doc["reason"]
+    assert good_doc["title"] == "Good one"
+
+    listed = desk("--json", "quarantine", "list").json()["quarantine"]
+    assert [q["id"] for q in listed] == [bad_doc["quarantined"]]
+    raw = desk("quarantine", "show", str(bad_doc["quarantined"]), "--raw")
+    assert raw.stdout.encode() == junk
+
+
+def test_a_quarantined_mail_is_stored_by_retry_after_a_fix(desk: Run, tmp_path: Path) -> None:
+    bad = desk("--json", "ingest", write(tmp_path, "junk.eml", b"\x00\x00")).json()
+    still = desk("--json", "quarantine", "retry", str(bad["quarantined"]))
+    assert still.exit_code == 7 and still.json()["quarantined"]
+
+    fixed = write(tmp_path, "fixed.eml", make_mail(subject="Repaired by hand"))
+    result = desk("--json", "quarantine", "retry", str(bad["quarantined"]), "--file", fixed)
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["title"] == "Repaired by hand"
+    assert desk("--json", "quarantine", "list").json()["quarantine"] == []
+
+
+def test_mail_over_the_size_limit_is_quarantined_not_dropped(desk: Run, tmp_path: Path) -> None:
+    raw = make_mail(attachments=[("big.bin", "application/octet-stream", b"x" * 5000)])
+    result = desk("--json", "ingest", "--max-size", "1000", write(tmp_path, "big.eml", raw))
+    assert result.exit_code == 7 and "over the limit" in result.json()["reason"]
+
+
+def test_dry_run_shows_the_outcome_and_stores_nothing(desk: Run, tmp_path: Path) -> None:
+    doc = desk("--json", "ingest", "--dry-run", write(tmp_path, "a.eml", make_mail())).json()
+    assert doc["created"] is True
+    assert desk("--json", "ticket", "list").json()["tickets"] == []
+
+
+def test_an_unknown_channel_is_a_clear_not_found(desk: Run) -> None:
+    result = desk("ingest", "--channel", "nope", stdin=make_mail())
+    assert result.exit_code == 3
+    assert result.stderr.startswith("deskctl: error: no incoming channel named 'nope'")
+
+
+def test_a_missing_file_is_a_usage_error(desk: Run, tmp_path: Path) -> None:
+    result = desk("ingest", str(tmp_path / "nowhere.eml"))
+    assert result.exit_code == 2 and "cannot read" in result.stderr

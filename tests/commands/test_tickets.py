@@ -1,0 +1,119 @@
+"""Agents list and read tickets; what mail says never reaches their terminal raw."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from conftest import Run
+from mailfactory import make_mail
+
+
+def ingest(desk: Run, tmp_path: Path, name: str, raw: bytes) -> dict:
+    path = tmp_path / name
+    path.write_bytes(raw)
+    result = desk("--json", "ingest", str(path))
+    assert result.exit_code == 0, result.stderr
+    return result.json()
+
+
+def test_ticket_list_json_has_exactly_the_documented_fields(desk: Run, tmp_path: Path) -> None:
+    ingest(desk, tmp_path, "a.eml", make_mail(sender="Ada <ada@example.org>"))
+    (row,) = desk("--json", "ticket", "list").json()["tickets"]
+    assert set(row) == {
+        "id", "number", "title", "status", "queue", "customer", "assignee", "updated_at", "messages",
+    }  # fmt: skip
+    assert row["customer"] == {"name": "Ada", "email": "ada@example.org"}
+    assert row["messages"] == 1 and row["assignee"] is None
+    assert datetime.fromisoformat(row["updated_at"]).utcoffset() is not None
+
+
+def test_ticket_show_json_has_exactly_the_documented_fields(desk: Run, tmp_path: Path) -> None:
+    doc = ingest(desk, tmp_path, "a.eml", make_mail(attachments=[("a.txt", "text/plain", b"hi")]))
+    shown = desk("--json", "ticket", "show", str(doc["ticket"])).json()
+    assert set(shown) == {
+        "id", "number", "title", "status", "queue", "channel", "customer", "assignee",
+        "created_at", "updated_at", "messages",
+    }  # fmt: skip
+    (msg,) = shown["messages"]
+    assert set(msg) == {
+        "id", "direction", "from", "to", "cc", "subject", "date", "message_id", "body", "flags",
+        "author", "attachments",
+    }  # fmt: skip
+    assert set(msg["attachments"][0]) == {"filename", "content_type", "size", "sha256"}
+    assert msg["direction"] == "in" and msg["to"] == [{"name": "", "email": "support@example.test"}]
+
+
+def test_list_is_newest_activity_first_and_filters(desk: Run, tmp_path: Path) -> None:
+    a = ingest(
+        desk,
+        tmp_path,
+        "a.eml",
+        make_mail(subject="Alpha", sender="a@one.example", message_id="<a@x>"),
+    )
+    b = ingest(desk, tmp_path, "b.eml", make_mail(subject="Beta", sender="b@two.example"))
+    ingest(
+        desk,
+        tmp_path,
+        "c.eml",
+        make_mail(subject="Re: Alpha", sender="a@one.example", in_reply_to="<a@x>"),
+    )
+    numbers = [t["number"] for t in desk("--json", "ticket", "list").json()["tickets"]]
+    assert numbers == [a["ticket"], b["ticket"]]
+
+    def titles(*args: str) -> list[str]:
+        return [t["title"] for t in desk("--json", "ticket", "list", *args).json()["tickets"]]
+
+    assert titles("--customer", "B@two.example") == ["Beta"]
+    assert titles("--search", "alph") == ["Alpha"]
+    assert titles("--status", "new", "--queue", "general") == ["Alpha", "Beta"]
+    assert titles("--limit", "1") == ["Alpha"]
+    assert desk("ticket", "list", "--status", "bogus").exit_code == 2
+
+
+def test_escape_sequences_from_mail_never_reach_the_terminal(desk: Run, tmp_path: Path) -> None:
+    evil = "Invoice \x1b]0;pwned\x07\x1b[31mRED\x1b[0m \x9b2J [bold]x[/bold]"
+    raw = make_mail(subject=evil, sender="Eve \x1b[5m <eve@example.org>", body="hi \x1b[2J there\n")
+    doc = ingest(desk, tmp_path, "evil.eml", raw)
+    for args in (
+        ("ticket", "list"),
+        ("ticket", "show", str(doc["ticket"])),
+        ("--json", "ticket", "show", str(doc["ticket"])),
+        ("--json", "ticket", "list"),
+    ):
+        out = desk(*args).stdout
+        assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out, args
+    human = desk("ticket", "show", str(doc["ticket"])).stdout
+    assert "RED" in human and "[bold]x[/bold]" in human  # text kept, markup not interpreted
+
+
+def test_raw_shows_the_stored_source_exactly(desk: Run, tmp_path: Path) -> None:
+    raw = make_mail(message_id="<exact@example.org>")
+    doc = ingest(desk, tmp_path, "a.eml", raw)
+    by_id = desk("ticket", "show", str(doc["ticket"]), "--raw", str(doc["message"]))
+    by_header = desk("ticket", "show", str(doc["ticket"]), "--raw", "<exact@example.org>")
+    assert by_id.stdout.encode() == raw == by_header.stdout.encode()
+
+
+def test_an_unknown_ticket_is_not_found(desk: Run) -> None:
+    result = desk("--json", "ticket", "show", "999")
+    assert result.exit_code == 3
+    assert result.json() == {
+        "error": {"code": "not_found", "message": "no ticket 999 (see `deskctl ticket list`)"}
+    }
+    assert result.stderr.strip() == "deskctl: error: no ticket 999 (see `deskctl ticket list`)"
+
+
+def test_queues_have_colours_and_a_default(desk: Run) -> None:
+    assert desk("queue", "add", "billing", "--color", "yellow").exit_code == 0
+    queues = {q["name"]: q for q in desk("--json", "queue", "list").json()["queues"]}
+    assert queues["general"]["default"] is True
+    assert queues["billing"]["color"] == "yellow"
+    assert desk("queue", "add", "billing").exit_code == 4
+    bad = desk("queue", "add", "x", "--color", "chartreuse-ish")
+    assert bad.exit_code == 2 and "unknown colour" in bad.stderr
+
+
+def test_wrong_options_exit_2(desk: Run) -> None:
+    assert desk("ticket", "list", "--no-such-option").exit_code == 2
+    assert desk("ticket", "show", "not-a-number").exit_code == 2

@@ -1,0 +1,41 @@
+"""Build realistic test mails in a line or two, so stories read like stories."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+
+def make_mail(
+    *,
+    subject: str = "Printer on fire",
+    sender: str = "Ada Lovelace <ada@example.org>",
+    to: str = "support@example.test",
+    cc: str | None = None,
+    body: str = "Hello, the printer on floor 2 is on fire again.\n",
+    message_id: str | None = None,
+    in_reply_to: str | None = None,
+    references: str | None = None,
+    attachments: list[tuple[str, str, bytes]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    if cc:
+        msg["Cc"] = cc
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(datetime(2026, 11, 2, 9, 30, tzinfo=UTC))
+    msg["Message-ID"] = message_id or make_msgid(domain="example.org")
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+    if references:
+        msg["References"] = references
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    for filename, ctype, data in attachments or []:
+        maintype, subtype = ctype.split("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return msg.as_bytes()
