@@ -53,4 +53,9 @@ def warn(message: str) -> None:
 
 
 def fmt_time(value: datetime | None) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value else ""
+    """Local time, short: the year only when it is not this year."""
+    if value is None:
+        return ""
+    local = value.astimezone()
+    same_year = local.year == datetime.now().astimezone().year
+    return local.strftime("%m-%d %H:%M" if same_year else "%Y-%m-%d")

@@ -49,9 +49,17 @@ def list_(
         if not rows:
             out.print("no tickets", markup=False)
             return
-        table = Table(
-            "#", "status", "queue", "title", "customer", "assignee", "msgs", "updated", box=None
-        )
+        table = Table(box=None, expand=False)
+        table.add_column("#", justify="right", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("queue", no_wrap=True)
+        # The fixed columns take about 50 cells; title and customer share the rest.
+        spare = max(30, out.width - 50)
+        table.add_column("title", no_wrap=True, overflow="ellipsis", max_width=spare * 2 // 3)
+        table.add_column("customer", no_wrap=True, overflow="ellipsis", max_width=spare // 3)
+        table.add_column("assignee", no_wrap=True)
+        table.add_column("msgs", justify="right", no_wrap=True)
+        table.add_column("updated", no_wrap=True)
         for row in rows:
             cust = row["customer"]
             table.add_row(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from conftest import Run
 from sqlalchemy import create_engine, text
 
+from conftest import Run
 from deskctl.store.models import Base
 
 

@@ -1,0 +1,304 @@
+"""An aiosmtpd submission relay that hands local mail to Dovecot over LMTP.
+
+deskctl sends replies over SMTP (STARTTLS on 587-style ports, implicit TLS
+on 465-style ports, with AUTH).  This relay behaves like a small
+submission server: it authenticates against the same user table as
+Dovecot, delivers mail for local users into their Dovecot INBOX, records
+everything it accepted, and can be told to refuse the next message with a
+chosen SMTP reply, which a real server cannot be made to do on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import logging
+import smtplib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from ._proc import free_port, require_main_thread
+from .certs import CertBundle
+
+_START_ATTEMPTS = 5
+
+
+class _QuietAiosmtpd(logging.Filter):
+    """Drop aiosmtpd's per-connection warnings that are expected here.
+
+    The implicit-TLS listener must not require TLS for AUTH (aiosmtpd only
+    counts STARTTLS as TLS), and aiosmtpd itself still touches the
+    deprecated ``Session.login_data`` on every AUTH; both would warn on
+    every connection and drown real problems in the log.
+    """
+
+    _NOISE = (
+        "auth_required == True but auth_require_tls == False",
+        "Session.login_data is deprecated",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(noise in message for noise in self._NOISE)
+
+
+_quiet_filter = _QuietAiosmtpd()
+
+
+def _install_log_filter() -> None:
+    logger = logging.getLogger("mail.log")
+    if _quiet_filter not in logger.filters:
+        logger.addFilter(_quiet_filter)
+
+
+@dataclass
+class RelayedMessage:
+    """One message the relay answered (accepted or, via ``fail_next``, refused)."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes
+    auth_user: str | None
+    listener: str
+    delivered_to: list[str] = field(default_factory=list)
+    reply: str = "250 2.0.0 OK"
+
+    def message(self) -> EmailMessage:
+        """The raw bytes parsed with the modern email policy."""
+        parsed = email.message_from_bytes(self.raw, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+class _Handler:
+    """aiosmtpd handler: AUTH enforcement, failure injection, LMTP hand-off."""
+
+    def __init__(self, relay: SmtpRelay, listener: str, enforce_auth: bool) -> None:
+        self.relay = relay
+        self.listener = listener
+        self.enforce_auth = enforce_auth
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        # The implicit-TLS listener enforces AUTH here instead of through
+        # aiosmtpd's auth_required, whose constructor warns on every
+        # connection when combined with auth_require_tls=False.
+        if self.enforce_auth and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        if isinstance(envelope.content, bytes) and not raw:
+            raw = envelope.content
+        record = RelayedMessage(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=list(envelope.rcpt_tos),
+            raw=raw,
+            auth_user=session.auth_data if isinstance(session.auth_data, str) else None,
+            listener=self.listener,
+        )
+        injected = self.relay._take_failure()
+        if injected is not None:
+            record.reply = injected
+            self.relay._record(record, accepted=False)
+            return injected
+        local = [r for r in record.rcpt_tos if r.lower() in self.relay.users]
+        if local and self.relay.lmtp_port is not None:
+            loop = asyncio.get_running_loop()
+            record.delivered_to = await loop.run_in_executor(
+                None, self.relay._lmtp_deliver, record.mail_from, local, raw
+            )
+            if not record.delivered_to:
+                record.reply = "451 4.3.0 local delivery failed"
+                self.relay._record(record, accepted=False)
+                return record.reply
+        self.relay._record(record, accepted=True)
+        return record.reply
+
+
+class SmtpRelay:
+    """Three aiosmtpd listeners on 127.0.0.1, started by the constructor.
+
+    - ``starttls_port``: STARTTLS required, then AUTH required (port 587 style).
+    - ``smtps_port``: implicit TLS, AUTH required (port 465 style).
+    - ``plain_port``: no TLS, no AUTH, for tests that only care about content.
+
+    ``users`` is consulted live (pass ``dovecot.users`` so runtime
+    ``add_user`` calls apply here too); recipients found in it are delivered
+    over LMTP to ``lmtp_port``, all others are only recorded.  Accepted
+    messages land in :attr:`messages`, refused ones in :attr:`rejected`.
+    """
+
+    def __init__(
+        self,
+        users: Mapping[str, str],
+        certs: CertBundle,
+        lmtp_port: int | None = None,
+    ) -> None:
+        require_main_thread("SmtpRelay")
+        _install_log_filter()
+        self.users = users
+        self.certs = certs
+        self.lmtp_port = lmtp_port
+        self.messages: list[RelayedMessage] = []
+        self.rejected: list[RelayedMessage] = []
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._failures: deque[str] = deque()
+        self._controllers: list[Controller] = []
+        server_ctx = certs.server_context()
+        try:
+            self.starttls_port = self._start(
+                "starttls",
+                enforce_auth=False,
+                tls_context=server_ctx,
+                require_starttls=True,
+                auth_required=True,
+                auth_require_tls=True,
+                authenticator=self._authenticate,
+            )
+            self.smtps_port = self._start(
+                "smtps",
+                enforce_auth=True,
+                ssl_context=server_ctx,
+                auth_require_tls=False,
+                authenticator=self._authenticate,
+            )
+            self.plain_port = self._start("plain", enforce_auth=False)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, listener: str, *, enforce_auth: bool, **kwargs: Any) -> int:
+        """Start one Controller, retrying on the free-port race."""
+        handler = _Handler(self, listener, enforce_auth)
+        last: Exception | None = None
+        for _ in range(_START_ATTEMPTS):
+            port = free_port()
+            controller = Controller(
+                handler, hostname="127.0.0.1", port=port, ready_timeout=10, **kwargs
+            )
+            try:
+                controller.start()
+            except OSError as exc:  # address in use: somebody took the port meanwhile
+                last = exc
+                controller.stop(no_assert=True)
+                continue
+            self._controllers.append(controller)
+            return port
+        raise RuntimeError(f"SMTP {listener} listener did not start: {last}")
+
+    def stop(self) -> None:
+        """Stop every listener (each runs its own event loop thread)."""
+        while self._controllers:
+            self._controllers.pop().stop()
+
+    def __enter__(self) -> SmtpRelay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- test controls -------------------------------------------------------
+
+    def fail_next(self, code: int, text: str, count: int = 1) -> None:
+        """Answer the next ``count`` DATA commands with ``code text``.
+
+        E.g. ``fail_next(451, "4.3.0 try later")`` for a temporary failure or
+        ``fail_next(550, "5.1.1 no such user")`` for a permanent one.  Shared
+        by all three listeners; the messages go to :attr:`rejected`.
+        """
+        if not 400 <= code <= 599:
+            raise ValueError("fail_next needs a 4xx or 5xx code")
+        with self._lock:
+            self._failures.extend([f"{code} {text}"] * count)
+
+    def clear(self) -> None:
+        """Forget recorded messages and pending injected failures."""
+        with self._lock:
+            self.messages.clear()
+            self.rejected.clear()
+            self._failures.clear()
+
+    def wait_for(
+        self, predicate: Callable[[RelayedMessage], bool], timeout: float = 5.0
+    ) -> RelayedMessage:
+        """Block until an accepted message matches ``predicate`` (for async senders)."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while True:
+                for msg in self.messages:
+                    if predicate(msg):
+                        return msg
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("no matching message reached the SMTP relay")
+                self._arrived.wait(remaining)
+
+    # -- internals used by the handler ----------------------------------------
+
+    def _authenticate(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        mechanism: str,
+        auth_data: Any,
+    ) -> AuthResult:
+        """PLAIN/LOGIN against the shared user table; the address becomes ``auth_data``."""
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        login = auth_data.login.decode("utf-8", "replace").lower()
+        password = auth_data.password.decode("utf-8", "replace")
+        if self.users.get(login) == password:
+            return AuthResult(success=True, auth_data=login)
+        return AuthResult(success=False, handled=False)
+
+    def _take_failure(self) -> str | None:
+        with self._lock:
+            return self._failures.popleft() if self._failures else None
+
+    def _record(self, record: RelayedMessage, *, accepted: bool) -> None:
+        with self._arrived:
+            (self.messages if accepted else self.rejected).append(record)
+            self._arrived.notify_all()
+
+    def _lmtp_deliver(self, mail_from: str, rcpts: list[str], raw: bytes) -> list[str]:
+        """Hand ``raw`` to Dovecot over LMTP; returns the recipients it accepted.
+
+        One transaction per recipient: LMTP answers DATA once per recipient,
+        and ``smtplib`` only reads a single DATA reply, so batching would
+        leave replies unread and hide per-recipient failures.
+        """
+        assert self.lmtp_port is not None
+        delivered: list[str] = []
+        try:
+            with smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=10) as lmtp:
+                for rcpt in rcpts:
+                    try:
+                        lmtp.sendmail(mail_from, [rcpt], raw)
+                    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError):
+                        lmtp.rset()
+                        continue
+                    delivered.append(rcpt)
+        except (smtplib.SMTPException, OSError):
+            logging.getLogger(__name__).exception("LMTP delivery failed")
+        return delivered
