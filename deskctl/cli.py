@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from deskctl.commands import db, ingest, quarantine, queues, tickets
+from deskctl.commands import channels, db, fetch, ingest, quarantine, queues, tickets
 from deskctl.config import resolve_settings
 from deskctl.context import AppContext
 from deskctl.errors import DeskError, ExitCode
@@ -31,7 +31,9 @@ app.add_typer(db.app, name="db")
 app.add_typer(queues.app, name="queue")
 app.add_typer(tickets.app, name="ticket")
 app.add_typer(quarantine.app, name="quarantine")
+app.add_typer(channels.app, name="channel")
 app.command("ingest")(ingest.ingest)
+app.command("fetch")(fetch.fetch)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from deskctl.context import AppContext
 from deskctl.errors import DeskError
 from deskctl.mail.errors import MalformedMail
 from deskctl.mail.parse import parse_mail
+from deskctl.services.channels import route_channel
 from deskctl.services.ingest import AUTOMATIC_FLAGS, IngestResult, ingest_mail
 from deskctl.services.quarantine import quarantine_raw
 from deskctl.store.models import IncomingChannel
@@ -138,7 +139,10 @@ def store_raw(
     for attempt in range(1, RACE_RETRIES + 1):
         try:
             with context.transaction() as session:
-                channel = session.get(IncomingChannel, channel_id) if channel_id else None
+                reader = session.get(IncomingChannel, channel_id) if channel_id else None
+                channel = (
+                    route_channel(session, reader, mail.original_recipients) if reader else None
+                )
                 result = ingest_mail(session, raw, mail, channel=channel, scope=scope)
                 outcome = Outcome.from_result(result)
                 if dry_run:

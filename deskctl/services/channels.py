@@ -1,12 +1,201 @@
-"""Incoming and outgoing channels: where mail comes from and how replies leave."""
+"""Incoming and outgoing channels: where mail comes from and how replies leave.
+
+A channel stores where its secret comes from, never the secret. Creating a
+channel puts its own address on the outgoing filter, so a support inbox can
+never be mailed by its own help desk (promise 5).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from dataclasses import dataclass
+from email.utils import parseaddr
+from typing import Any
+
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from deskctl.errors import NotFound
-from deskctl.store.models import IncomingChannel
+from deskctl.auth import secrets
+from deskctl.errors import Conflict, NotFound, UsageError
+from deskctl.services.filters import add_filter, remove_source
+from deskctl.services.queues import default_queue, ensure_queue
+from deskctl.store.models import (
+    IncomingChannel,
+    Message,
+    OutgoingChannel,
+    QuarantinedMessage,
+    Ticket,
+)
+
+INCOMING_KINDS = ("imap", "gmail", "maildir", "pipe")
+OUTGOING_KINDS = ("smtp", "gmail", "sendmail")
+SECURITY = ("ssl", "starttls", "none")
+GMAIL_IMAP = ("imap.gmail.com", 993)
+GMAIL_SMTP = ("smtp.gmail.com", 465)
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    source: str | None = None
+    ref: str | None = None
+
+    @classmethod
+    def from_options(cls, cmd: str | None, env: str | None, file: str | None) -> Secret:
+        given = [(s, r) for s, r in (("cmd", cmd), ("env", env), ("file", file)) if r]
+        if len(given) > 1:
+            raise UsageError("give only one of --password-cmd, --password-env, --password-file")
+        return cls(*given[0]) if given else cls()
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingOptions:
+    kind: str
+    address: str
+    host: str | None = None
+    port: int | None = None
+    security: str | None = None
+    allow_plaintext: bool = False
+    username: str | None = None
+    secret: Secret = Secret()
+    folder: str = "INBOX"
+    after_fetch: str = "keep"
+    queue: str | None = None
+    reply_via: str | None = None
+    path: str | None = None
+    ca_file: str | None = None
+
+
+def normalise_address(address: str) -> str:
+    _, addr = parseaddr(address)
+    if "@" not in addr:
+        raise UsageError(f"{address!r} is not an email address")
+    return addr.strip().lower()
+
+
+def check_after_fetch(action: str, kind: str) -> str:
+    if action in ("keep", "seen", "delete"):
+        return action
+    if action.startswith("move:") and len(action) > 5:
+        if kind == "maildir":
+            raise UsageError("a Maildir channel cannot move mail; use keep, seen or delete")
+        return action
+    raise UsageError(f"unknown --after-fetch {action!r}: use keep, seen, move:FOLDER or delete")
+
+
+def _unique_name(session: Session, name: str) -> None:
+    taken = session.scalar(select(IncomingChannel.id).where(IncomingChannel.name == name)) or (
+        session.scalar(select(OutgoingChannel.id).where(OutgoingChannel.name == name))
+    )
+    if taken:
+        raise Conflict(f"a channel named {name!r} exists already")
+
+
+def _server(kind: str, opts: IncomingOptions) -> tuple[str, int, str]:
+    if kind == "gmail":
+        return GMAIL_IMAP[0], GMAIL_IMAP[1], "ssl"
+    if not opts.host:
+        raise UsageError("an imap channel needs --host")
+    security = opts.security or "ssl"
+    if security not in SECURITY:
+        raise UsageError(f"unknown --security {security!r}: use ssl, starttls or none")
+    if security == "none" and not opts.allow_plaintext:
+        raise UsageError(
+            "--security none sends the password in clear text; add --allow-plaintext if you mean it"
+        )
+    return opts.host, opts.port or (993 if security == "ssl" else 143), security
+
+
+def add_incoming(session: Session, name: str, opts: IncomingOptions) -> IncomingChannel:
+    """Create an incoming channel; a Gmail one also gets its outgoing twin."""
+    if opts.kind not in INCOMING_KINDS:
+        raise UsageError(f"unknown --kind {opts.kind!r}: use one of {', '.join(INCOMING_KINDS)}")
+    _unique_name(session, name)
+    address = normalise_address(opts.address)
+    channel = IncomingChannel(
+        name=name,
+        kind=opts.kind,
+        address=address,
+        folder=opts.folder,
+        after_fetch=check_after_fetch(opts.after_fetch, opts.kind),
+        queue=ensure_queue(session, opts.queue) if opts.queue else default_queue(session),
+        ca_file=opts.ca_file,
+        settings={},
+        last_counts={},
+    )
+    if opts.kind in ("imap", "gmail"):
+        if opts.secret.source is None:
+            raise UsageError(
+                f"an {opts.kind} channel needs --password-cmd, --password-env or --password-file"
+            )
+        channel.host, channel.port, channel.security = _server(opts.kind, opts)
+        channel.username = opts.username or address
+        channel.secret_source, channel.secret_ref = opts.secret.source, opts.secret.ref
+    elif opts.kind == "maildir":
+        if not opts.path:
+            raise UsageError("a maildir channel needs --path (or --sample)")
+        channel.path = opts.path
+    if opts.reply_via:
+        channel.reply_via = get_outgoing(session, opts.reply_via)
+    session.add(channel)
+    session.flush()
+    add_filter(session, address, source=f"channel:{name}", reason="the channel's own address")
+    if opts.kind == "gmail" and channel.reply_via is None:
+        twin = add_outgoing(
+            session,
+            f"{name}-smtp",
+            kind="gmail",
+            from_header=address,
+            username=channel.username,
+            secret=opts.secret,
+        )
+        channel.reply_via = twin
+    return channel
+
+
+def add_outgoing(
+    session: Session,
+    name: str,
+    *,
+    kind: str,
+    from_header: str,
+    host: str | None = None,
+    port: int | None = None,
+    security: str | None = None,
+    username: str | None = None,
+    secret: Secret = Secret(),
+    ca_file: str | None = None,
+    signature: str | None = None,
+) -> OutgoingChannel:
+    if kind not in OUTGOING_KINDS:
+        raise UsageError(f"unknown --kind {kind!r}: use one of {', '.join(OUTGOING_KINDS)}")
+    _unique_name(session, name)
+    display, _ = parseaddr(from_header)
+    address = normalise_address(from_header)
+    channel = OutgoingChannel(
+        name=name,
+        kind=kind,
+        from_address=address,
+        from_name=display,
+        ca_file=ca_file,
+        signature=signature,
+        settings={},
+    )
+    if kind == "gmail":
+        channel.host, channel.port, channel.security = GMAIL_SMTP[0], GMAIL_SMTP[1], "ssl"
+    elif kind == "smtp":
+        if not host:
+            raise UsageError("an smtp channel needs --host")
+        channel.security = security or "starttls"
+        if channel.security not in SECURITY:
+            raise UsageError(f"unknown --security {channel.security!r}")
+        channel.host = host
+        channel.port = port or {"ssl": 465, "starttls": 587, "none": 25}[channel.security]
+    if kind in ("smtp", "gmail"):
+        channel.username = username or (address if secret.source else None)
+        channel.secret_source, channel.secret_ref = secret.source, secret.ref
+    session.add(channel)
+    session.flush()
+    add_filter(session, address, source=f"channel:{name}", reason="the channel's own address")
+    return channel
 
 
 def get_incoming(session: Session, name: str) -> IncomingChannel:
@@ -14,3 +203,122 @@ def get_incoming(session: Session, name: str) -> IncomingChannel:
     if channel is None:
         raise NotFound(f"no incoming channel named {name!r} (see `deskctl channel list`)")
     return channel
+
+
+def get_outgoing(session: Session, name: str) -> OutgoingChannel:
+    channel = session.scalar(select(OutgoingChannel).where(OutgoingChannel.name == name))
+    if channel is None:
+        raise NotFound(f"no outgoing channel named {name!r} (see `deskctl channel list`)")
+    return channel
+
+
+def map_reply_via(session: Session, incoming: str, outgoing: str) -> IncomingChannel:
+    channel = get_incoming(session, incoming)
+    channel.reply_via = get_outgoing(session, outgoing)
+    return channel
+
+
+def set_enabled(session: Session, name: str, enabled: bool) -> IncomingChannel:
+    channel = get_incoming(session, name)
+    channel.enabled = enabled
+    return channel
+
+
+def remove_channel(session: Session, name: str) -> str:
+    """Remove a channel; its tickets and messages stay, no longer linked to it."""
+    incoming = session.scalar(select(IncomingChannel).where(IncomingChannel.name == name))
+    if incoming is not None:
+        for model in (Ticket, Message, QuarantinedMessage):
+            session.execute(
+                update(model).where(model.channel_id == incoming.id).values(channel_id=None)
+            )
+        session.delete(incoming)
+        kind = "incoming"
+    else:
+        outgoing = get_outgoing(session, name)
+        users = session.scalar(
+            select(func.count()).where(IncomingChannel.reply_via_id == outgoing.id)
+        )
+        if users:
+            raise Conflict(
+                f"outgoing channel {name!r} is the reply-via of {users} channel(s); "
+                "map them elsewhere first"
+            )
+        session.delete(outgoing)
+        kind = "outgoing"
+    remove_source(session, f"channel:{name}")
+    return kind
+
+
+def list_channels(session: Session) -> tuple[list[IncomingChannel], list[OutgoingChannel]]:
+    incoming = list(session.scalars(select(IncomingChannel).order_by(IncomingChannel.name)))
+    outgoing = list(session.scalars(select(OutgoingChannel).order_by(OutgoingChannel.name)))
+    return incoming, outgoing
+
+
+def route_channel(
+    session: Session, reader: IncomingChannel, recipients: tuple[str, ...]
+) -> IncomingChannel:
+    """The channel a message belongs to: the first support address it was sent to.
+
+    A mailbox that receives mail forwarded from several support addresses
+    thus files each message under the channel (and queue) it was meant for.
+    """
+    if recipients:
+        by_address = {
+            c.address: c
+            for c in session.scalars(
+                select(IncomingChannel).where(IncomingChannel.address.in_(recipients))
+            )
+        }
+        for address in recipients:
+            if address in by_address:
+                return by_address[address]
+    return reader
+
+
+def incoming_to_dict(channel: IncomingChannel) -> dict[str, Any]:
+    return {
+        "name": channel.name,
+        "direction": "incoming",
+        "kind": channel.kind,
+        "address": channel.address,
+        "queue": channel.queue.name,
+        "reply_via": channel.reply_via.name if channel.reply_via else None,
+        "host": channel.host,
+        "port": channel.port,
+        "security": channel.security,
+        "username": channel.username,
+        "secret": secrets.describe(channel.secret_source, channel.secret_ref),
+        "folder": channel.folder if channel.kind in ("imap", "gmail") else None,
+        "path": channel.path,
+        "after_fetch": channel.after_fetch,
+        "enabled": channel.enabled,
+        "last_fetch_at": channel.last_fetch_at,
+        "last_success_at": channel.last_success_at,
+        "last_error": channel.last_error,
+        "last_counts": channel.last_counts or {},
+    }
+
+
+def outgoing_to_dict(channel: OutgoingChannel) -> dict[str, Any]:
+    return {
+        "name": channel.name,
+        "direction": "outgoing",
+        "kind": channel.kind,
+        "from": {"name": channel.from_name, "email": channel.from_address},
+        "host": channel.host,
+        "port": channel.port,
+        "security": channel.security,
+        "username": channel.username,
+        "secret": secrets.describe(channel.secret_source, channel.secret_ref),
+        "default": channel.is_default,
+    }
+
+
+def describe_channel(session: Session, name: str) -> dict[str, Any]:
+    """An incoming or outgoing channel by name, as ``channel show`` prints it."""
+    incoming = session.scalar(select(IncomingChannel).where(IncomingChannel.name == name))
+    if incoming is not None:
+        return incoming_to_dict(incoming)
+    return outgoing_to_dict(get_outgoing(session, name))

@@ -295,3 +295,15 @@ class QuarantinedMessage(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     channel: Mapped[IncomingChannel | None] = relationship()
+
+
+class FetchedKey(Base):
+    """What a channel without UIDs (a Maildir) has already stored, by remote key."""
+
+    __tablename__ = "fetched_keys"
+    __table_args__ = (UniqueConstraint("channel_id", "remote_key", name="uq_fetched_keys_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("incoming_channels.id", ondelete="CASCADE"))
+    remote_key: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

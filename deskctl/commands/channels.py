@@ -1,0 +1,314 @@
+"""``deskctl channel``: the inboxes deskctl reads and the ways replies leave."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from deskctl.commands._common import app_context
+from deskctl.errors import UsageError
+from deskctl.mail.sanitize import safe_text
+from deskctl.output import emit, fmt_time, warn
+from deskctl.services import channels as svc
+
+app = typer.Typer(help="Incoming and outgoing channels.", no_args_is_help=True)
+
+PasswordCmd = Annotated[
+    str | None, typer.Option("--password-cmd", help="command that prints the password")
+]
+PasswordEnv = Annotated[
+    str | None, typer.Option("--password-env", help="environment variable holding it")
+]
+PasswordFile = Annotated[str | None, typer.Option("--password-file", help="file holding it")]
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="channel name")],
+    kind: Annotated[str, typer.Option("--kind", help="imap|gmail|maildir|pipe")],
+    address: Annotated[str, typer.Option("--address", help="the support address")],
+    host: Annotated[str | None, typer.Option("--host")] = None,
+    port: Annotated[int | None, typer.Option("--port")] = None,
+    security: Annotated[str | None, typer.Option("--security", help="ssl|starttls|none")] = None,
+    allow_plaintext: Annotated[
+        bool, typer.Option("--allow-plaintext", help="accept --security none")
+    ] = False,
+    username: Annotated[str | None, typer.Option("--username")] = None,
+    password_cmd: PasswordCmd = None,
+    password_env: PasswordEnv = None,
+    password_file: PasswordFile = None,
+    folder: Annotated[str, typer.Option("--folder")] = "INBOX",
+    after_fetch: Annotated[
+        str, typer.Option("--after-fetch", help="keep|seen|move:FOLDER|delete")
+    ] = "keep",
+    queue: Annotated[str | None, typer.Option("--queue", help="created if missing")] = None,
+    reply_via: Annotated[str | None, typer.Option("--reply-via", help="outgoing channel")] = None,
+    path: Annotated[str | None, typer.Option("--path", help="Maildir folder")] = None,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="maildir: a copy of the bundled sample mail")
+    ] = False,
+    ca_file: Annotated[str | None, typer.Option("--ca-file", help="CA for a private cert")] = None,
+) -> None:
+    """Add an incoming channel (a Gmail one also gets its outgoing channel).
+
+    Example: deskctl channel add support --kind imap --host imap.example.com
+    --address support@example.com --password-cmd "pass show mail/support"
+    """
+    context = app_context(ctx)
+    if sample:
+        if kind != "maildir":
+            raise UsageError("--sample goes with --kind maildir")
+        from deskctl.transport.maildir import install_sample
+
+        path = str(install_sample(context.settings.home / "sample-maildir"))
+    if path:
+        path = str(Path(path).expanduser().resolve())
+    opts = svc.IncomingOptions(
+        kind=kind,
+        address=address,
+        host=host,
+        port=port,
+        security=security,
+        allow_plaintext=allow_plaintext,
+        username=username,
+        secret=svc.Secret.from_options(password_cmd, password_env, password_file),
+        folder=folder,
+        after_fetch=after_fetch,
+        queue=queue,
+        reply_via=reply_via,
+        path=path,
+        ca_file=ca_file,
+    )
+    if security == "none" and allow_plaintext:
+        warn(f"channel {name}: the password will travel unencrypted")
+    with context.transaction() as session:
+        data = svc.incoming_to_dict(svc.add_incoming(session, name, opts))
+    emit(
+        data,
+        as_json=context.json,
+        human=lambda out: (
+            None
+            if context.quiet
+            else out.print(
+                Text(
+                    f"channel {name} added ({kind}, queue {data['queue']}"
+                    + (f", replies via {data['reply_via']})" if data["reply_via"] else ")")
+                )
+            )
+        ),
+    )
+
+
+@app.command("add-outgoing")
+def add_outgoing(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="channel name")],
+    kind: Annotated[str, typer.Option("--kind", help="smtp|gmail|sendmail")],
+    from_header: Annotated[str, typer.Option("--from", help='"Name <addr>"')],
+    host: Annotated[str | None, typer.Option("--host")] = None,
+    port: Annotated[int | None, typer.Option("--port")] = None,
+    security: Annotated[str | None, typer.Option("--security", help="ssl|starttls|none")] = None,
+    username: Annotated[str | None, typer.Option("--username")] = None,
+    password_cmd: PasswordCmd = None,
+    password_env: PasswordEnv = None,
+    password_file: PasswordFile = None,
+    ca_file: Annotated[str | None, typer.Option("--ca-file")] = None,
+    signature_file: Annotated[str | None, typer.Option("--signature-file")] = None,
+) -> None:
+    """Add an outgoing channel that replies leave through.
+
+    Example: deskctl channel add-outgoing smtp-support --kind smtp --host smtp.example.com
+    --from "Example Support <support@example.com>" --password-env SMTP_PASSWORD
+    """
+    context = app_context(ctx)
+    signature = None
+    if signature_file:
+        try:
+            signature = Path(signature_file).read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read {signature_file}: {exc.strerror}") from exc
+    with context.transaction() as session:
+        channel = svc.add_outgoing(
+            session,
+            name,
+            kind=kind,
+            from_header=from_header,
+            host=host,
+            port=port,
+            security=security,
+            username=username,
+            secret=svc.Secret.from_options(password_cmd, password_env, password_file),
+            ca_file=ca_file,
+            signature=signature,
+        )
+        data = svc.outgoing_to_dict(channel)
+    emit(
+        data,
+        as_json=context.json,
+        human=lambda out: (
+            None if context.quiet else out.print(Text(f"outgoing channel {name} added ({kind})"))
+        ),
+    )
+
+
+@app.command("map")
+def map_(
+    ctx: typer.Context,
+    incoming: Annotated[str, typer.Argument(help="incoming channel")],
+    reply_via: Annotated[str, typer.Option("--reply-via", help="outgoing channel")],
+) -> None:
+    """Choose the outgoing channel that answers an incoming one.
+
+    Example: deskctl channel map support --reply-via smtp-support
+    """
+    context = app_context(ctx)
+    with context.transaction() as session:
+        data = svc.incoming_to_dict(svc.map_reply_via(session, incoming, reply_via))
+    emit(
+        data,
+        as_json=context.json,
+        human=lambda out: (
+            None if context.quiet else out.print(Text(f"{incoming} replies via {reply_via}"))
+        ),
+    )
+
+
+def _set_enabled(ctx: typer.Context, name: str, enabled: bool) -> None:
+    context = app_context(ctx)
+    with context.transaction() as session:
+        data = svc.incoming_to_dict(svc.set_enabled(session, name, enabled))
+    emit(
+        data,
+        as_json=context.json,
+        human=lambda out: (
+            None
+            if context.quiet
+            else out.print(Text(f"{name} {'enabled' if enabled else 'disabled'}"))
+        ),
+    )
+
+
+@app.command("enable")
+def enable(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
+    """Fetch this channel again.
+
+    Example: deskctl channel enable support
+    """
+    _set_enabled(ctx, name, True)
+
+
+@app.command("disable")
+def disable(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
+    """Stop fetching this channel (its tickets stay).
+
+    Example: deskctl channel disable support
+    """
+    _set_enabled(ctx, name, False)
+
+
+@app.command("remove")
+def remove(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
+    """Remove a channel; its tickets and messages stay.
+
+    Example: deskctl channel remove old-inbox
+    """
+    context = app_context(ctx)
+    with context.transaction() as session:
+        kind = svc.remove_channel(session, name)
+    emit(
+        {"removed": name, "direction": kind},
+        as_json=context.json,
+        human=lambda out: None if context.quiet else out.print(Text(f"removed {name}")),
+    )
+
+
+def _counts(data: dict[str, Any]) -> str:
+    c = data["last_counts"]
+    if not c:
+        return ""
+    return (
+        f"{c.get('fetched', 0)} in, {c.get('tickets_created', 0)} new, {c.get('quarantined', 0)} q"
+    )
+
+
+@app.command("list")
+def list_(ctx: typer.Context) -> None:
+    """List channels, their mapping and how their last fetch went.
+
+    Example: deskctl channel list
+    """
+    context = app_context(ctx)
+    with context.transaction(write=False) as session:
+        incoming, outgoing = svc.list_channels(session)
+        rows = [svc.incoming_to_dict(c) for c in incoming]
+        outs = [svc.outgoing_to_dict(c) for c in outgoing]
+
+    def human(out: Console) -> None:
+        table = Table(
+            "incoming",
+            "kind",
+            "address",
+            "queue",
+            "reply via",
+            "on",
+            "last fetch",
+            "counts",
+            "last error",
+            box=None,
+        )
+        for r in rows:
+            table.add_row(
+                r["name"],
+                r["kind"],
+                r["address"],
+                r["queue"],
+                r["reply_via"] or "-",
+                "yes" if r["enabled"] else "no",
+                fmt_time(r["last_fetch_at"]),
+                _counts(r),
+                Text(safe_text(r["last_error"] or ""), style="red"),
+            )
+        out.print(table)
+        table = Table("outgoing", "kind", "from", "server", box=None)
+        for o in outs:
+            server = f"{o['host']}:{o['port']}" if o["host"] else "local"
+            table.add_row(o["name"], o["kind"], o["from"]["email"], server)
+        out.print(table)
+
+    emit({"incoming": rows, "outgoing": outs}, as_json=context.json, human=human)
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
+    """Show one channel's settings and where its secret comes from (never the secret).
+
+    Example: deskctl channel show support
+    """
+    context = app_context(ctx)
+    with context.transaction(write=False) as session:
+        data = svc.describe_channel(session, name)
+
+    def human(out: Console) -> None:
+        for key, value in data.items():
+            out.print(Text(f"{key}: {safe_text(str(value if value is not None else '-'))}"))
+
+    emit(data, as_json=context.json, human=human)
+
+
+@app.command("test")
+def test(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
+    """Connect, log in and open the folder; say what was found or what is wrong.
+
+    Example: deskctl channel test support
+    """
+    from deskctl.jobs.probe import probe_channel
+
+    context = app_context(ctx)
+    found = probe_channel(context, name)
+    emit(found, as_json=context.json, human=lambda out: out.print(Text(found["summary"])))

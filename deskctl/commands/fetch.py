@@ -1,0 +1,78 @@
+"""``deskctl fetch``: the cron job that reads every inbox."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.text import Text
+
+from deskctl.commands._common import app_context, finish
+from deskctl.jobs.fetch import DEFAULT_MAX_SIZE, FetchOptions, exit_code, fetch_all
+from deskctl.output import emit, stderr
+
+
+def fetch(
+    ctx: typer.Context,
+    channel: Annotated[
+        list[str] | None, typer.Option("--channel", help="only this channel (repeatable)")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="at most N per channel")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="read, store nothing")] = False,
+    max_size: Annotated[
+        int, typer.Option("--max-size", help="bytes; larger mail is quarantined")
+    ] = DEFAULT_MAX_SIZE,
+) -> None:
+    """Read new mail from every enabled channel into tickets.
+
+    Example: deskctl -q fetch     (every minute from cron; see crontab.example)
+    """
+    context = app_context(ctx)
+    show_bar = sys.stderr.isatty() and not context.quiet and not context.json
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=stderr,
+        transient=True,
+        disable=not show_bar,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done)
+
+        opts = FetchOptions(limit=limit, dry_run=dry_run, max_size=max_size, progress=progress)
+        reports = fetch_all(context, channel or [], opts)
+    code = exit_code(reports)
+
+    def human(out: Console) -> None:
+        if context.quiet and code == 0:
+            return
+        if not reports:
+            out.print("no channels to fetch: add one with `deskctl channel add`")
+        for r in reports:
+            if r.error:
+                line = Text(f"{r.name}: failed: {r.error}", style="red")
+            elif r.skipped:
+                line = Text(f"{r.name}: skipped: {r.skipped}")
+            else:
+                line = Text(
+                    f"{r.name}: {r.fetched} fetched, {r.tickets_created} new tickets, "
+                    f"{r.messages_added} added to tickets, {r.skipped_duplicates} duplicates, "
+                    f"{r.quarantined} quarantined"
+                )
+            out.print(line)
+
+    emit({"channels": [r.to_dict() for r in reports]}, as_json=context.json, human=human)
+    for r in reports:
+        if r.error:
+            stderr.print(Text(f"deskctl: error: channel {r.name}: {r.error}"))
+    finish(code)

@@ -1,0 +1,328 @@
+"""``deskctl fetch``: read every channel's new mail into tickets.
+
+Per message, one transaction stores the message and the channel's sync state
+(last UID, or the Maildir key); the server is touched (seen, moved, deleted)
+only after that commit. A crash at any point therefore loses nothing and,
+thanks to the dedupe key, doubles nothing. Each channel is claimed with a
+lease so overlapping cron runs skip a channel another run is reading, and one
+failing channel is recorded and reported while the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from deskctl.auth import secrets
+from deskctl.context import AppContext
+from deskctl.errors import DeskError, ExitCode
+from deskctl.jobs.pipeline import Outcome, store_raw
+from deskctl.services.leases import claim_channel, lease_holder, release_channel
+from deskctl.store.models import FetchedKey, IncomingChannel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_SIZE = 25 * 1024 * 1024
+#: Server-side actions are applied after every this many committed messages.
+ACTION_BATCH = 100
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class ChannelReport:
+    name: str
+    fetched: int = 0
+    tickets_created: int = 0
+    messages_added: int = 0
+    quarantined: int = 0
+    skipped_duplicates: int = 0
+    error: str | None = None
+    exit_code: int = ExitCode.OK
+    skipped: str | None = None
+
+    def count(self, outcome: Outcome) -> None:
+        self.fetched += 1
+        if outcome.quarantined is not None:
+            self.quarantined += 1
+        elif outcome.duplicate:
+            self.skipped_duplicates += 1
+        elif outcome.created:
+            self.tickets_created += 1
+        else:
+            self.messages_added += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "fetched": self.fetched,
+            "tickets_created": self.tickets_created,
+            "messages_added": self.messages_added,
+            "quarantined": self.quarantined,
+            "skipped_duplicates": self.skipped_duplicates,
+            "error": self.error,
+        }
+        if self.skipped:
+            data["skipped"] = self.skipped
+        return data
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    limit: int | None = None
+    dry_run: bool = False
+    max_size: int = DEFAULT_MAX_SIZE
+    progress: Progress | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The channel's settings, read once, so no ORM object outlives its session."""
+
+    id: int
+    name: str
+    kind: str
+    address: str
+    host: str | None
+    port: int | None
+    security: str | None
+    username: str | None
+    secret_source: str | None
+    secret_ref: str | None
+    ca_file: str | None
+    folder: str
+    path: str | None
+    after_fetch: str
+    uidvalidity: int | None
+    last_uid: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _dead_local_owner(owner: str | None) -> bool:
+    """A lease held by a process on this host that no longer exists."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
+
+
+def claim(context: AppContext, channel_id: int, owner: str) -> bool:
+    now = datetime.now(UTC)
+    with context.transaction() as session:
+        if claim_channel(session, channel_id, owner, now):
+            return True
+        holder = lease_holder(session, channel_id)
+        if _dead_local_owner(holder):
+            log.info("taking over the lease of dead worker %s", holder)
+            return claim_channel(session, channel_id, owner, now, steal_from=holder)
+    return False
+
+
+def select_channels(context: AppContext, names: list[str]) -> list[Snapshot]:
+    with context.transaction(write=False) as session:
+        query = select(IncomingChannel).order_by(IncomingChannel.name)
+        if names:
+            query = query.where(IncomingChannel.name.in_(names))
+        else:
+            query = query.where(IncomingChannel.enabled.is_(True), IncomingChannel.kind != "pipe")
+        channels = list(session.scalars(query))
+        missing = sorted(set(names) - {c.name for c in channels})
+        if missing:
+            from deskctl.errors import NotFound
+
+            raise NotFound(f"no incoming channel named {missing[0]!r} (see `deskctl channel list`)")
+        return [
+            Snapshot(
+                c.id,
+                c.name,
+                c.kind,
+                c.address,
+                c.host,
+                c.port,
+                c.security,
+                c.username,
+                c.secret_source,
+                c.secret_ref,
+                c.ca_file,
+                c.folder,
+                c.path,
+                c.after_fetch,
+                c.uidvalidity,
+                c.last_uid or 0,
+            )
+            for c in channels
+        ]
+
+
+def _imap(context: AppContext, ch: Snapshot, opts: FetchOptions, report: ChannelReport) -> None:
+    from deskctl.transport.imap import ImapInbox, ImapSettings
+
+    settings = ImapSettings(
+        host=ch.host or "",
+        port=ch.port or 993,
+        security=ch.security or "ssl",
+        username=ch.username or ch.address,
+        password=secrets.resolve(ch.secret_source, ch.secret_ref, channel=ch.name),
+        folder=ch.folder,
+        ca_file=ch.ca_file,
+        gmail=ch.kind == "gmail",
+    )
+    with ImapInbox(settings) as inbox:
+        last_uid = ch.last_uid
+        if ch.uidvalidity is not None and ch.uidvalidity != inbox.uidvalidity:
+            log.warning(
+                "%s: UIDVALIDITY changed (%s -> %s): rescanning the folder, duplicates are skipped",
+                ch.name,
+                ch.uidvalidity,
+                inbox.uidvalidity,
+            )
+            last_uid = 0
+        uids = inbox.uids_after(last_uid)[: opts.limit]
+        validity = inbox.uidvalidity
+        done: list[int] = []
+
+        def checkpoint_for(uid: int) -> Callable[[Session], None]:
+            def checkpoint(session: Session) -> None:
+                session.execute(
+                    update(IncomingChannel)
+                    .where(IncomingChannel.id == ch.id)
+                    .values(last_uid=uid, uidvalidity=validity)
+                    .execution_options(synchronize_session=False)
+                )
+
+            return checkpoint
+
+        for uid, raw in inbox.fetch(uids):
+            outcome = store_raw(
+                context,
+                raw,
+                channel_id=ch.id,
+                scope=ch.id,
+                source=f"{ch.name} uid {uid}",
+                max_size=opts.max_size,
+                dry_run=opts.dry_run,
+                checkpoint=None if opts.dry_run else checkpoint_for(uid),
+            )
+            report.count(outcome)
+            done.append(uid)
+            if opts.progress:
+                opts.progress(ch.name, report.fetched, len(uids))
+            if len(done) >= ACTION_BATCH and not opts.dry_run:
+                inbox.after_fetch(ch.after_fetch, done)
+                done = []
+        if not uids and not opts.dry_run and ch.uidvalidity != validity:
+            with context.transaction() as session:
+                checkpoint_for(last_uid)(session)
+        if not opts.dry_run:
+            inbox.after_fetch(ch.after_fetch, done)
+
+
+def _maildir(context: AppContext, ch: Snapshot, opts: FetchOptions, report: ChannelReport) -> None:
+    from deskctl.transport.maildir import MaildirInbox
+
+    inbox = MaildirInbox(ch.path or "")
+    with context.transaction(write=False) as session:
+        known = set(
+            session.scalars(select(FetchedKey.remote_key).where(FetchedKey.channel_id == ch.id))
+        )
+    todo = [(k, p) for k, p in inbox.messages() if k not in known][: opts.limit]
+    for key, path, raw in inbox.read(todo):
+
+        def checkpoint(session: Session, key: str = key) -> None:
+            session.add(FetchedKey(channel_id=ch.id, remote_key=key))
+
+        outcome = store_raw(
+            context,
+            raw,
+            channel_id=ch.id,
+            scope=ch.id,
+            source=f"{ch.name} {key}",
+            max_size=opts.max_size,
+            dry_run=opts.dry_run,
+            checkpoint=None if opts.dry_run else checkpoint,
+        )
+        report.count(outcome)
+        if opts.progress:
+            opts.progress(ch.name, report.fetched, len(todo))
+        if not opts.dry_run:
+            inbox.after_fetch(ch.after_fetch, path)
+
+
+def _record(context: AppContext, ch: Snapshot, report: ChannelReport, owner: str) -> None:
+    now = datetime.now(UTC)
+    values: dict[str, Any] = {
+        "last_fetch_at": now,
+        "last_error": report.error,
+        "last_counts": {k: v for k, v in report.to_dict().items() if isinstance(v, int)},
+    }
+    if report.error is None:
+        values["last_success_at"] = now
+    with context.transaction() as session:
+        session.execute(
+            update(IncomingChannel)
+            .where(IncomingChannel.id == ch.id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        release_channel(session, ch.id, owner)
+
+
+def fetch_channel(context: AppContext, ch: Snapshot, opts: FetchOptions) -> ChannelReport:
+    report = ChannelReport(ch.name)
+    owner = worker_id()
+    if not opts.dry_run and not claim(context, ch.id, owner):
+        report.skipped = "another fetch is reading this channel"
+        log.info("%s: skipped, another fetch holds it", ch.name)
+        return report
+    try:
+        if ch.kind in ("imap", "gmail"):
+            _imap(context, ch, opts, report)
+        elif ch.kind == "maildir":
+            _maildir(context, ch, opts, report)
+    except DeskError as exc:
+        report.error, report.exit_code = exc.message, exc.exit_code
+        log.debug("%s failed", ch.name, exc_info=True)
+    finally:
+        if not opts.dry_run:
+            _record(context, ch, report, owner)
+    return report
+
+
+def fetch_all(context: AppContext, names: list[str], opts: FetchOptions) -> list[ChannelReport]:
+    return [fetch_channel(context, ch, opts) for ch in select_channels(context, names)]
+
+
+def exit_code(reports: Iterable[ChannelReport]) -> ExitCode:
+    """0 all good; 5 or 6 when every channel failed for that reason; else 7 (partial)."""
+    reports = list(reports)
+    failed = [r for r in reports if r.error]
+    if not failed:
+        return ExitCode.PARTIAL if any(r.quarantined for r in reports) else ExitCode.OK
+    codes = {r.exit_code for r in failed}
+    if len(failed) == len(reports) and len(codes) == 1:
+        return ExitCode(codes.pop())
+    return ExitCode.PARTIAL

@@ -1,0 +1,163 @@
+"""``parse_mail``: RFC 5322 bytes in, one :class:`ParsedMail` out.
+
+Lenient by design: a help desk that refuses a customer's oddly built mail has
+lost that customer's request. Only input that is not a mail at all raises
+:class:`MalformedMail`, which the ingest service quarantines with its bytes.
+
+The stdlib parser with the compat32 policy builds the MIME tree (it is faster
+and never raises on bad headers); decoding of headers and bodies is ours, see
+``headers.py``, ``charsets.py`` and ``parts.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from email.message import Message
+from email.parser import BytesParser
+
+from deskctl.mail.classify import MailSignals, classify
+from deskctl.mail.errors import MalformedMail
+from deskctl.mail.headers import (
+    RAW_POLICY,
+    decode_text,
+    first_message_id,
+    message_ids,
+    parse_addresses,
+    parse_date,
+    repair_header_block,
+)
+from deskctl.mail.htmltext import html_to_text
+from deskctl.mail.parsed import Address, ParsedMail
+from deskctl.mail.parts import Walk, walk_parts
+from deskctl.mail.sanitize import safe_text
+
+_RECIPIENT_HEADERS = ("delivered-to", "x-original-to", "x-forwarded-to")
+_WORD_CHARSET = re.compile(r"=\?([^?*\s]+)")
+_BODY_MESSAGE_ID = re.compile(r"^[ \t>]*Message-ID:\s*<([^<>\s]+)>", re.IGNORECASE | re.MULTILINE)
+
+
+def parse_mail(raw: bytes) -> ParsedMail:
+    """Parse one message; raises :class:`MalformedMail` only for non-mail input."""
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise TypeError(f"parse_mail wants bytes, not {type(raw).__name__}")
+    try:
+        msg = BytesParser(policy=RAW_POLICY).parsebytes(repair_header_block(bytes(raw)))
+    except RecursionError:
+        # Only hostile mail nests hundreds of multiparts; quarantine it.
+        raise MalformedMail("MIME structure nested too deeply") from None
+    headers: dict[str, list[str]] = {}
+    for name, value in msg.raw_items():
+        headers.setdefault(name.strip().lower(), []).append(str(value))
+    fallbacks = _declared_charsets(msg, headers)
+
+    def addresses(*names: str) -> list[Address]:
+        values = [value for name in names for value in headers.get(name, ())]
+        return parse_addresses(values, fallbacks)
+
+    subject = next(
+        (text for value in headers.get("subject", ()) if (text := decode_text(value, fallbacks))),
+        "",
+    )
+    reply_to = addresses("reply-to")
+    to, cc = addresses("to"), addresses("cc")
+    sender = _pick_sender(addresses("from"), reply_to, addresses("sender"))
+
+    walk = Walk(fallbacks=fallbacks)
+    walk_parts(msg, walk)
+    html = "\n".join(walk.html) if walk.html else None
+    text = "\n".join(walk.plain).replace("\r\n", "\n")
+    if not text.strip() and html is not None:
+        text = html_to_text(html)
+    text = safe_text(text)
+
+    verdict = classify(
+        MailSignals(
+            headers=headers,
+            subject=subject,
+            sender_email=sender.email if sender else "",
+            report_type=walk.report_type,
+        )
+    )
+    message_id = first_message_id(_first(headers, "message-id"))
+    auto_submitted = _first(headers, "auto-submitted")
+    return ParsedMail(
+        message_id=message_id,
+        in_reply_to=message_ids(_first(headers, "in-reply-to")),
+        references=message_ids(" ".join(headers.get("references", ()))),
+        subject=subject,
+        sender=sender,
+        reply_to=tuple(reply_to),
+        to=tuple(to),
+        cc=tuple(cc),
+        original_recipients=_original_recipients(addresses(*_RECIPIENT_HEADERS), to, cc),
+        date=parse_date(_first(headers, "date")),
+        text=text,
+        html=html,
+        attachments=tuple(walk.attachments),
+        flags=verdict.flags,
+        flag_reasons=verdict.reasons,
+        bounced_message_ids=(
+            _bounced_ids(walk.returned_ids, text, message_id) if "bounce" in verdict.flags else ()
+        ),
+        auto_submitted=" ".join(auto_submitted.split()).lower() if auto_submitted else None,
+    )
+
+
+def _first(headers: dict[str, list[str]], name: str) -> str | None:
+    values = headers.get(name)
+    return values[0] if values else None
+
+
+def _declared_charsets(msg: Message, headers: dict[str, list[str]]) -> tuple[str, ...]:
+    """Charsets the message declares, the best guess for its raw 8-bit headers.
+
+    Encoded words in other headers come first: they were written by the same
+    program as the raw header, while body parts may be quoted from elsewhere.
+    """
+    seen: dict[str, None] = {}
+    for values in headers.values():
+        for value in values:
+            if "=?" in value:
+                for charset in _WORD_CHARSET.findall(value):
+                    if charset.lower() not in ("us-ascii", "utf-8"):
+                        seen.setdefault(charset.lower(), None)
+    for charset in msg.get_charsets():
+        if charset and charset not in ("us-ascii", "utf-8"):
+            seen.setdefault(charset, None)
+    return tuple(seen)
+
+
+def _pick_sender(
+    from_: Sequence[Address], reply_to: Sequence[Address], sender: Sequence[Address]
+) -> Address | None:
+    """First usable From mailbox; Reply-To, then Sender, when From has none.
+
+    Usable means it has an ``@``: a From of ``[??????]`` or ``undisclosed`` cannot
+    become a customer.
+    """
+    for group in (from_, reply_to, sender):
+        for address in group:
+            if "@" in address.email:
+                return address
+    return next((address for address in from_ if address.email), None)
+
+
+def _original_recipients(
+    delivered: Sequence[Address], to: Sequence[Address], cc: Sequence[Address]
+) -> tuple[str, ...]:
+    """Addresses the mail was delivered to, most specific first, for channel routing."""
+    seen: dict[str, None] = {}
+    for address in (*delivered, *to, *cc):
+        if address.email:
+            seen.setdefault(address.email, None)
+    return tuple(seen)
+
+
+def _bounced_ids(returned: Sequence[str], text: str, own_id: str | None) -> tuple[str, ...]:
+    """IDs of the mail that bounced; plain-text bounces quote its headers in the body."""
+    found = list(returned) or _BODY_MESSAGE_ID.findall(text)
+    return tuple(dict.fromkeys(ident for ident in found if ident and ident != own_id))
+
+
+__all__ = ["MalformedMail", "parse_mail"]

@@ -1,0 +1,93 @@
+"""Making what a mail says harmless before it reaches a terminal or a file system.
+
+Promise 7: mail text cannot move the agent's cursor, retitle their terminal,
+reorder what they read with bidi overrides, write outside the attachment folder
+or smuggle extra headers into what we send.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import unicodedata
+
+# ESC-introduced sequences: CSI (ESC [ ... final byte), OSC/DCS/SOS/PM/APC strings
+# ended by BEL or ST (ESC \), and two-byte ESC sequences. The 8-bit C1 forms
+# (CSI = U+009B, OSC = U+009D, ...) are covered by the same patterns.
+_ESCAPES = re.compile(
+    r"""
+    (?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?               # CSI
+    | (?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])        # OSC, DCS, SOS, PM, APC ...
+      .*?(?:\x07|\x1b\\|\x9c|$)                      # ... up to BEL or ST
+    | \x1b[ -/]*[0-~]?                               # other ESC sequences
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+# C0 except \t and \n, DEL, C1, and the bidi embedding/override/isolate controls.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+
+
+def safe_text(s: str) -> str:
+    """Text with terminal escape sequences and control characters removed.
+
+    Keeps ``\\n`` and ``\\t`` so bodies stay readable; ``\\r`` goes because a bare
+    carriage return lets a line overwrite what the agent already saw.
+    """
+    if s.isprintable():
+        return s
+    return _CONTROLS.sub("", _ESCAPES.sub("", s))
+
+
+_FILENAME_MAX = 200
+_EXT_MAX = 16
+_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f-\x9f/\\:*?"<>|\u202a-\u202e\u2066-\u2069\u200e\u200f]')
+
+
+def safe_filename(name: str | None, fallback: str) -> str:
+    """A file name that stays inside the folder it is written to.
+
+    Only the last path component survives (``../../etc/passwd`` becomes
+    ``passwd``); leading dots go so nothing is hidden or a traversal; the length
+    is capped keeping the extension; an empty result becomes ``fallback``.
+    """
+    text = safe_text(name or "")
+    text = unicodedata.normalize("NFC", text)
+    base = re.split(r"[/\\]", text)[-1]
+    base = _FORBIDDEN.sub("_", base).strip().lstrip(".").strip()
+    base = base.rstrip(". ")  # Windows ignores trailing dots and spaces
+    if not base:
+        base = fallback
+    if len(base) > _FILENAME_MAX:
+        stem, dot, ext = base.rpartition(".")
+        if dot and stem and len(ext) <= _EXT_MAX:
+            base = stem[: _FILENAME_MAX - len(ext) - 1].rstrip() + "." + ext
+        else:
+            base = base[:_FILENAME_MAX]
+    return base
+
+
+# Types the mimetypes table does not know but bounces and reports are full of.
+_EXTENSIONS = {
+    "message/rfc822": ".eml",
+    "message/global": ".eml",
+    "message/delivery-status": ".txt",
+    "message/disposition-notification": ".txt",
+    "message/feedback-report": ".txt",
+    "text/rfc822-headers": ".txt",
+    "image/jpg": ".jpg",
+    "image/pjpeg": ".jpg",
+}
+
+
+def fallback_filename(index: int, content_type: str) -> str:
+    """``attachment-<n><ext>`` with an extension guessed from the MIME type."""
+    ext = _EXTENSIONS.get(content_type) or mimetypes.guess_extension(content_type, strict=False)
+    ext = ext or ".bin"
+    return f"attachment-{index}{ext}"
+
+
+def safe_header_value(s: str) -> str:
+    """Return ``s`` unchanged, refusing line breaks that would inject headers."""
+    if "\r" in s or "\n" in s:
+        raise ValueError("header value contains a line break")
+    return s

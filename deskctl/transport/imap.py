@@ -1,0 +1,229 @@
+"""IMAP mailboxes through imap-tools, fetched by UID in bounded batches.
+
+imap-tools handles connection, TLS and login; the bulk fetch uses the raw
+``UID FETCH ... BODY.PEEK[]`` so no message is parsed twice (imap-tools'
+MailMessage would parse every message on arrival) and nothing is marked seen
+before deskctl has committed it.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import logging
+import re
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
+from imap_tools.errors import MailboxLoginError, MailboxStarttlsError
+from imap_tools.mailbox import BaseMailBox
+
+from deskctl.errors import ConfigError, Unreachable
+from deskctl.transport.errors import network_error
+
+log = logging.getLogger(__name__)
+
+#: Fetch at most this many messages, or this many bytes, per round trip, so a
+#: fetch's memory stays flat however large the mailbox is.
+BATCH_COUNT = 100
+BATCH_BYTES = 8 * 1024 * 1024
+TIMEOUT = 60.0
+
+_FETCH_UID = re.compile(rb"UID (\d+)")
+_SIZE = re.compile(rb"UID (\d+) RFC822\.SIZE (\d+)|RFC822\.SIZE (\d+) UID (\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class ImapSettings:
+    host: str
+    port: int
+    security: str  # ssl | starttls | none
+    username: str
+    password: str
+    folder: str = "INBOX"
+    ca_file: str | None = None
+    gmail: bool = False
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Verification always on; a private CA is added, never a reason to switch it off."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+
+
+class ImapInbox:
+    """One logged-in IMAP folder; use as a context manager."""
+
+    def __init__(self, settings: ImapSettings) -> None:
+        self.settings = settings
+        self.box: BaseMailBox | None = None
+        self.uidvalidity = 0
+        self.uidnext = 0
+        self.messages = 0
+
+    def __enter__(self) -> ImapInbox:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _connect(self) -> BaseMailBox:
+        s = self.settings
+        try:
+            if s.security == "ssl":
+                return MailBox(s.host, s.port, timeout=TIMEOUT, ssl_context=tls_context(s.ca_file))
+            if s.security == "starttls":
+                # A server without STARTTLS is an error, never a silent fall-back.
+                return MailBoxStartTls(
+                    s.host, s.port, timeout=TIMEOUT, ssl_context=tls_context(s.ca_file)
+                )
+            return MailBoxUnencrypted(s.host, s.port, timeout=TIMEOUT)
+        except MailboxStarttlsError as exc:
+            raise Unreachable(
+                f"IMAP server {s.host}:{s.port} refused STARTTLS ({exc}); "
+                "deskctl does not fall back to plaintext"
+            ) from exc
+        except (imaplib.IMAP4.error, OSError) as exc:
+            if isinstance(exc, imaplib.IMAP4.error) and "STARTTLS" in str(exc).upper():
+                raise Unreachable(
+                    f"IMAP server {s.host}:{s.port} does not offer STARTTLS; "
+                    "deskctl does not fall back to plaintext"
+                ) from exc
+            raise network_error(exc, s.host, s.port, "IMAP") from exc
+
+    def open(self) -> None:
+        s = self.settings
+        box = self._connect()
+        self.box = box
+        try:
+            box.login(s.username, s.password, initial_folder=None)
+        except (MailboxLoginError, imaplib.IMAP4.error) as exc:
+            self.close()
+            hint = (
+                " Gmail needs an app password, which needs 2-step verification on the account"
+                if s.gmail
+                else ""
+            )
+            raise ConfigError(
+                f"IMAP login refused for {s.username} at {s.host}: check the password.{hint}"
+            ) from exc
+        except OSError as exc:
+            self.close()
+            raise network_error(exc, s.host, s.port, "IMAP") from exc
+        self._select()
+
+    def _select(self) -> None:
+        assert self.box is not None
+        client = self.box.client
+        typ, _ = client.select(_quote(self.settings.folder))
+        if typ != "OK":
+            folders = ", ".join(f.name for f in self.box.folder.list()) or "none"
+            raise ConfigError(
+                f"IMAP folder {self.settings.folder!r} does not exist for "
+                f"{self.settings.username}; folders: {folders}"
+            )
+        typ, data = client.status(_quote(self.settings.folder), "(UIDVALIDITY UIDNEXT MESSAGES)")
+        text = data[0].decode() if typ == "OK" and isinstance(data[0], bytes) else ""
+        self.uidvalidity = _status_value(text, "UIDVALIDITY")
+        self.uidnext = _status_value(text, "UIDNEXT")
+        self.messages = _status_value(text, "MESSAGES")
+
+    def close(self) -> None:
+        if self.box is not None:
+            try:
+                self.box.logout()
+            except Exception:  # the connection may already be gone; nothing to save
+                log.debug("IMAP logout failed", exc_info=True)
+            self.box = None
+
+    def _client(self) -> imaplib.IMAP4:
+        assert self.box is not None, "not connected"
+        return self.box.client
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        """UIDs above ``last_uid``; ``N:*`` also names the highest UID, so filter."""
+        typ, data = self._client().uid("SEARCH", f"UID {last_uid + 1}:*")
+        if typ != "OK":
+            raise Unreachable(f"IMAP SEARCH failed on {self.settings.host}: {data!r}")
+        return sorted(u for u in (int(x) for x in b" ".join(data).split()) if u > last_uid)
+
+    def sizes(self, uids: list[int]) -> dict[int, int]:
+        found: dict[int, int] = {}
+        for start in range(0, len(uids), 500):
+            chunk = ",".join(str(u) for u in uids[start : start + 500])
+            typ, data = self._client().uid("FETCH", chunk, "(RFC822.SIZE)")
+            if typ != "OK":
+                raise Unreachable(f"IMAP FETCH failed on {self.settings.host}")
+            for item in data:
+                line = item[0] if isinstance(item, tuple) else item
+                if isinstance(line, bytes) and (m := _SIZE.search(line)):
+                    uid, size = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
+                    found[int(uid)] = int(size)
+        return found
+
+    def fetch(self, uids: list[int]) -> Iterator[tuple[int, bytes]]:
+        """Yield (uid, raw bytes) in UID order, in batches bounded by count and size."""
+        sizes = self.sizes(uids)
+        batch: list[int] = []
+        batch_bytes = 0
+        for uid in uids:
+            if uid not in sizes:
+                continue  # expunged since the search
+            if batch and (len(batch) >= BATCH_COUNT or batch_bytes + sizes[uid] > BATCH_BYTES):
+                yield from self._fetch_batch(batch)
+                batch, batch_bytes = [], 0
+            batch.append(uid)
+            batch_bytes += sizes[uid]
+        if batch:
+            yield from self._fetch_batch(batch)
+
+    def _fetch_batch(self, uids: list[int]) -> Iterator[tuple[int, bytes]]:
+        typ, data = self._client().uid("FETCH", ",".join(str(u) for u in uids), "(UID BODY.PEEK[])")
+        if typ != "OK":
+            raise Unreachable(f"IMAP FETCH failed on {self.settings.host}: {typ}")
+        got: dict[int, bytes] = {}
+        for item in data:
+            if isinstance(item, tuple) and (m := _FETCH_UID.search(item[0])):
+                got[int(m.group(1))] = item[1]
+        for uid in uids:
+            if uid in got:
+                yield uid, got[uid]
+
+    def after_fetch(self, action: str, uids: list[int]) -> None:
+        """Apply the channel's after-fetch action, once the messages are committed."""
+        if not uids or action == "keep":
+            return
+        box = self.box
+        assert box is not None
+        ids = [str(u) for u in uids]
+        try:
+            if action == "seen":
+                box.flag(ids, "\\Seen", True)
+            elif action == "delete":
+                box.delete(ids)
+            elif action.startswith("move:"):
+                box.move(ids, action.removeprefix("move:"))
+        except (imaplib.IMAP4.error, OSError) as exc:
+            raise Unreachable(
+                f"after-fetch action {action!r} failed on {self.settings.host}: {exc}"
+            ) from exc
+
+
+def _quote(folder: str) -> str:
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _status_value(text: str, key: str) -> int:
+    match = re.search(rf"{key} (\d+)", text)
+    return int(match.group(1)) if match else 0
+
+
+def probe(settings: ImapSettings) -> dict[str, int]:
+    """Connect, log in and open the folder: what ``channel test`` reports."""
+    with ImapInbox(settings) as inbox:
+        return {
+            "uidvalidity": inbox.uidvalidity,
+            "uidnext": inbox.uidnext,
+            "messages": inbox.messages,
+        }

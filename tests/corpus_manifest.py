@@ -1,0 +1,95 @@
+"""Reading tests/fixtures/corpus/MANIFEST.tsv the way the corpus' score.py does.
+
+``normalise`` mirrors ``norm`` in score.py so our test and the shared scorer can
+never disagree about what counts as a match.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+CORPUS_DIR = Path(__file__).resolve().parent / "fixtures" / "corpus"
+MANIFEST = CORPUS_DIR / "MANIFEST.tsv"
+
+# Field name -> MANIFEST column.
+COLUMNS: dict[str, str] = {
+    "subject": "expected_subject",
+    "from_address": "expected_from_address",
+    "from_name": "expected_from_name",
+    "attachment_count": "expected_attachment_count",
+    "is_auto_reply": "is_auto_reply_or_bounce",
+}
+FIELDS: tuple[str, ...] = tuple(COLUMNS)
+
+Value = str | int | bool | None
+
+
+def _ws(text: str) -> str:
+    return re.sub(r"\s+", " ", text or "").strip()
+
+
+def normalise(field: str, value: object) -> Value:
+    """Comparable form of an expected or actual value (score.py's ``norm``)."""
+    if value is None:
+        return None
+    if field == "subject":
+        return _ws(str(value))
+    if field == "from_name":
+        return _ws(str(value)).strip('"').strip("'").strip()
+    if field == "from_address":
+        return _ws(str(value)).strip("<>").strip().lower()
+    if field == "attachment_count":
+        try:
+            return int(str(value))
+        except (TypeError, ValueError):
+            return None
+    if field == "is_auto_reply":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("yes", "true", "1"):
+            return True
+        if text in ("no", "false", "0"):
+            return False
+        return None
+    raise KeyError(field)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRow:
+    """One corpus file and what a correct ingester reports for it."""
+
+    file: str
+    path: Path
+    kind: str
+    cells: dict[str, str]
+    notes: str
+
+    def expected(self, field: str) -> list[Value] | None:
+        """Acceptable normalised values, or None when the MANIFEST says ``unknown``."""
+        cell = self.cells[COLUMNS[field]]
+        if cell.strip() == "unknown":
+            return None
+        alternatives = cell.split(" || ") if " || " in cell else [cell]
+        return [normalise(field, "" if alt.strip() == "(empty)" else alt) for alt in alternatives]
+
+
+def load_manifest(path: Path = MANIFEST) -> list[ManifestRow]:
+    """Every row of the MANIFEST, paths made absolute."""
+    csv.field_size_limit(sys.maxsize)
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        return [
+            ManifestRow(
+                file=row["file"],
+                path=path.parent / row["file"],
+                kind=row["kind"],
+                cells={column: row.get(column) or "" for column in COLUMNS.values()},
+                notes=row.get("notes") or "",
+            )
+            for row in reader
+        ]
