@@ -1,0 +1,5 @@
+"""``python -m deskctl``: the same as the console script."""
+
+from deskctl.cli import run
+
+run()
