@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from corpus_manifest import FIELDS, load_manifest, normalise
-
 from conftest import Run
+from corpus_manifest import FIELDS, load_manifest, normalise
 
 
 def test_the_whole_corpus_becomes_tickets_as_the_manifest_says(desk: Run, tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ import sys
 from collections.abc import Callable, Iterable
 
 import pytest
-from testbed.certs import CertBundle
-from testbed.dovecot import Dovecot
 
 from conftest import Run
+from testbed.certs import CertBundle
+from testbed.dovecot import Dovecot
 
 SUPPORT = ("support@example.test", "support-pw")
 SALES = ("sales@example.test", "sales-pw")

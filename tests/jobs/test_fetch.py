@@ -9,12 +9,12 @@ import random
 import signal
 import time
 
-from mailfactory import make_mail
+from jobs.conftest import FORWARDED, SALES, SUPPORT, AddImap, deskctl_process, fill
 from sqlalchemy import create_engine, text
-from testbed.dovecot import Dovecot
 
 from conftest import Run
-from jobs.conftest import FORWARDED, SALES, SUPPORT, AddImap, deskctl_process, fill
+from mailfactory import make_mail
+from testbed.dovecot import Dovecot
 
 
 def mails(n: int, tag: str, **kwargs: str) -> list[bytes]:
@@ -130,7 +130,7 @@ def test_a_uidvalidity_reset_rescans_without_doubling(
     desk: Run, dovecot: Dovecot, add_imap: AddImap, db_url: str
 ) -> None:
     folder = dovecot.create_folder(*SUPPORT)
-    batch = mails(5, "uidv") + [b"From: nobody@example.org\r\nSubject: no id\r\n\r\nplain\r\n"]
+    batch = [*mails(5, "uidv"), b"From: nobody@example.org\r\nSubject: no id\r\n\r\nplain\r\n"]
     fill(dovecot, SUPPORT, folder, batch)
     add_imap("support", SUPPORT, folder=folder)
     assert desk("fetch").exit_code == 0
