@@ -15,7 +15,17 @@ from typing import Annotated
 
 import typer
 
-from deskctl.commands import channels, db, fetch, ingest, quarantine, queues, tickets
+from deskctl.commands import (
+    agents,
+    channels,
+    db,
+    fetch,
+    ingest,
+    outbox,
+    quarantine,
+    queues,
+    tickets,
+)
 from deskctl.config import resolve_settings
 from deskctl.context import AppContext
 from deskctl.errors import DeskError, ExitCode
@@ -34,6 +44,9 @@ app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(channels.app, name="channel")
 app.command("ingest")(ingest.ingest)
 app.command("fetch")(fetch.fetch)
+app.add_typer(agents.app, name="agent")
+app.add_typer(outbox.app, name="outbox")
+app.command("send-outbox")(outbox.send_outbox)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -11,9 +12,20 @@ from rich.table import Table
 from rich.text import Text
 
 from deskctl.commands._common import app_context
+from deskctl.errors import UsageError
+from deskctl.mail.compose import OutgoingAttachment
 from deskctl.mail.sanitize import safe_text
-from deskctl.output import emit, fmt_time
+from deskctl.output import emit, fmt_time, stderr
 from deskctl.services import tickets as svc
+from deskctl.services.agents import acting_agent
+from deskctl.services.replies import (
+    ReplyRequest,
+    add_note,
+    assign,
+    record_view,
+    reply_to_ticket,
+    set_status,
+)
 
 app = typer.Typer(help="List, read and work tickets.", no_args_is_help=True)
 
@@ -95,6 +107,12 @@ def _render_ticket(out: Console, data: dict[str, Any], color: str) -> None:
         line = Text(f"[{msg['id']}] {msg['direction']}  ", style="dim")
         line.append(safe_text(f"{sender['name']} <{sender['email']}>"))
         line.append(f"  {fmt_time(msg['date'])}", style="dim")
+        if msg["author"]:
+            line.append(f"  by {safe_text(msg['author'])}", style="dim")
+        if msg.get("delivery"):
+            line.append(
+                f"  [{msg['delivery']}]", style="green" if msg["delivery"] == "sent" else "yellow"
+            )
         if msg["flags"]:
             line.append("  " + ",".join(msg["flags"]), style="yellow")
         out.print(line)
@@ -123,12 +141,14 @@ def show(
     Example: deskctl ticket show 1042
     """
     context = app_context(ctx)
-    with context.transaction(write=False) as session:
+    with context.transaction() as session:
         ticket = svc.get_ticket(session, number)
         if raw is not None:
             source = svc.get_raw(session, ticket, raw)
         else:
-            data, color = svc.ticket_detail(ticket), ticket.queue.color
+            data = svc.ticket_detail(ticket, svc.delivery_states(session, ticket))
+            color = ticket.queue.color
+            record_view(session, ticket, acting_agent(session, context.settings.agent))
     if raw is not None:
         # Exactly the stored bytes for pipes and files; a terminal gets them
         # sanitised, because raw mail may carry escape sequences.
@@ -139,3 +159,200 @@ def show(
         sys.stdout.flush()
         return
     emit(data, as_json=context.json, human=lambda out: _render_ticket(out, data, color))
+
+
+MARKER = "# ------------------------ >8 ------------------------"
+
+
+def _edit_body(quote: str) -> str:
+    """Open $VISUAL/$EDITOR like `git commit`; everything below the marker is dropped."""
+    import os
+    import shlex
+    import subprocess
+    import tempfile
+
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    template = (
+        "\n\n"
+        + MARKER
+        + "\n# Write the reply above. Everything below this line is ignored;"
+        + " an empty reply cancels.\n"
+        + quote
+    )
+    with tempfile.NamedTemporaryFile("w+", suffix=".txt", delete=False) as fh:
+        fh.write(template)
+        path = fh.name
+    try:
+        completed = subprocess.run([*shlex.split(editor), path], check=False)
+        if completed.returncode != 0:
+            raise UsageError(f"the editor exited {completed.returncode}; nothing was sent")
+        text = Path(path).read_text()
+    finally:
+        Path(path).unlink(missing_ok=True)
+    return text.split(MARKER, 1)[0].strip()
+
+
+def _read_body(body: str | None, body_file: str | None) -> str | None:
+    if body is not None and body_file is not None:
+        raise UsageError("give --body or --body-file, not both")
+    if body_file == "-":
+        return sys.stdin.read()
+    if body_file is not None:
+        try:
+            return Path(body_file).read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read {body_file}: {exc.strerror}") from exc
+    return body
+
+
+def _attachments(paths: list[str]) -> tuple[OutgoingAttachment, ...]:
+    import mimetypes
+
+    found = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+        ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        found.append(OutgoingAttachment(Path(path).name, ctype, data))
+    return tuple(found)
+
+
+@app.command("reply")
+def reply(
+    ctx: typer.Context,
+    number: Annotated[int, typer.Argument(help="ticket number")],
+    body: Annotated[str | None, typer.Option("--body", help="the reply text")] = None,
+    body_file: Annotated[
+        str | None, typer.Option("--body-file", help="file, or - for stdin")
+    ] = None,
+    attach: Annotated[list[str] | None, typer.Option("--attach", help="file (repeatable)")] = None,
+    cc: Annotated[list[str] | None, typer.Option("--cc", help="address (repeatable)")] = None,
+    status: Annotated[str, typer.Option("--status", help="ticket status after")] = "pending",
+    force: Annotated[
+        bool, typer.Option("--force", help="reply even if the ticket changed")
+    ] = False,
+) -> None:
+    """Answer the customer; the mail is queued for `deskctl send-outbox`.
+
+    Without --body or --body-file, $VISUAL/$EDITOR opens with the last customer message.
+
+    Example: deskctl ticket reply 1042 --body "Fixed, please try again." --status solved
+    """
+    context = app_context(ctx)
+    text = _read_body(body, body_file)
+    if text is None:
+        with context.transaction(write=False) as session:
+            ticket = svc.get_ticket(session, number)
+            last = [m for m in ticket.messages if m.direction == "in"]
+            quote = "".join(
+                f"# > {line}\n" for line in (last[-1].body_text if last else "").splitlines()
+            )
+        text = _edit_body(quote)
+        if not text:
+            stderr.print("reply cancelled: the body is empty; nothing was queued", markup=False)
+            return
+    request = ReplyRequest(
+        body=text,
+        cc=tuple(cc or ()),
+        status=status,
+        attachments=_attachments(attach or []),
+        force=force,
+    )
+    with context.transaction() as session:
+        message, item = reply_to_ticket(session, number, context.settings.agent, request)
+        data = {
+            "ticket": number,
+            "message": message.id,
+            "message_id": message.message_id,
+            "outbox": item.id,
+            "state": item.state,
+        }
+    emit(
+        data,
+        as_json=context.json,
+        human=lambda out: (
+            None
+            if context.quiet
+            else out.print(Text(f"reply queued as outbox item {data['outbox']} (ticket #{number})"))
+        ),
+    )
+
+
+@app.command("note")
+def note(
+    ctx: typer.Context,
+    number: Annotated[int, typer.Argument(help="ticket number")],
+    body: Annotated[str | None, typer.Option("--body", help="the note")] = None,
+    body_file: Annotated[
+        str | None, typer.Option("--body-file", help="file, or - for stdin")
+    ] = None,
+) -> None:
+    """Add an internal note; it is never mailed.
+
+    Example: deskctl ticket note 1042 --body "Called the customer, waiting for logs."
+    """
+    context = app_context(ctx)
+    text = _read_body(body, body_file)
+    if text is None:
+        text = _edit_body("")
+    with context.transaction() as session:
+        message = add_note(session, number, context.settings.agent, text)
+        data = {"ticket": number, "message": message.id}
+    emit(
+        data,
+        as_json=context.json,
+        human=lambda out: (
+            None if context.quiet else out.print(Text(f"note added to ticket #{number}"))
+        ),
+    )
+
+
+@app.command("assign")
+def assign_(
+    ctx: typer.Context,
+    number: Annotated[int, typer.Argument(help="ticket number")],
+    agent: Annotated[str, typer.Argument(help="agent name, 'me', or 'nobody'")],
+) -> None:
+    """Assign a ticket to an agent.
+
+    Example: deskctl ticket assign 1042 me
+    """
+    context = app_context(ctx)
+    with context.transaction() as session:
+        ticket = assign(
+            session, number, context.settings.agent, None if agent == "nobody" else agent
+        )
+        data = svc.ticket_summary(ticket)
+    emit(
+        data,
+        as_json=context.json,
+        human=lambda out: (
+            None
+            if context.quiet
+            else out.print(Text(f"ticket #{number} assigned to {data['assignee'] or 'nobody'}"))
+        ),
+    )
+
+
+@app.command("status")
+def status_(
+    ctx: typer.Context,
+    number: Annotated[int, typer.Argument(help="ticket number")],
+    status: Annotated[str, typer.Argument(help="new|open|pending|solved|closed")],
+) -> None:
+    """Change a ticket's status.
+
+    Example: deskctl ticket status 1042 solved
+    """
+    context = app_context(ctx)
+    with context.transaction() as session:
+        data = svc.ticket_summary(set_status(session, number, context.settings.agent, status))
+    emit(
+        data,
+        as_json=context.json,
+        human=lambda out: (
+            None if context.quiet else out.print(Text(f"ticket #{number} is {data['status']}"))
+        ),
+    )

@@ -32,3 +32,24 @@ def add_filter(
 
 def remove_source(session: Session, source: str) -> None:
     session.execute(delete(OutgoingFilter).where(OutgoingFilter.source == source))
+
+
+def load_patterns(session: Session) -> list[str]:
+    return sorted(set(session.scalars(select(OutgoingFilter.pattern))))
+
+
+def matching_pattern(address: str, patterns: list[str]) -> str | None:
+    """The filter pattern that forbids mailing ``address``, if any."""
+    from fnmatch import fnmatchcase
+
+    email = address.strip().lower()
+    for pattern in patterns:
+        if pattern.startswith("@"):
+            if email.endswith(pattern):
+                return pattern
+        elif any(ch in pattern for ch in "*?["):
+            if fnmatchcase(email, pattern):
+                return pattern
+        elif email == pattern:
+            return pattern
+    return None

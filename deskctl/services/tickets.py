@@ -151,7 +151,26 @@ def message_to_dict(message: Message) -> dict[str, Any]:
     }
 
 
-def ticket_detail(ticket: Ticket) -> dict[str, Any]:
+def delivery_states(session: Session, ticket: Ticket) -> dict[int, str]:
+    """The outbox state of each of the ticket's replies, by message id."""
+    from deskctl.store.models import OutboxItem
+
+    ids = [m.id for m in ticket.messages if m.direction == "out"]
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(OutboxItem.message_id, OutboxItem.state).where(OutboxItem.message_id.in_(ids))
+    ).all()
+    return {message_id: state for message_id, state in rows}
+
+
+def ticket_detail(ticket: Ticket, delivery: dict[int, str] | None = None) -> dict[str, Any]:
+    messages = []
+    for m in ticket.messages:
+        data = message_to_dict(m)
+        if m.direction == "out":
+            data["delivery"] = (delivery or {}).get(m.id)
+        messages.append(data)
     return {
         "id": ticket.id,
         "number": ticket.number,
@@ -163,5 +182,5 @@ def ticket_detail(ticket: Ticket) -> dict[str, Any]:
         "assignee": ticket.assignee.name if ticket.assignee else None,
         "created_at": ticket.created_at,
         "updated_at": ticket.updated_at,
-        "messages": [message_to_dict(m) for m in ticket.messages],
+        "messages": messages,
     }

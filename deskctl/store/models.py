@@ -307,3 +307,33 @@ class FetchedKey(Base):
     channel_id: Mapped[int] = mapped_column(ForeignKey("incoming_channels.id", ondelete="CASCADE"))
     remote_key: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TicketView(Base):
+    """The last message an agent saw on a ticket: the baseline of the collision check."""
+
+    __tablename__ = "ticket_views"
+    __table_args__ = (UniqueConstraint("agent_id", "ticket_id", name="uq_ticket_views_agent"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    last_message_id: Mapped[int] = mapped_column(Integer, default=0)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TicketEvent(Base):
+    """Who assigned a ticket or changed its status, and when."""
+
+    __tablename__ = "ticket_events"
+    __table_args__ = (Index("ix_ticket_events_ticket_id", "ticket_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    old: Mapped[str | None] = mapped_column(String(200))
+    new: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    agent: Mapped[Agent | None] = relationship()

@@ -1,0 +1,116 @@
+"""``deskctl outbox`` and ``deskctl send-outbox``: replies on their way out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from deskctl.commands._common import app_context, finish
+from deskctl.jobs.send_outbox import send_outbox as run_send_outbox
+from deskctl.mail.sanitize import safe_text
+from deskctl.output import emit, fmt_time, stderr
+from deskctl.services import outbox as svc
+
+app = typer.Typer(help="Replies waiting to leave, sent, failed or blocked.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    state: Annotated[
+        str | None,
+        typer.Option("--state", help="queued|sending|sent|failed|blocked|cancelled|bounced"),
+    ] = None,
+) -> None:
+    """List outbox items, newest first.
+
+    Example: deskctl outbox list --state failed
+    """
+    context = app_context(ctx)
+    with context.transaction(write=False) as session:
+        rows = [svc.item_to_dict(i) for i in svc.list_items(session, state)]
+
+    def human(out: Console) -> None:
+        table = Table(
+            "id", "ticket", "to", "channel", "state", "tries", "next", "last error", box=None
+        )
+        for r in rows:
+            table.add_row(
+                str(r["id"]),
+                f"#{r['ticket']}",
+                ", ".join(r["to"]),
+                r["channel"] or "-",
+                r["state"],
+                str(r["attempts"]),
+                fmt_time(r["next_attempt_at"]) if r["state"] == "queued" else "",
+                Text(safe_text(r["last_error"] or "")),
+            )
+        out.print(table if rows else "the outbox is empty")
+
+    emit({"outbox": rows}, as_json=context.json, human=human)
+
+
+def _change(ctx: typer.Context, item_id: int, retry: bool) -> None:
+    context = app_context(ctx)
+    with context.transaction() as session:
+        item = svc.retry_item(session, item_id) if retry else svc.cancel_item(session, item_id)
+        data = svc.item_to_dict(item)
+    emit(
+        data,
+        as_json=context.json,
+        human=lambda out: (
+            None if context.quiet else out.print(Text(f"outbox item {item_id} is {data['state']}"))
+        ),
+    )
+
+
+@app.command("retry")
+def retry(ctx: typer.Context, item_id: Annotated[int, typer.Argument()]) -> None:
+    """Queue a failed, blocked or cancelled item again, due now.
+
+    Example: deskctl outbox retry 17
+    """
+    _change(ctx, item_id, retry=True)
+
+
+@app.command("cancel")
+def cancel(ctx: typer.Context, item_id: Annotated[int, typer.Argument()]) -> None:
+    """Cancel an item that has not been sent.
+
+    Example: deskctl outbox cancel 17
+    """
+    _change(ctx, item_id, retry=False)
+
+
+def send_outbox(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="at most N items this run")] = 500,
+) -> None:
+    """Send the queued replies that are due.
+
+    Example: deskctl -q send-outbox     (every minute from cron; see crontab.example)
+    """
+    context = app_context(ctx)
+    report = run_send_outbox(context, limit)
+    code = report.exit_code()
+    emit(
+        report.to_dict(),
+        as_json=context.json,
+        human=lambda out: (
+            None
+            if context.quiet and code == 0
+            else out.print(
+                Text(
+                    f"{report.sent} sent, {report.failed} failed, {report.blocked} blocked, "
+                    f"{report.deferred} deferred"
+                )
+            )
+        ),
+    )
+    for message, _ in report.errors:
+        stderr.print(Text(f"deskctl: error: {message}"))
+    finish(code)

@@ -1,0 +1,146 @@
+"""``deskctl send-outbox``: deliver what agents queued, exactly once.
+
+Items are claimed first (see services/outbox.py), then sent over one
+connection per outgoing channel; each item's result commits on its own. The
+outgoing filter is checked here, at send time, against every To and Cc: a
+filtered To blocks the item, a filtered Cc is dropped from the mail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from deskctl.auth import secrets
+from deskctl.context import AppContext
+from deskctl.errors import DeskError, ExitCode
+from deskctl.jobs.fetch import worker_id
+from deskctl.mail.compose import without_recipients
+from deskctl.services import outbox as svc
+from deskctl.services.filters import load_patterns, matching_pattern
+
+log = logging.getLogger(__name__)
+
+
+class Sender(Protocol):
+    def send(self, raw: bytes, sender: str, recipients: list[str]) -> None: ...
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    failed: int = 0
+    blocked: int = 0
+    deferred: int = 0
+    errors: list[tuple[str, int]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sent": self.sent, "failed": self.failed, "blocked": self.blocked,
+                "deferred": self.deferred,
+                "errors": [message for message, _ in self.errors]}  # fmt: skip
+
+    def exit_code(self) -> ExitCode:
+        if self.errors and not (self.sent or self.failed or self.blocked):
+            codes = {code for _, code in self.errors}
+            return ExitCode(codes.pop()) if len(codes) == 1 else ExitCode.PARTIAL
+        return ExitCode.PARTIAL if self.failed or self.errors else ExitCode.OK
+
+
+def open_sender(context: AppContext, channel_id: int) -> AbstractContextManager[Sender]:
+    from deskctl.transport.smtp import SendmailSender, SmtpSender, SmtpSettings
+
+    with context.transaction(write=False) as session:
+        channel = svc.channel_of(session, channel_id)
+        if channel is None:
+            from deskctl.errors import ConfigError
+
+            raise ConfigError(f"outgoing channel {channel_id} no longer exists")
+        name, kind = channel.name, channel.kind
+        settings = {
+            "host": channel.host or "",
+            "port": channel.port or 587,
+            "security": channel.security or "starttls",
+            "username": channel.username,
+            "ca_file": channel.ca_file,
+        }
+        source, ref = channel.secret_source, channel.secret_ref
+        command = (channel.settings or {}).get("sendmail", "sendmail")
+    if kind == "sendmail":
+        return SendmailSender(command)
+    password = secrets.resolve(source, ref, channel=name) if source else None
+    return SmtpSender(SmtpSettings(password=password, **settings))  # type: ignore[arg-type]
+
+
+def _send_group(
+    context: AppContext, owner: str, channel_id: int, items: list[svc.Envelope],
+    patterns: list[str], report: SendReport,
+) -> None:  # fmt: skip
+    now = datetime.now(UTC)
+    try:
+        sender_cm = open_sender(context, channel_id)
+        with sender_cm as sender:
+            for env in items:
+                _send_one(context, owner, sender, env, patterns, report)
+    except DeskError as exc:
+        # The channel could not be used at all: its unsent items wait for the next run.
+        report.errors.append((exc.message, exc.exit_code))
+        with context.transaction() as session:
+            for env in items:
+                if svc.still_claimed(session, env.item_id, owner):
+                    svc.defer(session, env.item_id, owner, exc.message, now)
+                    report.deferred += 1
+
+
+def _send_one(
+    context: AppContext, owner: str, sender: Sender, env: svc.Envelope, patterns: list[str],
+    report: SendReport,
+) -> None:  # fmt: skip
+    from deskctl.transport.smtp import SendError
+
+    blocked_to = [(a, p) for a in env.to if (p := matching_pattern(a, patterns))]
+    if blocked_to:
+        reason = ", ".join(f"{a} is on the outgoing filter ({p})" for a, p in blocked_to)
+        with context.transaction() as session:
+            svc.mark_blocked(session, env.item_id, owner, reason)
+        report.blocked += 1
+        log.warning("outbox item %s blocked: %s", env.item_id, reason)
+        return
+    dropped = {a for a in env.cc if matching_pattern(a, patterns)}
+    raw = without_recipients(env.raw, dropped) if dropped else env.raw
+    recipients = [*env.to, *(a for a in env.cc if a not in dropped)]
+    now = datetime.now(UTC)
+    try:
+        sender.send(raw, env.sender, recipients)
+    except SendError as exc:
+        with context.transaction() as session:
+            if exc.permanent:
+                svc.mark_failed(session, env.item_id, owner, exc.message)
+                report.failed += 1
+            elif svc.defer(session, env.item_id, owner, exc.message, now):
+                report.deferred += 1
+            else:
+                report.failed += 1
+        log.warning("outbox item %s: %s", env.item_id, exc.message)
+        return
+    with context.transaction() as session:
+        svc.mark_sent(session, env.item_id, owner, now)
+    report.sent += 1
+
+
+def send_outbox(context: AppContext, limit: int = 500) -> SendReport:
+    owner = worker_id()
+    report = SendReport()
+    with context.transaction() as session:
+        ids = svc.claim_due(session, owner, datetime.now(UTC), limit)
+        envelopes = svc.envelopes(session, ids)
+        patterns = load_patterns(session)
+    groups: dict[int, list[svc.Envelope]] = defaultdict(list)
+    for env in envelopes:
+        groups[env.channel_id].append(env)
+    for channel_id, items in groups.items():
+        _send_group(context, owner, channel_id, items, patterns, report)
+    return report

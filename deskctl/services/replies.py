@@ -1,0 +1,280 @@
+"""What agents do to a ticket: reply, note, assign, change status.
+
+A reply and its outbox item are stored in one transaction; the mail is
+composed right then, so every retry sends the same bytes with the same
+Message-ID. Before replying, the collision check compares what the agent
+last saw (``ticket show``) with what has arrived since, so two agents cannot
+send two different answers without knowing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from deskctl.errors import ConfigError, Conflict, UsageError
+from deskctl.mail.compose import (
+    OutgoingAttachment,
+    Quoted,
+    Reply,
+    compose,
+    new_message_id,
+    reply_subject,
+)
+from deskctl.mail.parsed import Address
+from deskctl.services.agents import acting_agent, get_agent
+from deskctl.services.filters import load_patterns, matching_pattern
+from deskctl.services.threading import ticket_token
+from deskctl.services.tickets import check_status, get_ticket
+from deskctl.store.models import (
+    Agent,
+    Message,
+    OutboxItem,
+    OutgoingChannel,
+    Ticket,
+    TicketEvent,
+    TicketView,
+)
+
+AUTOMATIC = ("auto_reply", "bounce")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyRequest:
+    body: str
+    cc: tuple[str, ...] = ()
+    status: str = "pending"
+    attachments: tuple[OutgoingAttachment, ...] = ()
+    force: bool = False
+
+
+def record_view(session: Session, ticket: Ticket, agent: Agent) -> None:
+    """Remember the newest message ``agent`` has now seen on ``ticket``."""
+    newest = session.scalar(select(func.max(Message.id)).where(Message.ticket_id == ticket.id)) or 0
+    view = session.scalar(
+        select(TicketView).where(TicketView.agent_id == agent.id, TicketView.ticket_id == ticket.id)
+    )
+    if view is None:
+        session.add(TicketView(agent_id=agent.id, ticket_id=ticket.id, last_message_id=newest))
+    else:
+        view.last_message_id, view.seen_at = newest, datetime.now(UTC)
+
+
+def check_collision(session: Session, ticket: Ticket, agent: Agent) -> None:
+    """Refuse when the customer or another agent wrote since ``agent`` last looked."""
+    seen = session.scalar(
+        select(TicketView.last_message_id).where(
+            TicketView.agent_id == agent.id, TicketView.ticket_id == ticket.id
+        )
+    )
+    if seen is None:
+        raise Conflict(
+            f"you have not read ticket {ticket.number} yet: run `deskctl ticket show "
+            f"{ticket.number}` first (or reply with --force)"
+        )
+    newer = session.scalars(
+        select(Message).where(
+            Message.ticket_id == ticket.id,
+            Message.id > seen,
+            Message.direction.in_(("in", "out")),
+        )
+    ).all()
+    news = [
+        f"{'the customer' if m.direction == 'in' else (m.author.name if m.author else 'someone')}"
+        f" {'wrote' if m.direction == 'in' else 'replied'} (message {m.id})"
+        for m in newer
+        if m.direction == "in" or m.author_id != agent.id
+    ]
+    if news:
+        raise Conflict(
+            f"ticket {ticket.number} changed since you last read it: {'; '.join(news)}; "
+            f"run `deskctl ticket show {ticket.number}`, or reply with --force"
+        )
+
+
+def _answered(ticket: Ticket) -> Message | None:
+    """The customer message a reply answers: the newest human one, else the newest."""
+    incoming = [m for m in ticket.messages if m.direction == "in"]
+    human = [m for m in incoming if not set(AUTOMATIC).intersection(m.flags or [])]
+    candidates = human or incoming
+    return candidates[-1] if candidates else None
+
+
+def reply_channel(session: Session, ticket: Ticket) -> OutgoingChannel:
+    if ticket.channel is not None and ticket.channel.reply_via is not None:
+        return ticket.channel.reply_via
+    channel = session.scalar(
+        select(OutgoingChannel)
+        .where(OutgoingChannel.is_default.is_(True))
+        .order_by(OutgoingChannel.id)
+    )
+    if channel is None:
+        raise ConfigError("no outgoing channel: add one with `deskctl channel add-outgoing`")
+    return channel
+
+
+def _parse_cc(values: tuple[str, ...]) -> list[Address]:
+    from email.utils import getaddresses
+
+    found = []
+    for name, email in getaddresses(list(values)):
+        if "@" not in email:
+            raise UsageError(f"--cc {email or name!r} is not an email address")
+        found.append(Address(name, email.lower()))
+    return found
+
+
+def reply_to_ticket(
+    session: Session, number: int, agent_name: str, request: ReplyRequest
+) -> tuple[Message, OutboxItem]:
+    if not request.body.strip():
+        raise UsageError("the reply is empty")
+    ticket = get_ticket(session, number)
+    agent = acting_agent(session, agent_name)
+    status = check_status(request.status)
+    if not request.force:
+        check_collision(session, ticket, agent)
+    if ticket.customer is None or not ticket.customer.email:
+        raise UsageError(f"ticket {number} has no customer address to reply to")
+    outgoing = reply_channel(session, ticket)
+    from_email = outgoing.from_address or (ticket.channel.address if ticket.channel else "")
+    if not from_email:
+        raise ConfigError(
+            f"outgoing channel {outgoing.name!r} has no From address and ticket {number} came "
+            "in on no channel: add an outgoing channel with --from"
+        )
+    patterns = load_patterns(session)
+    answered = _answered(ticket)
+    customer = Address(ticket.customer.name, ticket.customer.email)
+    seen = {customer.email, from_email}
+    cc: list[Address] = []
+    conversation = [*(answered.to or []), *(answered.cc or [])] if answered else []
+    for addr in [*(Address(a["name"], a["email"]) for a in conversation), *_parse_cc(request.cc)]:
+        if addr.email and addr.email not in seen and not matching_pattern(addr.email, patterns):
+            seen.add(addr.email)
+            cc.append(addr)
+    now = datetime.now(UTC)
+    message_id = new_message_id(from_email.partition("@")[2])
+    references = (
+        tuple([*(answered.references or []), answered.message_id])
+        if answered and answered.message_id
+        else ()
+    )
+    reply = Reply(
+        sender=Address(outgoing.from_name, from_email),
+        to=(customer,),
+        cc=tuple(cc),
+        subject=reply_subject(ticket.title, ticket_token(ticket.number or ticket.id)),
+        body=request.body,
+        message_id=message_id,
+        in_reply_to=answered.message_id if answered else None,
+        references=references,
+        signature=agent.signature or outgoing.signature,
+        quoted=Quoted(
+            Address(answered.from_name, answered.from_email), answered.date, answered.body_text
+        )
+        if answered
+        else None,
+        attachments=request.attachments,
+        date=now,
+    )
+    try:
+        raw = compose(reply).as_bytes()
+    except ValueError as exc:
+        raise UsageError(f"cannot build the reply: {exc}") from exc
+    message = Message(
+        ticket=ticket,
+        direction="out",
+        message_id=message_id,
+        in_reply_to=reply.in_reply_to,
+        references=list(references),
+        subject=reply.subject,
+        from_name=outgoing.from_name,
+        from_email=from_email,
+        to=[{"name": customer.name, "email": customer.email}],
+        cc=[{"name": a.name, "email": a.email} for a in cc],
+        date=now,
+        body_text=request.body,
+        raw=raw,
+        flags=[],
+        flag_reasons=[],
+        dedupe_scope=-1,
+        dedupe_key=message_id,
+        author=agent,
+        created_at=now,
+    )
+    session.add(message)
+    for att in request.attachments:
+        from deskctl.mail.parsed import ParsedAttachment
+        from deskctl.services.ingest import store_attachment
+
+        store_attachment(
+            session,
+            message,
+            ParsedAttachment(att.filename, att.content_type, None, False, att.data),
+        )
+    item = OutboxItem(message=message, channel=outgoing, state="queued", next_attempt_at=now)
+    session.add(item)
+    _set_status(session, ticket, agent, status)
+    ticket.message_count = (ticket.message_count or 0) + 1
+    ticket.updated_at = now
+    session.flush()
+    record_view(session, ticket, agent)
+    return message, item
+
+
+def add_note(session: Session, number: int, agent_name: str, body: str) -> Message:
+    if not body.strip():
+        raise UsageError("the note is empty")
+    ticket = get_ticket(session, number)
+    agent = acting_agent(session, agent_name)
+    now = datetime.now(UTC)
+    note = Message(
+        ticket=ticket, direction="note", body_text=body, author=agent, subject="", flags=[],
+        flag_reasons=[], to=[], cc=[], references=[], date=now, created_at=now,
+    )  # fmt: skip
+    session.add(note)
+    ticket.message_count = (ticket.message_count or 0) + 1
+    ticket.updated_at = now
+    session.flush()
+    return note
+
+
+def _set_status(session: Session, ticket: Ticket, agent: Agent, status: str) -> None:
+    if ticket.status != status:
+        session.add(
+            TicketEvent(
+                ticket_id=ticket.id, agent=agent, kind="status", old=ticket.status, new=status
+            )
+        )
+        ticket.status = status
+
+
+def set_status(session: Session, number: int, agent_name: str, status: str) -> Ticket:
+    ticket = get_ticket(session, number)
+    _set_status(session, ticket, acting_agent(session, agent_name), check_status(status))
+    ticket.updated_at = datetime.now(UTC)
+    return ticket
+
+
+def assign(session: Session, number: int, agent_name: str, assignee: str | None) -> Ticket:
+    """Assign to ``assignee`` (``me`` is the acting agent; None unassigns)."""
+    ticket = get_ticket(session, number)
+    actor = acting_agent(session, agent_name)
+    target = (
+        None
+        if assignee is None
+        else actor
+        if assignee in ("me", agent_name)
+        else get_agent(session, assignee)
+    )
+    old = ticket.assignee.name if ticket.assignee else None
+    new = target.name if target else None
+    if old != new:
+        session.add(TicketEvent(ticket_id=ticket.id, agent=actor, kind="assign", old=old, new=new))
+        ticket.assignee = target
+        ticket.updated_at = datetime.now(UTC)
+    return ticket
