@@ -50,7 +50,7 @@ PASSWORD = "support-pw"
 PW_VAR = "BENCH_IMAP_PASSWORD"
 #: Frames that only dispatch (interpreter, Click/Typer, cProfile) and so sit at ~100 %
 #: cumulative; left out of the cumulative table so it shows where the time goes.
-_DISPATCH = ("/runpy.py", "/click/", "/typer/", "/cProfile.py", "/profile.py")
+_DISPATCH = ("runpy", "deskctl/cli.py", "/click/", "/typer/", "/cProfile.py", "/profile.py")
 
 
 # -- the bare loop (runs in a child: ``fetch.py --bare-child``) -------------------------

@@ -141,6 +141,13 @@ def compose(reply: Reply) -> EmailMessage:
     return msg
 
 
+def to_wire(msg: EmailMessage) -> bytes:
+    """The bytes as they go on the wire: CRLF line ends, as SMTP requires."""
+    from email import policy
+
+    return msg.as_bytes(policy=policy.SMTP)
+
+
 def without_recipients(raw: bytes, drop: set[str]) -> bytes:
     """The same message with some Cc addresses removed; everything else unchanged."""
     from email import message_from_bytes, policy

@@ -23,6 +23,7 @@ from deskctl.mail.compose import (
     compose,
     new_message_id,
     reply_subject,
+    to_wire,
 )
 from deskctl.mail.parsed import Address
 from deskctl.services.agents import acting_agent, get_agent
@@ -182,7 +183,7 @@ def reply_to_ticket(
         date=now,
     )
     try:
-        raw = compose(reply).as_bytes()
+        raw = to_wire(compose(reply))
     except ValueError as exc:
         raise UsageError(f"cannot build the reply: {exc}") from exc
     message = Message(

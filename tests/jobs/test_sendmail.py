@@ -1,0 +1,75 @@
+"""With no SMTP account, replies leave through the local mail system (``sendmail``).
+
+The local MTA is stood in for by a script with sendmail's command-line
+interface that records what it was given: the only way to make it answer
+"temporary failure" (exit 75) on demand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mailfactory import make_mail
+
+from conftest import Run
+
+FAKE_SENDMAIL = """#!/bin/sh
+echo "$@" >> "{log}"
+cat >> "{spool}"
+exit $(cat "{code}" 2>/dev/null || echo 0)
+"""
+
+
+@pytest.fixture
+def sendmail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    paths = {"log": tmp_path / "argv.log", "spool": tmp_path / "spool", "code": tmp_path / "code"}
+    script = bindir / "sendmail"
+    script.write_text(FAKE_SENDMAIL.format(**paths))
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{__import__('os').environ['PATH']}")
+    return paths
+
+
+def test_the_default_channel_hands_replies_to_sendmail_from_the_inbox_address(
+    desk: Run, tmp_path: Path, sendmail: dict[str, Path]
+) -> None:
+    desk("channel", "add", "support", "--kind", "pipe", "--address", "help@example.test")
+    number = desk(
+        "--json",
+        "ingest",
+        "--channel",
+        "support",
+        stdin=make_mail(sender="ivy@example.org", to="help@example.test"),
+    ).json()["ticket"]
+    desk("ticket", "show", str(number))
+    desk("ticket", "reply", str(number), "--body", "Via the local MTA.")
+
+    sendmail["code"].write_text("75")
+    first = desk("--json", "send-outbox").json()
+    assert first["deferred"] == 1 and first["sent"] == 0
+
+    sendmail["code"].write_text("0")
+    desk("outbox", "retry", "1")
+    assert desk("--json", "send-outbox").json()["sent"] == 1
+    argv = sendmail["log"].read_text().splitlines()[-1]
+    assert argv == "-oi -f help@example.test -- ivy@example.org"
+    assert b"Via the local MTA." in sendmail["spool"].read_bytes()
+
+
+def test_a_missing_sendmail_says_what_to_install(
+    desk: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    desk("channel", "add", "support", "--kind", "pipe", "--address", "help@example.test")
+    number = desk(
+        "--json", "ingest", "--channel", "support", stdin=make_mail(sender="ivy@example.org")
+    ).json()["ticket"]
+    desk("ticket", "show", str(number))
+    desk("ticket", "reply", str(number), "--body", "x")
+    result = desk("send-outbox")
+    assert result.exit_code == 5 and "sendmail not found" in result.stderr
+    (item,) = desk("--json", "outbox", "list").json()["outbox"]
+    assert item["state"] == "queued", "the reply waits for a working channel"
