@@ -11,14 +11,14 @@ import uuid
 from email import message_from_bytes, policy
 
 import pytest
-from mailfactory import make_mail
+from jobs.conftest import AddImap, deskctl_process
 from sqlalchemy import create_engine, text
+
+from conftest import Run
+from mailfactory import make_mail
 from testbed.certs import CertBundle
 from testbed.dovecot import Dovecot
 from testbed.smtp_relay import SmtpRelay
-
-from conftest import Run
-from jobs.conftest import AddImap, deskctl_process
 
 
 def new_user(dovecot: Dovecot, prefix: str) -> tuple[str, str]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mailfactory import make_mail
 
 from conftest import Run
+from mailfactory import make_mail
 
 FAKE_SENDMAIL = """#!/bin/sh
 echo "$@" >> "{log}"
