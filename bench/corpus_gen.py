@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime
 
 KIB = 1024
@@ -319,8 +319,9 @@ def generate(spec: CorpusSpec, stats: CorpusStats | None = None) -> Iterator[byt
             msg.add_alternative(_html([greeting, *html_paragraphs], rng), subtype="html")
             stats.alternative += 1
             if rng.random() < 0.15:
-                html_part = msg.get_payload()[1]  # type: ignore[index]
-                html_part.add_related(logo, "image", "png", cid="<logo@example.org>")
+                html_part = msg.get_body(preferencelist=("html",))
+                if isinstance(html_part, MIMEPart):
+                    html_part.add_related(logo, "image", "png", cid="<logo@example.org>")
 
         if rng.random() < 1 / 3:
             stats.with_attachments += 1

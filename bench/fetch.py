@@ -59,7 +59,7 @@ _DISPATCH = ("runpy", "deskctl/cli.py", "/click/", "/typer/", "/cProfile.py", "/
 def bare_loop(host: str, port: int, ca_file: str, folder: str, bulk: int) -> dict[str, Any]:
     from imap_tools import MailBox, MailMessage
 
-    class RawOnly(MailMessage):  # type: ignore[misc]
+    class RawOnly(MailMessage):
         """Keep the fetched bytes; imap-tools' own compat32 parse is skipped."""
 
         def __init__(self, fetch_data: list[Any]) -> None:
@@ -73,6 +73,7 @@ def bare_loop(host: str, port: int, ca_file: str, folder: str, bulk: int) -> dic
     ) as box:
         box.email_message_class = RawOnly
         for item in box.fetch("ALL", mark_seen=False, bulk=bulk):
+            assert isinstance(item, RawOnly)
             msg = email.message_from_bytes(item.raw, policy=email.policy.default)
             for part in msg.walk():
                 if isinstance(part, EmailMessage) and not part.is_multipart():

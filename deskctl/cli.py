@@ -20,6 +20,7 @@ from deskctl.commands import (
     channels,
     db,
     fetch,
+    filters,
     ingest,
     outbox,
     quarantine,
@@ -45,6 +46,7 @@ app.add_typer(channels.app, name="channel")
 app.command("ingest")(ingest.ingest)
 app.command("fetch")(fetch.fetch)
 app.add_typer(agents.app, name="agent")
+app.add_typer(filters.app, name="filter")
 app.add_typer(outbox.app, name="outbox")
 app.command("send-outbox")(outbox.send_outbox)
 

@@ -22,6 +22,7 @@ from deskctl.mail.errors import MalformedMail
 from deskctl.mail.parse import parse_mail
 from deskctl.services.channels import route_channel
 from deskctl.services.ingest import AUTOMATIC_FLAGS, IngestResult, ingest_mail
+from deskctl.services.loops import OwnMailReturned
 from deskctl.services.quarantine import quarantine_raw
 from deskctl.store.models import IncomingChannel
 
@@ -64,6 +65,10 @@ class Outcome:
                 "from": {"name": msg.from_name, "email": msg.from_email},
                 "attachments": [a.filename for a in msg.attachments],
                 "is_auto_reply": bool(AUTOMATIC_FLAGS.intersection(msg.flags)),
+                "flag_reasons": list(msg.flag_reasons),
+                "queue": result.ticket.queue.name,
+                "channel": result.ticket.channel.name if result.ticket.channel else None,
+                "ack": result.ack,
             },
         )
 
@@ -152,6 +157,15 @@ def store_raw(
             return outcome
         except _DryRun as stop:
             return stop.outcome
+        except OwnMailReturned as own:
+            return quarantine(
+                context,
+                raw,
+                own.reason,
+                channel_id=channel_id,
+                source=source,
+                checkpoint=None if dry_run else checkpoint,
+            )
         except IntegrityError:
             log.info("lost a race storing %s (attempt %d), looking again", source, attempt)
         except DeskError:

@@ -17,6 +17,7 @@ from email.message import Message
 from email.parser import BytesParser
 
 from deskctl.mail.classify import MailSignals, classify
+from deskctl.mail.compose import LOOP_HEADER
 from deskctl.mail.errors import MalformedMail
 from deskctl.mail.headers import (
     RAW_POLICY,
@@ -101,6 +102,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
             _bounced_ids(walk.returned_ids, text, message_id) if "bounce" in verdict.flags else ()
         ),
         auto_submitted=" ".join(auto_submitted.split()).lower() if auto_submitted else None,
+        loop_token=_first(headers, LOOP_HEADER.lower()),
     )
 
 

@@ -61,6 +61,7 @@ class ParsedMail:
     flag_reasons: tuple[str, ...]
     bounced_message_ids: tuple[str, ...]
     auto_submitted: str | None
+    loop_token: str | None = None  # our own X-Deskctl-Loop header: this is mail we sent
 
     @property
     def is_automatic(self) -> bool:

@@ -15,15 +15,18 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from deskctl.mail.parsed import ParsedAttachment, ParsedMail
+from deskctl.mail.parsed import ParsedMail
+from deskctl.services.acks import acknowledge
+from deskctl.services.attachments import store_attachment
 from deskctl.services.customers import find_or_create_customer
+from deskctl.services.loops import OwnMailReturned, bounced_reply, own_mail_reason
 from deskctl.services.queues import default_queue
-from deskctl.services.threading import find_thread
-from deskctl.store.models import Attachment, Blob, IncomingChannel, Message, Ticket
+from deskctl.services.threading import ThreadMatch, find_thread
+from deskctl.store.models import IncomingChannel, Message, Ticket
 
 NO_SUBJECT = "(no subject)"
 #: Flags that mean "a machine wrote this": such mail never reopens a ticket.
-AUTOMATIC_FLAGS = frozenset({"auto_reply", "bounce"})
+AUTOMATIC_FLAGS = frozenset({"auto_reply", "bounce", "own"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,7 @@ class IngestResult:
     created: bool
     duplicate: bool
     rule: str
+    ack: str | None = None
 
 
 def dedupe_key(mail: ParsedMail, raw: bytes) -> str:
@@ -45,23 +49,6 @@ def find_duplicate(session: Session, scope: int, key: str) -> Message | None:
     return session.scalar(
         select(Message).where(Message.dedupe_scope == scope, Message.dedupe_key == key)
     )
-
-
-def store_attachment(session: Session, message: Message, part: ParsedAttachment) -> Attachment:
-    """Keep the bytes once per SHA-256; each message gets its own attachment row."""
-    digest = part.sha256
-    if session.get(Blob, digest) is None:
-        session.add(Blob(sha256=digest, size=part.size, data=part.data))
-    attachment = Attachment(
-        blob_sha256=digest,
-        filename=part.filename,
-        content_type=part.content_type,
-        size=part.size,
-        content_id=part.content_id,
-        inline=part.inline,
-    )
-    message.attachments.append(attachment)
-    return attachment
 
 
 def _addresses(mail_addresses: tuple[object, ...]) -> list[dict[str, str]]:
@@ -87,7 +74,17 @@ def ingest_mail(
     if existing is not None:
         return IngestResult(existing.ticket, existing, False, True, "duplicate")
 
-    match = find_thread(session, mail)
+    own = own_mail_reason(session, mail)
+    bounced = bounced_reply(session, mail)
+    match = (
+        ThreadMatch(bounced.message.ticket, "bounce")
+        if bounced is not None
+        else find_thread(session, mail)
+    )
+    if own is not None and match.ticket is None:
+        raise OwnMailReturned(own)
+    flags = [*mail.flags, *(["own"] if own else [])]
+    reasons = [*mail.flag_reasons, *([own] if own else [])]
     customer = (
         find_or_create_customer(session, mail.sender)
         if mail.sender is not None and mail.sender.email
@@ -111,7 +108,7 @@ def ingest_mail(
         ticket.number = ticket.id
     else:
         ticket = match.ticket
-        automatic = AUTOMATIC_FLAGS.intersection(mail.flags)
+        automatic = AUTOMATIC_FLAGS.intersection(flags)
         if not automatic and ticket.status in ("pending", "solved", "closed"):
             ticket.status = "open"
     message = Message(
@@ -130,8 +127,8 @@ def ingest_mail(
         body_text=mail.text,
         body_html=mail.html,
         raw=raw,
-        flags=list(mail.flags),
-        flag_reasons=list(mail.flag_reasons),
+        flags=flags,
+        flag_reasons=reasons,
         thread_rule=match.rule,
         dedupe_scope=scope,
         dedupe_key=key,
@@ -142,5 +139,9 @@ def ingest_mail(
         store_attachment(session, message, part)
     ticket.message_count = (ticket.message_count or 0) + 1
     ticket.updated_at = now
+    if bounced is not None:
+        bounced.state = "bounced"
+        bounced.last_error = "; ".join(mail.flag_reasons) or "bounced"
     session.flush()
-    return IngestResult(ticket, message, created, False, match.rule)
+    ack = acknowledge(session, ticket, mail, flags) if created else None
+    return IngestResult(ticket, message, created, False, match.rule, ack)

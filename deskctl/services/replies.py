@@ -25,8 +25,9 @@ from deskctl.mail.compose import (
     reply_subject,
     to_wire,
 )
-from deskctl.mail.parsed import Address
+from deskctl.mail.parsed import Address, ParsedAttachment
 from deskctl.services.agents import acting_agent, get_agent
+from deskctl.services.attachments import store_attachment
 from deskctl.services.filters import load_patterns, matching_pattern
 from deskctl.services.threading import ticket_token
 from deskctl.services.tickets import check_status, get_ticket
@@ -128,40 +129,45 @@ def _parse_cc(values: tuple[str, ...]) -> list[Address]:
     return found
 
 
-def reply_to_ticket(
-    session: Session, number: int, agent_name: str, request: ReplyRequest
+def queue_mail(
+    session: Session,
+    ticket: Ticket,
+    *,
+    body: str,
+    author: Agent | None,
+    extra_cc: tuple[str, ...] = (),
+    keep_cc: bool = True,
+    attachments: tuple[OutgoingAttachment, ...] = (),
+    auto_submitted: str | None = None,
+    flags: tuple[str, ...] = (),
 ) -> tuple[Message, OutboxItem]:
-    if not request.body.strip():
-        raise UsageError("the reply is empty")
-    ticket = get_ticket(session, number)
-    agent = acting_agent(session, agent_name)
-    status = check_status(request.status)
-    if not request.force:
-        check_collision(session, ticket, agent)
+    """Compose a mail to the ticket's customer and queue it, in the caller's transaction."""
     if ticket.customer is None or not ticket.customer.email:
-        raise UsageError(f"ticket {number} has no customer address to reply to")
+        raise UsageError(f"ticket {ticket.number} has no customer address to reply to")
     outgoing = reply_channel(session, ticket)
     from_email = outgoing.from_address or (ticket.channel.address if ticket.channel else "")
     if not from_email:
         raise ConfigError(
-            f"outgoing channel {outgoing.name!r} has no From address and ticket {number} came "
-            "in on no channel: add an outgoing channel with --from"
+            f"outgoing channel {outgoing.name!r} has no From address and ticket {ticket.number} "
+            "came in on no channel: add an outgoing channel with --from"
         )
     patterns = load_patterns(session)
     answered = _answered(ticket)
     customer = Address(ticket.customer.name, ticket.customer.email)
     seen = {customer.email, from_email}
     cc: list[Address] = []
-    conversation = [*(answered.to or []), *(answered.cc or [])] if answered else []
-    for addr in [*(Address(a["name"], a["email"]) for a in conversation), *_parse_cc(request.cc)]:
+    conversation = (
+        [*(answered.to or []), *(answered.cc or [])] if answered is not None and keep_cc else []
+    )
+    for addr in [*(Address(a["name"], a["email"]) for a in conversation), *_parse_cc(extra_cc)]:
         if addr.email and addr.email not in seen and not matching_pattern(addr.email, patterns):
             seen.add(addr.email)
             cc.append(addr)
     now = datetime.now(UTC)
     message_id = new_message_id(from_email.partition("@")[2])
     references = (
-        tuple([*(answered.references or []), answered.message_id])
-        if answered and answered.message_id
+        (*(answered.references or []), answered.message_id)
+        if answered is not None and answered.message_id
         else ()
     )
     reply = Reply(
@@ -169,18 +175,20 @@ def reply_to_ticket(
         to=(customer,),
         cc=tuple(cc),
         subject=reply_subject(ticket.title, ticket_token(ticket.number or ticket.id)),
-        body=request.body,
+        body=body,
         message_id=message_id,
-        in_reply_to=answered.message_id if answered else None,
+        in_reply_to=answered.message_id if answered is not None else None,
         references=references,
-        signature=agent.signature or outgoing.signature,
+        signature=(author.signature if author else None) or outgoing.signature,
         quoted=Quoted(
             Address(answered.from_name, answered.from_email), answered.date, answered.body_text
         )
-        if answered
+        if answered is not None
         else None,
-        attachments=request.attachments,
+        attachments=attachments,
         date=now,
+        loop_token=f"deskctl ticket {ticket.number}",
+        auto_submitted=auto_submitted,
     )
     try:
         raw = to_wire(compose(reply))
@@ -198,20 +206,17 @@ def reply_to_ticket(
         to=[{"name": customer.name, "email": customer.email}],
         cc=[{"name": a.name, "email": a.email} for a in cc],
         date=now,
-        body_text=request.body,
+        body_text=body,
         raw=raw,
-        flags=[],
+        flags=list(flags),
         flag_reasons=[],
         dedupe_scope=-1,
         dedupe_key=message_id,
-        author=agent,
+        author=author,
         created_at=now,
     )
     session.add(message)
-    for att in request.attachments:
-        from deskctl.mail.parsed import ParsedAttachment
-        from deskctl.services.ingest import store_attachment
-
+    for att in attachments:
         store_attachment(
             session,
             message,
@@ -219,10 +224,32 @@ def reply_to_ticket(
         )
     item = OutboxItem(message=message, channel=outgoing, state="queued", next_attempt_at=now)
     session.add(item)
-    _set_status(session, ticket, agent, status)
     ticket.message_count = (ticket.message_count or 0) + 1
     ticket.updated_at = now
     session.flush()
+    return message, item
+
+
+def reply_to_ticket(
+    session: Session, number: int, agent_name: str, request: ReplyRequest
+) -> tuple[Message, OutboxItem]:
+    """An agent's answer: checked for collisions, queued, and the ticket's status set."""
+    if not request.body.strip():
+        raise UsageError("the reply is empty")
+    ticket = get_ticket(session, number)
+    agent = acting_agent(session, agent_name)
+    status = check_status(request.status)
+    if not request.force:
+        check_collision(session, ticket, agent)
+    message, item = queue_mail(
+        session,
+        ticket,
+        body=request.body,
+        author=agent,
+        extra_cc=request.cc,
+        attachments=request.attachments,
+    )
+    _set_status(session, ticket, agent, status)
     record_view(session, ticket, agent)
     return message, item
 
@@ -234,9 +261,19 @@ def add_note(session: Session, number: int, agent_name: str, body: str) -> Messa
     agent = acting_agent(session, agent_name)
     now = datetime.now(UTC)
     note = Message(
-        ticket=ticket, direction="note", body_text=body, author=agent, subject="", flags=[],
-        flag_reasons=[], to=[], cc=[], references=[], date=now, created_at=now,
-    )  # fmt: skip
+        ticket=ticket,
+        direction="note",
+        body_text=body,
+        author=agent,
+        subject="",
+        flags=[],
+        flag_reasons=[],
+        to=[],
+        cc=[],
+        references=[],
+        date=now,
+        created_at=now,
+    )
     session.add(note)
     ticket.message_count = (ticket.message_count or 0) + 1
     ticket.updated_at = now

@@ -88,6 +88,8 @@ class Queue(Base):
     color: Mapped[str] = mapped_column(String(32), default="white")
     description: Mapped[str | None] = mapped_column(Text)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    ack_template: Mapped[str | None] = mapped_column(Text)
+    ack_limit: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -231,10 +231,11 @@ def test_a_filtered_recipient_blocks_the_item_and_nothing_is_sent(
         "out",
     )
     path = tmp_path / "m.eml"
-    path.write_bytes(make_mail(sender="inbox@example.test", message_id="<self@x>"))
+    path.write_bytes(make_mail(sender="alerts-noreply@vendor.example", message_id="<self@x>"))
     number = desk("--json", "ingest", "--channel", "inbox", str(path)).json()["ticket"]
     desk("ticket", "show", str(number))
-    desk("ticket", "reply", str(number), "--body", "Hello me")
+    desk("ticket", "reply", str(number), "--body", "Hello robot")
+    assert desk("filter", "add", "*-noreply@*", "--reason", "robots").exit_code == 0
     before = len(smtp_relay.messages) + len(smtp_relay.rejected)
     result = desk("--json", "send-outbox")
     assert result.json()["blocked"] == 1 and result.json()["sent"] == 0

@@ -1,0 +1,24 @@
+"""Attachments: the bytes once per SHA-256, a row per message that carries them."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from deskctl.mail.parsed import ParsedAttachment
+from deskctl.store.models import Attachment, Blob, Message
+
+
+def store_attachment(session: Session, message: Message, part: ParsedAttachment) -> Attachment:
+    digest = part.sha256
+    if session.get(Blob, digest) is None:
+        session.add(Blob(sha256=digest, size=part.size, data=part.data))
+    attachment = Attachment(
+        blob_sha256=digest,
+        filename=part.filename,
+        content_type=part.content_type,
+        size=part.size,
+        content_id=part.content_id,
+        inline=part.inline,
+    )
+    message.attachments.append(attachment)
+    return attachment

@@ -1,0 +1,67 @@
+"""Recognising our own mail and our bounced replies, so nothing can loop (promise 5).
+
+Own mail is a message deskctl sent (its Message-ID, its loop header) or one
+claiming to come from one of our channel addresses. It is recorded on the
+ticket it belongs to, and never opens a ticket of its own.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from deskctl.mail.compose import LOOP_HEADER
+from deskctl.mail.parsed import ParsedMail
+from deskctl.store.models import IncomingChannel, Message, OutboxItem, OutgoingChannel
+
+
+class OwnMailReturned(Exception):
+    """Our own mail came back and belongs to no ticket: it must not open one."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def own_addresses(session: Session) -> dict[str, str]:
+    """Every address deskctl reads or sends as, mapped to the channel that uses it."""
+    found = {
+        address: f"incoming channel {name}"
+        for name, address in session.execute(select(IncomingChannel.name, IncomingChannel.address))
+    }
+    for name, address in session.execute(
+        select(OutgoingChannel.name, OutgoingChannel.from_address)
+    ):
+        if address:
+            found.setdefault(address, f"outgoing channel {name}")
+    return found
+
+
+def own_mail_reason(session: Session, mail: ParsedMail) -> str | None:
+    if mail.loop_token:
+        return f"own mail: carries our {LOOP_HEADER} header ({mail.loop_token})"
+    if mail.message_id and session.scalar(
+        select(Message.id).where(Message.direction == "out", Message.message_id == mail.message_id)
+    ):
+        return "own mail: a Message-ID deskctl generated"
+    sender = mail.sender.email if mail.sender else ""
+    channel = own_addresses(session).get(sender) if sender else None
+    if channel:
+        return f"own mail: From {sender} is the address of {channel}"
+    return None
+
+
+def bounced_reply(session: Session, mail: ParsedMail) -> OutboxItem | None:
+    """The outbox item of our reply that this bounce reports, if any."""
+    if "bounce" not in mail.flags or not mail.bounced_message_ids:
+        return None
+    return session.scalar(
+        select(OutboxItem)
+        .join(Message, OutboxItem.message_id == Message.id)
+        .where(
+            Message.direction == "out",
+            or_(*(Message.message_id == mid for mid in mail.bounced_message_ids)),
+        )
+        .order_by(OutboxItem.id.desc())
+        .limit(1)
+    )
