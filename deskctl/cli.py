@@ -19,6 +19,7 @@ from deskctl.commands import (
     agents,
     channels,
     db,
+    explain,
     fetch,
     filters,
     ingest,
@@ -49,6 +50,8 @@ app.add_typer(agents.app, name="agent")
 app.add_typer(filters.app, name="filter")
 app.add_typer(outbox.app, name="outbox")
 app.command("send-outbox")(outbox.send_outbox)
+app.command("explain")(explain.explain)
+app.command("doctor")(explain.doctor)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from deskctl.commands._common import app_context
+from deskctl.errors import UsageError
 from deskctl.output import emit
 from deskctl.services import queues as svc
 
@@ -34,6 +36,52 @@ def add(
         data,
         as_json=context.json,
         human=lambda out: None if context.quiet else out.print(f"queue {name} added", markup=False),
+    )
+
+
+@app.command("set")
+def set_(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="queue name")],
+    color: Annotated[str | None, typer.Option("--color")] = None,
+    description: Annotated[str | None, typer.Option("--description")] = None,
+    ack_file: Annotated[
+        str | None,
+        typer.Option("--ack-file", help="acknowledge new tickets with this text ($number, $title)"),
+    ] = None,
+    no_ack: Annotated[bool, typer.Option("--no-ack", help="stop acknowledging")] = False,
+    ack_limit: Annotated[
+        int | None, typer.Option("--ack-limit", help="at most N per sender per hour (default 3)")
+    ] = None,
+) -> None:
+    """Change a queue: colour, description, acknowledgement of new tickets.
+
+    Example: deskctl queue set general --ack-file ~/ack.txt --ack-limit 3
+    """
+    context = app_context(ctx)
+    template = None
+    if ack_file is not None:
+        try:
+            template = Path(ack_file).expanduser().read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read {ack_file}: {exc.strerror}") from exc
+    with context.transaction() as session:
+        queue = svc.set_queue(
+            session,
+            name,
+            color=color,
+            description=description,
+            ack_template=template,
+            clear_ack=no_ack,
+            ack_limit=ack_limit,
+        )
+        data = svc.queue_to_dict(queue)
+    emit(
+        data,
+        as_json=context.json,
+        human=lambda out: (
+            None if context.quiet else out.print(f"queue {name} updated", markup=False)
+        ),
     )
 
 

@@ -116,6 +116,8 @@ def _render_ticket(out: Console, data: dict[str, Any], color: str) -> None:
         if msg["flags"]:
             line.append("  " + ",".join(msg["flags"]), style="yellow")
         out.print(line)
+        if msg["flag_reasons"]:
+            out.print(Text("  why: " + safe_text("; ".join(msg["flag_reasons"])), style="yellow"))
         out.print(Text(safe_text(msg["body"]).rstrip()))
         for att in msg["attachments"]:
             out.print(

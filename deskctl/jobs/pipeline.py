@@ -99,7 +99,10 @@ def quarantine(
     channel_id: int | None,
     source: str | None,
     checkpoint: Checkpoint | None = None,
+    dry_run: bool = False,
 ) -> Outcome:
+    if dry_run:
+        return Outcome(quarantined=0, reason=reason)
     with context.transaction() as session:
         item = quarantine_raw(session, raw, reason, channel_id=channel_id, source=source)
         if checkpoint is not None:
@@ -124,23 +127,26 @@ def store_raw(
 
     Database outages raise (the message stays on the server for the next
     run); everything that is wrong with the message itself ends in quarantine.
+    ``dry_run`` runs the same code and rolls back, so it shows what would happen.
     """
-    if max_size is not None and len(raw) > max_size:
-        reason = f"message is {len(raw)} bytes, over the limit of {max_size}"
-        return quarantine(
-            context, raw, reason, channel_id=channel_id, source=source, checkpoint=checkpoint
-        )
-    try:
-        mail = parse_mail(raw)
-    except MalformedMail as exc:
+
+    def fail(reason: str) -> Outcome:
         return quarantine(
             context,
             raw,
-            f"cannot parse: {exc.reason}",
+            reason,
             channel_id=channel_id,
             source=source,
             checkpoint=checkpoint,
+            dry_run=dry_run,
         )
+
+    if max_size is not None and len(raw) > max_size:
+        return fail(f"message is {len(raw)} bytes, over the limit of {max_size}")
+    try:
+        mail = parse_mail(raw)
+    except MalformedMail as exc:
+        return fail(f"cannot parse: {exc.reason}")
     for attempt in range(1, RACE_RETRIES + 1):
         try:
             with context.transaction() as session:
@@ -158,36 +164,15 @@ def store_raw(
         except _DryRun as stop:
             return stop.outcome
         except OwnMailReturned as own:
-            return quarantine(
-                context,
-                raw,
-                own.reason,
-                channel_id=channel_id,
-                source=source,
-                checkpoint=None if dry_run else checkpoint,
-            )
+            return fail(own.reason)
         except IntegrityError:
             log.info("lost a race storing %s (attempt %d), looking again", source, attempt)
         except DeskError:
             raise
         except Exception as exc:  # a bug or odd data must not lose the message
             log.debug("storing %s failed", source, exc_info=True)
-            return quarantine(
-                context,
-                raw,
-                f"cannot store: {type(exc).__name__}: {exc}",
-                channel_id=channel_id,
-                source=source,
-                checkpoint=checkpoint,
-            )
-    return quarantine(
-        context,
-        raw,
-        "cannot store: unique key conflicts persisted",
-        channel_id=channel_id,
-        source=source,
-        checkpoint=checkpoint,
-    )
+            return fail(f"cannot store: {type(exc).__name__}: {exc}")
+    return fail("cannot store: unique key conflicts persisted")
 
 
 def retry_quarantined(context: AppContext, item_id: int, replacement: bytes | None) -> Outcome:

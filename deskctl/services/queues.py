@@ -87,7 +87,38 @@ def queue_to_dict(queue: Queue, open_tickets: int | None = None) -> dict[str, ob
         "color": queue.color,
         "description": queue.description,
         "default": queue.is_default,
+        "acknowledgement": queue.ack_template is not None,
+        "ack_limit": queue.ack_limit,
     }
     if open_tickets is not None:
         data["open_tickets"] = open_tickets
     return data
+
+
+def set_queue(
+    session: Session,
+    name: str,
+    *,
+    color: str | None = None,
+    description: str | None = None,
+    ack_template: str | None = None,
+    clear_ack: bool = False,
+    ack_limit: int | None = None,
+) -> Queue:
+    """Change a queue; only what is given changes."""
+    queue = get_queue(session, name)
+    if color is not None:
+        queue.color = check_color(color)
+    if description is not None:
+        queue.description = description
+    if ack_template is not None:
+        if not ack_template.strip():
+            raise UsageError("the acknowledgement template is empty")
+        queue.ack_template = ack_template
+    if clear_ack:
+        queue.ack_template = None
+    if ack_limit is not None:
+        if ack_limit < 0:
+            raise UsageError("--ack-limit cannot be negative")
+        queue.ack_limit = ack_limit
+    return queue

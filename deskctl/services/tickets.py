@@ -138,6 +138,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "message_id": message.message_id,
         "body": message.body_text,
         "flags": list(message.flags or []),
+        "flag_reasons": list(message.flag_reasons or []),
         "author": message.author.name if message.author else None,
         "attachments": [
             {

@@ -38,7 +38,7 @@ def test_ticket_show_json_has_exactly_the_documented_fields(desk: Run, tmp_path:
     (msg,) = shown["messages"]
     assert set(msg) == {
         "id", "direction", "from", "to", "cc", "subject", "date", "message_id", "body", "flags",
-        "author", "attachments",
+        "flag_reasons", "author", "attachments",
     }  # fmt: skip
     assert set(msg["attachments"][0]) == {"filename", "content_type", "size", "sha256"}
     assert msg["direction"] == "in" and msg["to"] == [{"name": "", "email": "support@example.test"}]

@@ -1,0 +1,81 @@
+"""``deskctl explain`` and ``deskctl doctor``: why deskctl does what it does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from deskctl.commands._common import app_context, finish
+from deskctl.errors import ExitCode, UsageError
+from deskctl.jobs.pipeline import store_raw
+from deskctl.output import emit
+from deskctl.services.channels import get_incoming
+from deskctl.services.doctor import check_configuration
+
+
+def explain(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="an RFC 5322 message")],
+    channel: Annotated[
+        str | None, typer.Option("--channel", help="as if read by this channel")
+    ] = None,
+) -> None:
+    """Say what deskctl would do with a message, storing nothing.
+
+    Example: deskctl explain --channel support suspicious.eml
+    """
+    context = app_context(ctx)
+    try:
+        raw = Path(file).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {file}: {exc.strerror}") from exc
+    channel_id = None
+    if channel is not None:
+        with context.transaction(write=False) as session:
+            channel_id = get_incoming(session, channel).id
+    outcome = store_raw(context, raw, channel_id=channel_id, scope=channel_id or 0, dry_run=True)
+    data = outcome.to_dict()
+
+    def human(out: Console) -> None:
+        if outcome.quarantined is not None:
+            out.print(Text(f"quarantine: {outcome.reason}"))
+            return
+        d = outcome.details
+        out.print(Text(f"channel: {d['channel'] or '(none)'}, queue {d['queue']}"))
+        if outcome.duplicate:
+            out.print(Text(f"ticket: already stored on #{outcome.ticket}; nothing would change"))
+        elif outcome.created:
+            why = {"token-untrusted": " (its ticket token is not trusted from this sender)"}
+            out.print(Text(f"ticket: a new ticket{why.get(outcome.rule or '', '')}"))
+        else:
+            out.print(Text(f"ticket: joins #{outcome.ticket} by {outcome.rule}"))
+        reasons = "; ".join(d["flag_reasons"]) or "written by a person"
+        out.print(Text(f"classification: {', '.join(outcome.flags) or 'normal'} ({reasons})"))
+        out.print(Text(f"acknowledgement: {d['ack'] or 'none: the message joins a ticket'}"))
+
+    emit(data, as_json=context.json, human=human)
+
+
+def doctor(ctx: typer.Context) -> None:
+    """Check the configuration for mail loops and stale channels.
+
+    Example: deskctl doctor
+    """
+    context = app_context(ctx)
+    with context.transaction(write=False) as session:
+        findings = check_configuration(session, datetime.now(UTC))
+    warnings = [f for f in findings if f.level == "warning"]
+
+    def human(out: Console) -> None:
+        for f in findings:
+            out.print(
+                Text(f"{f.level}: {f.message}", style="yellow" if f.level == "warning" else "")
+            )
+
+    emit({"findings": [f.to_dict() for f in findings]}, as_json=context.json, human=human)
+    finish(ExitCode.CONFIG if warnings else ExitCode.OK)
