@@ -38,7 +38,7 @@ class AppContext:
 
             self._engine = make_engine(self.settings.db_url)
         if check_schema and not self._checked:
-            from deskctl.store.migrate import ensure_current
+            from deskctl.store.version import ensure_current
 
             ensure_current(self._engine)
             self._checked = True

@@ -6,7 +6,6 @@ import typer
 
 from deskctl.commands._common import app_context
 from deskctl.output import emit
-from deskctl.store import migrate
 
 app = typer.Typer(help="Create, upgrade and inspect the database schema.", no_args_is_help=True)
 
@@ -17,6 +16,8 @@ def upgrade(ctx: typer.Context) -> None:
 
     Example: deskctl db upgrade
     """
+    from deskctl.store import migrate
+
     context = app_context(ctx)
     before, after = migrate.upgrade(context.engine(check_schema=False))
     emit(
@@ -39,6 +40,8 @@ def current(ctx: typer.Context) -> None:
 
     Example: deskctl db current
     """
+    from deskctl.store import migrate
+
     context = app_context(ctx)
     engine = context.engine(check_schema=False)
     cur, head = migrate.current_revision(engine), migrate.head_revision(engine)

@@ -12,10 +12,7 @@ from rich.text import Text
 
 from deskctl.commands._common import app_context, finish
 from deskctl.errors import ExitCode, UsageError
-from deskctl.jobs.pipeline import store_raw
 from deskctl.output import emit
-from deskctl.services.channels import get_incoming
-from deskctl.services.doctor import check_configuration
 
 
 def explain(
@@ -29,6 +26,9 @@ def explain(
 
     Example: deskctl explain --channel support suspicious.eml
     """
+    from deskctl.jobs.pipeline import store_raw
+    from deskctl.services.channels import get_incoming
+
     context = app_context(ctx)
     try:
         raw = Path(file).read_bytes()
@@ -66,6 +66,8 @@ def doctor(ctx: typer.Context) -> None:
 
     Example: deskctl doctor
     """
+    from deskctl.services.doctor import check_configuration
+
     context = app_context(ctx)
     with context.transaction(write=False) as session:
         findings = check_configuration(session, datetime.now(UTC))

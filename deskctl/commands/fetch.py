@@ -11,7 +11,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.text import Text
 
 from deskctl.commands._common import app_context, finish
-from deskctl.jobs.fetch import DEFAULT_MAX_SIZE, FetchOptions, exit_code, fetch_all
 from deskctl.output import emit, stderr
 
 
@@ -26,12 +25,14 @@ def fetch(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="read, store nothing")] = False,
     max_size: Annotated[
         int, typer.Option("--max-size", help="bytes; larger mail is quarantined")
-    ] = DEFAULT_MAX_SIZE,
+    ] = 25 * 1024 * 1024,
 ) -> None:
     """Read new mail from every enabled channel into tickets.
 
     Example: deskctl -q fetch     (every minute from cron; see crontab.example)
     """
+    from deskctl.jobs.fetch import FetchOptions, exit_code, fetch_all
+
     context = app_context(ctx)
     show_bar = sys.stderr.isatty() and not context.quiet and not context.json
     with Progress(

@@ -12,9 +12,7 @@ from rich.text import Text
 
 from deskctl.commands._common import app_context, finish
 from deskctl.errors import ExitCode, UsageError
-from deskctl.jobs.pipeline import Outcome, store_raw
 from deskctl.output import emit
-from deskctl.services.channels import get_incoming
 
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
 
@@ -45,6 +43,9 @@ def ingest(
 
     Example: deskctl ingest --json message.eml
     """
+    from deskctl.jobs.pipeline import Outcome, store_raw
+    from deskctl.services.channels import get_incoming
+
     context = app_context(ctx)
     channel_id = None
     if channel is not None:

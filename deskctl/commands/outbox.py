@@ -10,7 +10,6 @@ from rich.table import Table
 from rich.text import Text
 
 from deskctl.commands._common import app_context, finish
-from deskctl.jobs.send_outbox import send_outbox as run_send_outbox
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, fmt_time, stderr
 from deskctl.services import outbox as svc
@@ -94,6 +93,8 @@ def send_outbox(
 
     Example: deskctl -q send-outbox     (every minute from cron; see crontab.example)
     """
+    from deskctl.jobs.send_outbox import send_outbox as run_send_outbox
+
     context = app_context(ctx)
     report = run_send_outbox(context, limit)
     code = report.exit_code()

@@ -13,7 +13,6 @@ from rich.text import Text
 
 from deskctl.commands._common import app_context, finish
 from deskctl.errors import ExitCode, UsageError
-from deskctl.jobs.pipeline import retry_quarantined
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, fmt_time
 from deskctl.services import quarantine as svc
@@ -88,6 +87,8 @@ def retry(
 
     Example: deskctl quarantine retry 3 --file fixed.eml
     """
+    from deskctl.jobs.pipeline import retry_quarantined
+
     context = app_context(ctx)
     replacement = None
     if file is not None:

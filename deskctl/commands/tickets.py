@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,19 +13,12 @@ from rich.text import Text
 
 from deskctl.commands._common import app_context
 from deskctl.errors import UsageError
-from deskctl.mail.compose import OutgoingAttachment
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, fmt_time, stderr
 from deskctl.services import tickets as svc
-from deskctl.services.agents import acting_agent
-from deskctl.services.replies import (
-    ReplyRequest,
-    add_note,
-    assign,
-    record_view,
-    reply_to_ticket,
-    set_status,
-)
+
+if TYPE_CHECKING:
+    from deskctl.mail.compose import OutgoingAttachment
 
 app = typer.Typer(help="List, read and work tickets.", no_args_is_help=True)
 
@@ -142,6 +135,9 @@ def show(
 
     Example: deskctl ticket show 1042
     """
+    from deskctl.services.agents import acting_agent
+    from deskctl.services.replies import record_view
+
     context = app_context(ctx)
     with context.transaction() as session:
         ticket = svc.get_ticket(session, number)
@@ -210,6 +206,8 @@ def _read_body(body: str | None, body_file: str | None) -> str | None:
 def _attachments(paths: list[str]) -> tuple[OutgoingAttachment, ...]:
     import mimetypes
 
+    from deskctl.mail.compose import OutgoingAttachment
+
     found = []
     for path in paths:
         try:
@@ -242,6 +240,8 @@ def reply(
 
     Example: deskctl ticket reply 1042 --body "Fixed, please try again." --status solved
     """
+    from deskctl.services.replies import ReplyRequest, reply_to_ticket
+
     context = app_context(ctx)
     text = _read_body(body, body_file)
     if text is None:
@@ -295,6 +295,8 @@ def note(
 
     Example: deskctl ticket note 1042 --body "Called the customer, waiting for logs."
     """
+    from deskctl.services.replies import add_note
+
     context = app_context(ctx)
     text = _read_body(body, body_file)
     if text is None:
@@ -316,15 +318,22 @@ def assign_(
     ctx: typer.Context,
     number: Annotated[int, typer.Argument(help="ticket number")],
     agent: Annotated[str, typer.Argument(help="agent name, 'me', or 'nobody'")],
+    force: Annotated[bool, typer.Option("--force", help="take it from another agent")] = False,
 ) -> None:
     """Assign a ticket to an agent.
 
     Example: deskctl ticket assign 1042 me
     """
+    from deskctl.services.replies import assign
+
     context = app_context(ctx)
     with context.transaction() as session:
         ticket = assign(
-            session, number, context.settings.agent, None if agent == "nobody" else agent
+            session,
+            number,
+            context.settings.agent,
+            None if agent == "nobody" else agent,
+            force=force,
         )
         data = svc.ticket_summary(ticket)
     emit(
@@ -348,6 +357,8 @@ def status_(
 
     Example: deskctl ticket status 1042 solved
     """
+    from deskctl.services.replies import set_status
+
     context = app_context(ctx)
     with context.transaction() as session:
         data = svc.ticket_summary(set_status(session, number, context.settings.agent, status))

@@ -11,9 +11,6 @@ failing channel is recorded and reported while the others go on.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +23,7 @@ from deskctl.auth import secrets
 from deskctl.context import AppContext
 from deskctl.errors import DeskError, ExitCode
 from deskctl.jobs.pipeline import Outcome, store_raw
+from deskctl.jobs.workers import dead_local_owner, worker_id
 from deskctl.services.leases import claim_channel, lease_holder, release_channel
 from deskctl.store.models import FetchedKey, IncomingChannel
 
@@ -107,36 +105,13 @@ class Snapshot:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _dead_local_owner(owner: str | None) -> bool:
-    """A lease held by a process on this host that no longer exists."""
-    if not owner:
-        return False
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    return host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
-
-
 def claim(context: AppContext, channel_id: int, owner: str) -> bool:
     now = datetime.now(UTC)
     with context.transaction() as session:
         if claim_channel(session, channel_id, owner, now):
             return True
         holder = lease_holder(session, channel_id)
-        if _dead_local_owner(holder):
+        if dead_local_owner(holder):
             log.info("taking over the lease of dead worker %s", holder)
             return claim_channel(session, channel_id, owner, now, steal_from=holder)
     return False

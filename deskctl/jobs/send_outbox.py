@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from deskctl.auth import secrets
 from deskctl.context import AppContext
 from deskctl.errors import DeskError, ExitCode
-from deskctl.jobs.fetch import worker_id
+from deskctl.jobs.workers import dead_local_owner, worker_id
 from deskctl.mail.compose import without_recipients
 from deskctl.services import outbox as svc
 from deskctl.services.filters import load_patterns, matching_pattern
@@ -134,6 +134,11 @@ def _send_one(
 def send_outbox(context: AppContext, limit: int = 500) -> SendReport:
     owner = worker_id()
     report = SendReport()
+    with context.transaction() as session:
+        for holder in svc.sending_owners(session):
+            if dead_local_owner(holder):
+                log.info("releasing the claims of dead worker %s", holder)
+                svc.release_owner(session, holder)
     with context.transaction() as session:
         ids = svc.claim_due(session, owner, datetime.now(UTC), limit)
         envelopes = svc.envelopes(session, ids)

@@ -36,7 +36,30 @@ def _due(now: datetime) -> Any:
 
 
 def claim_due(session: Session, owner: str, now: datetime, limit: int) -> list[int]:
-    """Claim up to ``limit`` due items for ``owner``; returns the ids won."""
+    """Claim up to ``limit`` due items for ``owner``; returns the ids won.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` hands concurrent workers disjoint
+    rows without waiting. SQLite: write transactions are serialised anyway,
+    and the conditional UPDATE below decides each item.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        ids = list(
+            session.scalars(
+                select(OutboxItem.id)
+                .where(_due(now))
+                .order_by(OutboxItem.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        if ids:
+            session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id.in_(ids))
+                .values(state="sending", lease_owner=owner, lease_until=now + LEASE)
+                .execution_options(synchronize_session=False)
+            )
+        return ids
     candidates = session.scalars(
         select(OutboxItem.id).where(_due(now)).order_by(OutboxItem.id).limit(limit * 2)
     ).all()
@@ -53,6 +76,26 @@ def claim_due(session: Session, owner: str, now: datetime, limit: int) -> list[i
         if result.rowcount:  # type: ignore[attr-defined]
             won.append(item_id)
     return won
+
+
+def sending_owners(session: Session) -> list[str]:
+    return [
+        o
+        for o in session.scalars(
+            select(OutboxItem.lease_owner).where(OutboxItem.state == "sending").distinct()
+        )
+        if o
+    ]
+
+
+def release_owner(session: Session, owner: str) -> None:
+    """Make the items a dead worker had claimed due again."""
+    session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.state == "sending", OutboxItem.lease_owner == owner)
+        .values(state="queued", lease_owner=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from deskctl.errors import ConfigError, Conflict, UsageError
@@ -281,38 +281,91 @@ def add_note(session: Session, number: int, agent_name: str, body: str) -> Messa
     return note
 
 
-def _set_status(session: Session, ticket: Ticket, agent: Agent, status: str) -> None:
-    if ticket.status != status:
-        session.add(
-            TicketEvent(
-                ticket_id=ticket.id, agent=agent, kind="status", old=ticket.status, new=status
-            )
+def _last_actor(session: Session, ticket_id: int, kind: str) -> str:
+    name = session.scalar(
+        select(Agent.name)
+        .join(TicketEvent, TicketEvent.agent_id == Agent.id)
+        .where(TicketEvent.ticket_id == ticket_id, TicketEvent.kind == kind)
+        .order_by(TicketEvent.id.desc())
+        .limit(1)
+    )
+    return name or "someone"
+
+
+def _compare_and_set(
+    session: Session, ticket: Ticket, column: str, old: object, new: object, kind: str
+) -> None:
+    """Change one ticket column only if it still holds what we read.
+
+    Two agents at once: the database lets exactly one UPDATE match (the other
+    waits for the row, then finds it changed), and the loser is told who won.
+    """
+    current = getattr(Ticket, column)
+    condition = current.is_(None) if old is None else current == old
+    result = session.execute(
+        update(Ticket)
+        .where(Ticket.id == ticket.id, condition)
+        .values({column: new, "updated_at": datetime.now(UTC)})
+        .execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise Conflict(
+            f"ticket {ticket.number} was just changed by {_last_actor(session, ticket.id, kind)}; "
+            f"run `deskctl ticket show {ticket.number}` and try again"
         )
-        ticket.status = status
+    session.expire(ticket)
+
+
+def _set_status(session: Session, ticket: Ticket, agent: Agent, status: str) -> None:
+    old = ticket.status
+    if old != status:
+        _compare_and_set(session, ticket, "status", old, status, "status")
+        session.add(
+            TicketEvent(ticket_id=ticket.id, agent=agent, kind="status", old=old, new=status)
+        )
 
 
 def set_status(session: Session, number: int, agent_name: str, status: str) -> Ticket:
     ticket = get_ticket(session, number)
     _set_status(session, ticket, acting_agent(session, agent_name), check_status(status))
-    ticket.updated_at = datetime.now(UTC)
-    return ticket
+    return get_ticket(session, number)
 
 
-def assign(session: Session, number: int, agent_name: str, assignee: str | None) -> Ticket:
-    """Assign to ``assignee`` (``me`` is the acting agent; None unassigns)."""
+def assign(
+    session: Session, number: int, agent_name: str, assignee: str | None, *, force: bool = False
+) -> Ticket:
+    """Assign to ``assignee`` (``me`` is the acting agent; None unassigns).
+
+    Taking a ticket someone else holds needs ``force``, so two agents who both
+    run ``assign ... me`` cannot both believe they own it.
+    """
     ticket = get_ticket(session, number)
     actor = acting_agent(session, agent_name)
-    target = (
-        None
-        if assignee is None
-        else actor
-        if assignee in ("me", agent_name)
-        else get_agent(session, assignee)
-    )
-    old = ticket.assignee.name if ticket.assignee else None
-    new = target.name if target else None
-    if old != new:
-        session.add(TicketEvent(ticket_id=ticket.id, agent=actor, kind="assign", old=old, new=new))
-        ticket.assignee = target
-        ticket.updated_at = datetime.now(UTC)
-    return ticket
+    if assignee is None:
+        target = None
+    elif assignee in ("me", agent_name):
+        target = actor
+    else:
+        target = get_agent(session, assignee)
+    holder = ticket.assignee
+    if (
+        holder is not None
+        and target is not None
+        and holder.id not in (target.id, actor.id)
+        and not force
+    ):
+        raise Conflict(f"ticket {number} is assigned to {holder.name}; use --force to reassign it")
+    old_id = holder.id if holder else None
+    new_id = target.id if target else None
+    if old_id != new_id:
+        _compare_and_set(session, ticket, "assignee_id", old_id, new_id, "assign")
+        session.add(
+            TicketEvent(
+                ticket_id=ticket.id,
+                agent=actor,
+                kind="assign",
+                old=holder.name if holder else None,
+                new=target.name if target else None,
+            )
+        )
+    return get_ticket(session, number)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import ColumnElement, Select, exists, func, literal_column, or_, select, table
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from deskctl.errors import NotFound, UsageError
@@ -31,7 +32,7 @@ class TicketFilter:
     limit: int = 50
 
 
-def _filtered(query: Select[Ticket], flt: TicketFilter) -> Select[Ticket]:
+def _filtered(query: Select[Ticket], flt: TicketFilter, dialect: str) -> Select[Ticket]:
     if flt.status:
         query = query.where(Ticket.status == check_status(flt.status))
     if flt.queue:
@@ -51,15 +52,57 @@ def _filtered(query: Select[Ticket], flt: TicketFilter) -> Select[Ticket]:
             .scalar_subquery()
         )
     if flt.search:
-        pattern = f"%{flt.search}%"
-        query = query.where(
-            or_(
-                Ticket.title.ilike(pattern),
-                Ticket.customer_id.in_(select(Customer.id).where(Customer.email.ilike(pattern))),
-                exists().where(Message.ticket_id == Ticket.id, Message.body_text.ilike(pattern)),
+        query = query.where(search_condition(dialect, flt.search))
+    return query
+
+
+def search_words(text: str) -> list[str]:
+    """The words of a search, stripped of every character a query syntax could use."""
+    return [w for w in re.findall(r"\w+", text.lower()) if w]
+
+
+def search_condition(dialect: str, text: str) -> ColumnElement[bool]:
+    """Tickets whose title, messages or customer address contain every word (as prefixes).
+
+    Uses the full-text indexes the migrations create: FTS5 on SQLite, a
+    tsvector GIN index on PostgreSQL; elsewhere a plain (slow) LIKE.
+    """
+    words = search_words(text)
+    if not words:
+        raise UsageError("--search needs at least one word")
+    by_address = Ticket.customer_id.in_(
+        select(Customer.id).where(Customer.email.like(f"%{text.strip().lower()}%"))
+    )
+    if dialect == "sqlite":
+        match = " ".join(f'"{w}"*' for w in words)
+        in_messages = Ticket.id.in_(
+            select(Message.ticket_id).where(
+                Message.id.in_(
+                    select(literal_column("rowid"))
+                    .select_from(table("messages_fts"))
+                    .where(literal_column("messages_fts").op("MATCH")(match))
+                )
             )
         )
-    return query
+        in_title = Ticket.id.in_(
+            select(literal_column("rowid"))
+            .select_from(table("tickets_fts"))
+            .where(literal_column("tickets_fts").op("MATCH")(match))
+        )
+        return or_(in_title, in_messages, by_address)
+    if dialect == "postgresql":
+        tsquery = func.to_tsquery("simple", " & ".join(f"{w}:*" for w in words))
+        in_messages = Ticket.id.in_(
+            select(Message.ticket_id).where(literal_column("messages.search").op("@@")(tsquery))
+        )
+        in_title = func.to_tsvector("simple", Ticket.title).op("@@")(tsquery)
+        return or_(in_title, in_messages, by_address)
+    pattern = f"%{text}%"
+    return or_(
+        Ticket.title.ilike(pattern),
+        by_address,
+        exists().where(Message.ticket_id == Ticket.id, Message.body_text.ilike(pattern)),
+    )
 
 
 def list_tickets(session: Session, flt: TicketFilter) -> list[Ticket]:
@@ -69,7 +112,8 @@ def list_tickets(session: Session, flt: TicketFilter) -> list[Ticket]:
     query = select(Ticket).options(
         joinedload(Ticket.queue), joinedload(Ticket.customer), joinedload(Ticket.assignee)
     )
-    query = _filtered(query, flt).order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+    dialect = session.get_bind().dialect.name
+    query = _filtered(query, flt, dialect).order_by(Ticket.updated_at.desc(), Ticket.id.desc())
     return list(session.scalars(query.limit(flt.limit)))
 
 

@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from deskctl.errors import SchemaBehind, Unreachable
+from deskctl.errors import Unreachable
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 
@@ -44,14 +44,3 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
     before = current_revision(engine)
     command.upgrade(alembic_config(engine), "head")
     return before, current_revision(engine)
-
-
-def ensure_current(engine: Engine) -> None:
-    """Refuse to work on a database whose schema is behind the code."""
-    current = current_revision(engine)
-    head = head_revision(engine)
-    if current != head:
-        where = "has no deskctl schema" if current is None else f"is at revision {current}"
-        raise SchemaBehind(
-            f"the database {where}, this deskctl needs {head}: run `deskctl db upgrade`"
-        )

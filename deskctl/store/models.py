@@ -65,6 +65,24 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+#: Search structures the migrations create by hand (FTS5 tables on SQLite, a
+#: generated tsvector column on PostgreSQL); autogenerate must leave them be.
+SEARCH_OBJECTS = (
+    "messages_fts",
+    "tickets_fts",
+    "search",
+    "ix_messages_search",
+    "ix_tickets_title_search",
+)
+
+
+def managed_by_models(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Alembic ``include_object`` hook: everything but the search structures."""
+    return not (name and name.startswith(SEARCH_OBJECTS))
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime}

@@ -117,3 +117,43 @@ def test_queues_have_colours_and_a_default(desk: Run) -> None:
 def test_wrong_options_exit_2(desk: Run) -> None:
     assert desk("ticket", "list", "--no-such-option").exit_code == 2
     assert desk("ticket", "show", "not-a-number").exit_code == 2
+
+
+def test_search_finds_words_in_titles_bodies_and_addresses_through_the_index(
+    desk: Run, tmp_path: Path
+) -> None:
+    ingest(
+        desk,
+        tmp_path,
+        "a.eml",
+        make_mail(
+            subject="Réseau lent au bureau",
+            sender="noor@clinic.example",
+            body="Le wifi coupe toutes les heures.\n",
+        ),
+    )
+    ingest(
+        desk,
+        tmp_path,
+        "b.eml",
+        make_mail(
+            subject="Invoice question", sender="sam@shop.example", body="Where is invoice 2026-7?\n"
+        ),
+    )
+
+    def titles(query: str) -> list[str]:
+        result = desk("--json", "ticket", "list", "--search", query)
+        assert result.exit_code == 0, result.stderr
+        return [t["title"] for t in result.json()["tickets"]]
+
+    assert titles("wifi heures") == ["Réseau lent au bureau"]
+    assert titles("reseau") == ["Réseau lent au bureau"] or titles("réseau") == [
+        "Réseau lent au bureau"
+    ]
+    assert titles("invoice") == ["Invoice question"]
+    assert titles("shop.example") == ["Invoice question"]
+    assert titles('"wifi" OR (NEAR') == [
+        "Réseau lent au bureau"
+    ]  # query syntax is never interpreted
+    assert titles("nothing-like-this") == []
+    assert desk("ticket", "list", "--search", "   ").exit_code == 2
