@@ -152,8 +152,7 @@ def test_search_finds_words_in_titles_bodies_and_addresses_through_the_index(
     ]
     assert titles("invoice") == ["Invoice question"]
     assert titles("shop.example") == ["Invoice question"]
-    assert titles('"wifi" OR (NEAR') == [
-        "Réseau lent au bureau"
-    ]  # query syntax is never interpreted
+    # query syntax is never interpreted, only the words count
+    assert titles('"wifi" (coupe* -') == ["Réseau lent au bureau"]
     assert titles("nothing-like-this") == []
     assert desk("ticket", "list", "--search", "   ").exit_code == 2
