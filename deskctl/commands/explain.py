@@ -38,7 +38,7 @@ def explain(
     if channel is not None:
         with context.transaction(write=False) as session:
             channel_id = get_incoming(session, channel).id
-    outcome = store_raw(context, raw, channel_id=channel_id, scope=channel_id or 0, dry_run=True)
+    outcome = store_raw(context, raw, channel_id=channel_id, dry_run=True)
     data = outcome.to_dict()
 
     def human(out: Console) -> None:

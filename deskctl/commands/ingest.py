@@ -43,7 +43,7 @@ def ingest(
 
     Example: deskctl ingest --json message.eml
     """
-    from deskctl.jobs.pipeline import Outcome, store_raw
+    from deskctl.jobs.pipeline import Outcome, ingest_cache, store_raw
     from deskctl.services.channels import get_incoming
 
     context = app_context(ctx)
@@ -55,6 +55,7 @@ def ingest(
     if sources.count("-") > 1:
         raise UsageError("stdin ('-') can be read only once")
     outcomes: list[Outcome] = []
+    cache = ingest_cache(context)
     for source in sources:
         raw = sys.stdin.buffer.read() if source == "-" else _read(source)
         outcomes.append(
@@ -62,10 +63,10 @@ def ingest(
                 context,
                 raw,
                 channel_id=channel_id,
-                scope=channel_id or 0,
                 source="stdin" if source == "-" else source,
                 max_size=max_size,
                 dry_run=dry_run,
+                cache=cache,
             )
         )
     documents = [o.to_dict() for o in outcomes]

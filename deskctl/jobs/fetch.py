@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from deskctl.auth import secrets
 from deskctl.context import AppContext
 from deskctl.errors import DeskError, ExitCode
-from deskctl.jobs.pipeline import Outcome, store_raw
+from deskctl.jobs.pipeline import Outcome, ingest_cache, store_raw
 from deskctl.jobs.workers import dead_local_owner, worker_id
 from deskctl.services.leases import claim_channel, lease_holder, release_channel
 from deskctl.store.models import FetchedKey, IncomingChannel
@@ -102,6 +102,7 @@ class Snapshot:
     after_fetch: str
     uidvalidity: int | None
     last_uid: int
+    acted_uid: int
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -148,6 +149,7 @@ def select_channels(context: AppContext, names: list[str]) -> list[Snapshot]:
                 c.after_fetch,
                 c.uidvalidity,
                 c.last_uid or 0,
+                c.acted_uid or 0,
             )
             for c in channels
         ]
@@ -166,8 +168,9 @@ def _imap(context: AppContext, ch: Snapshot, opts: FetchOptions, report: Channel
         ca_file=ch.ca_file,
         gmail=ch.kind == "gmail",
     )
+    cache = ingest_cache(context)
     with ImapInbox(settings) as inbox:
-        last_uid = ch.last_uid
+        last_uid, acted_uid = ch.last_uid, ch.acted_uid
         if ch.uidvalidity is not None and ch.uidvalidity != inbox.uidvalidity:
             log.warning(
                 "%s: UIDVALIDITY changed (%s -> %s): rescanning the folder, duplicates are skipped",
@@ -175,10 +178,25 @@ def _imap(context: AppContext, ch: Snapshot, opts: FetchOptions, report: Channel
                 ch.uidvalidity,
                 inbox.uidvalidity,
             )
-            last_uid = 0
+            last_uid = acted_uid = 0
         uids = inbox.uids_after(last_uid)[: opts.limit]
         validity = inbox.uidvalidity
         done: list[int] = []
+
+        def act(on: list[int], upto: int) -> None:
+            """Run the after-fetch action on committed UIDs, then move the watermark."""
+            inbox.after_fetch(ch.after_fetch, on)
+            with context.transaction() as session:
+                session.execute(
+                    update(IncomingChannel)
+                    .where(IncomingChannel.id == ch.id)
+                    .values(acted_uid=upto)
+                    .execution_options(synchronize_session=False)
+                )
+
+        if not opts.dry_run and ch.after_fetch != "keep" and acted_uid < last_uid:
+            # A run that died between commit and action left these behind.
+            act(inbox.uids_between(acted_uid, last_uid), last_uid)
 
         def checkpoint_for(uid: int) -> Callable[[Session], None]:
             def checkpoint(session: Session) -> None:
@@ -196,35 +214,42 @@ def _imap(context: AppContext, ch: Snapshot, opts: FetchOptions, report: Channel
                 context,
                 raw,
                 channel_id=ch.id,
-                scope=ch.id,
                 source=f"{ch.name} uid {uid}",
                 max_size=opts.max_size,
                 dry_run=opts.dry_run,
                 checkpoint=None if opts.dry_run else checkpoint_for(uid),
+                cache=cache,
             )
             report.count(outcome)
             done.append(uid)
             if opts.progress:
                 opts.progress(ch.name, report.fetched, len(uids))
             if len(done) >= ACTION_BATCH and not opts.dry_run:
-                inbox.after_fetch(ch.after_fetch, done)
+                act(done, uid)
                 done = []
         if not uids and not opts.dry_run and ch.uidvalidity != validity:
             with context.transaction() as session:
                 checkpoint_for(last_uid)(session)
-        if not opts.dry_run:
-            inbox.after_fetch(ch.after_fetch, done)
+        if done and not opts.dry_run:
+            act(done, done[-1])
 
 
 def _maildir(context: AppContext, ch: Snapshot, opts: FetchOptions, report: ChannelReport) -> None:
     from deskctl.transport.maildir import MaildirInbox
 
     inbox = MaildirInbox(ch.path or "")
+    cache = ingest_cache(context)
     with context.transaction(write=False) as session:
         known = set(
             session.scalars(select(FetchedKey.remote_key).where(FetchedKey.channel_id == ch.id))
         )
-    todo = [(k, p) for k, p in inbox.messages() if k not in known][: opts.limit]
+    present = inbox.messages()
+    if not opts.dry_run:
+        # A run that died between commit and action left these behind.
+        for key, path in present:
+            if key in known and inbox.needs_action(ch.after_fetch, path):
+                inbox.after_fetch(ch.after_fetch, path)
+    todo = [(k, p) for k, p in present if k not in known][: opts.limit]
     for key, path, raw in inbox.read(todo):
 
         def checkpoint(session: Session, key: str = key) -> None:
@@ -234,11 +259,11 @@ def _maildir(context: AppContext, ch: Snapshot, opts: FetchOptions, report: Chan
             context,
             raw,
             channel_id=ch.id,
-            scope=ch.id,
             source=f"{ch.name} {key}",
             max_size=opts.max_size,
             dry_run=opts.dry_run,
             checkpoint=None if opts.dry_run else checkpoint,
+            cache=cache,
         )
         report.count(outcome)
         if opts.progress:

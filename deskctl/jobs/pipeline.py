@@ -20,11 +20,10 @@ from deskctl.context import AppContext
 from deskctl.errors import DeskError
 from deskctl.mail.errors import MalformedMail
 from deskctl.mail.parse import parse_mail
-from deskctl.services.channels import route_channel
-from deskctl.services.ingest import AUTOMATIC_FLAGS, IngestResult, ingest_mail
+from deskctl.mail.parsed import ParsedMail
+from deskctl.services.ingest import AUTOMATIC_FLAGS, IngestCache, IngestResult, ingest_mail
 from deskctl.services.loops import OwnMailReturned
 from deskctl.services.quarantine import quarantine_raw
-from deskctl.store.models import IncomingChannel
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +49,15 @@ class Outcome:
     details: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_result(cls, result: IngestResult) -> Outcome:
+    def from_result(cls, result: IngestResult, mail: ParsedMail) -> Outcome:
         msg = result.message
+        # A new message's attachments are the parsed ones; reading them back
+        # from the session would cost a query per message.
+        attachments = (
+            [a.filename for a in msg.attachments]
+            if result.duplicate
+            else [a.filename for a in mail.attachments]
+        )
         return cls(
             ticket=result.ticket.number,
             message=msg.id,
@@ -63,11 +69,11 @@ class Outcome:
                 "title": result.ticket.title,
                 "subject": msg.subject,
                 "from": {"name": msg.from_name, "email": msg.from_email},
-                "attachments": [a.filename for a in msg.attachments],
+                "attachments": attachments,
                 "is_auto_reply": bool(AUTOMATIC_FLAGS.intersection(msg.flags)),
                 "flag_reasons": list(msg.flag_reasons),
-                "queue": result.ticket.queue.name,
-                "channel": result.ticket.channel.name if result.ticket.channel else None,
+                "queue": result.queue,
+                "channel": result.channel,
                 "ack": result.ack,
             },
         )
@@ -117,11 +123,12 @@ def store_raw(
     raw: bytes,
     *,
     channel_id: int | None = None,
-    scope: int = 0,
     source: str | None = None,
     max_size: int | None = None,
     dry_run: bool = False,
     checkpoint: Checkpoint | None = None,
+    cache: IngestCache | None = None,
+    mail: ParsedMail | None = None,
 ) -> Outcome:
     """Parse and store ``raw`` in its own transaction, or quarantine it.
 
@@ -143,19 +150,16 @@ def store_raw(
 
     if max_size is not None and len(raw) > max_size:
         return fail(f"message is {len(raw)} bytes, over the limit of {max_size}")
-    try:
-        mail = parse_mail(raw)
-    except MalformedMail as exc:
-        return fail(f"cannot parse: {exc.reason}")
+    if mail is None:
+        try:
+            mail = parse_mail(raw)
+        except MalformedMail as exc:
+            return fail(f"cannot parse: {exc.reason}")
     for attempt in range(1, RACE_RETRIES + 1):
         try:
             with context.transaction() as session:
-                reader = session.get(IncomingChannel, channel_id) if channel_id else None
-                channel = (
-                    route_channel(session, reader, mail.original_recipients) if reader else None
-                )
-                result = ingest_mail(session, raw, mail, channel=channel, scope=scope)
-                outcome = Outcome.from_result(result)
+                result = ingest_mail(session, raw, mail, reader=channel_id, cache=cache)
+                outcome = Outcome.from_result(result, mail)
                 if dry_run:
                     raise _DryRun(outcome)
                 if checkpoint is not None:
@@ -175,6 +179,14 @@ def store_raw(
     return fail("cannot store: unique key conflicts persisted")
 
 
+def ingest_cache(context: AppContext) -> IngestCache:
+    """Channels, queues and own addresses, read once for a whole run."""
+    from deskctl.services.ingest import load_ingest_cache
+
+    with context.transaction(write=False) as session:
+        return load_ingest_cache(session)
+
+
 def retry_quarantined(context: AppContext, item_id: int, replacement: bytes | None) -> Outcome:
     """Try a quarantined message again (optionally with repaired bytes).
 
@@ -188,7 +200,7 @@ def retry_quarantined(context: AppContext, item_id: int, replacement: bytes | No
         item = get_quarantined(session, item_id)
         raw, channel_id = replacement if replacement is not None else item.raw, item.channel_id
         source = item.source
-    outcome = store_raw(context, raw, channel_id=channel_id, scope=channel_id or 0, source=source)
+    outcome = store_raw(context, raw, channel_id=channel_id, source=source)
     if outcome.quarantined is None:
         with context.transaction() as session:
             drop_quarantined(session, item_id)

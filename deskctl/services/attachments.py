@@ -10,8 +10,15 @@ from deskctl.store.models import Attachment, Blob, Message
 
 def store_attachment(session: Session, message: Message, part: ParsedAttachment) -> Attachment:
     digest = part.sha256
-    if session.get(Blob, digest) is None:
-        session.add(Blob(sha256=digest, size=part.size, data=part.data))
+    pending: set[str] = session.info.setdefault("new_blobs", set())
+    if digest not in pending:
+        # No autoflush here: it would write the message (raw bytes and all)
+        # early, only to ask whether these bytes are stored already.
+        with session.no_autoflush:
+            stored = session.get(Blob, digest) is not None
+        if not stored:
+            session.add(Blob(sha256=digest, size=part.size, data=part.data))
+            pending.add(digest)
     attachment = Attachment(
         blob_sha256=digest,
         filename=part.filename,

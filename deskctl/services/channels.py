@@ -256,27 +256,6 @@ def list_channels(session: Session) -> tuple[list[IncomingChannel], list[Outgoin
     return incoming, outgoing
 
 
-def route_channel(
-    session: Session, reader: IncomingChannel, recipients: tuple[str, ...]
-) -> IncomingChannel:
-    """The channel a message belongs to: the first support address it was sent to.
-
-    A mailbox that receives mail forwarded from several support addresses
-    thus files each message under the channel (and queue) it was meant for.
-    """
-    if recipients:
-        by_address = {
-            c.address: c
-            for c in session.scalars(
-                select(IncomingChannel).where(IncomingChannel.address.in_(recipients))
-            )
-        }
-        for address in recipients:
-            if address in by_address:
-                return by_address[address]
-    return reader
-
-
 def incoming_to_dict(channel: IncomingChannel) -> dict[str, Any]:
     return {
         "name": channel.name,

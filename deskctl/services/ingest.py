@@ -19,14 +19,72 @@ from deskctl.mail.parsed import ParsedMail
 from deskctl.services.acks import acknowledge
 from deskctl.services.attachments import store_attachment
 from deskctl.services.customers import find_or_create_customer
-from deskctl.services.loops import OwnMailReturned, bounced_reply, own_mail_reason
+from deskctl.services.loops import (
+    OwnMailReturned,
+    bounced_reply,
+    own_addresses,
+    own_mail_reason,
+)
 from deskctl.services.queues import default_queue
 from deskctl.services.threading import ThreadMatch, find_thread
-from deskctl.store.models import IncomingChannel, Message, Ticket
+from deskctl.store.models import IncomingChannel, Message, Queue, Ticket
 
 NO_SUBJECT = "(no subject)"
 #: Flags that mean "a machine wrote this": such mail never reopens a ticket.
 AUTOMATIC_FLAGS = frozenset({"auto_reply", "bounce", "own"})
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    id: int
+    name: str
+    address: str
+    queue_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class IngestCache:
+    """What every message of a run needs to know, read once per run.
+
+    Channels, queues and our own addresses change rarely; looking them up for
+    each message cost more than storing the message (bench/fetch.py).
+    """
+
+    channels: dict[int, ChannelInfo]
+    by_address: dict[str, ChannelInfo]
+    queue_names: dict[int, str]
+    acking_queues: frozenset[int]
+    default_queue_id: int
+    own_addresses: dict[str, str]
+
+    def route(self, reader: int | None, recipients: tuple[str, ...]) -> ChannelInfo | None:
+        """The channel a message belongs to: the first support address it was sent to.
+
+        A mailbox that receives mail forwarded from several support addresses
+        thus files each message under the channel (and queue) it was meant for.
+        """
+        if reader is None:
+            return None
+        for address in recipients:
+            if address in self.by_address:
+                return self.by_address[address]
+        return self.channels.get(reader)
+
+
+def load_ingest_cache(session: Session) -> IngestCache:
+    channels = {
+        c.id: ChannelInfo(c.id, c.name, c.address, c.queue_id)
+        for c in session.scalars(select(IncomingChannel))
+    }
+    queues = list(session.scalars(select(Queue)))
+    return IngestCache(
+        channels=channels,
+        by_address={c.address: c for c in channels.values()},
+        queue_names={q.id: q.name for q in queues},
+        acking_queues=frozenset(q.id for q in queues if q.ack_template),
+        default_queue_id=default_queue(session).id,
+        own_addresses=own_addresses(session),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +95,8 @@ class IngestResult:
     duplicate: bool
     rule: str
     ack: str | None = None
+    queue: str = ""
+    channel: str | None = None
 
 
 def dedupe_key(mail: ParsedMail, raw: bytes) -> str:
@@ -60,21 +120,34 @@ def ingest_mail(
     raw: bytes,
     mail: ParsedMail,
     *,
-    channel: IncomingChannel | None = None,
-    scope: int = 0,
+    reader: int | None = None,
+    cache: IngestCache | None = None,
 ) -> IngestResult:
     """Store ``mail`` (parsed from ``raw``) and return where it went.
 
-    ``scope`` is the id of the channel that read the message (0 for mail given
-    on the command line); ``channel`` is the one it is routed to, which decides
-    the queue of a new ticket.
+    ``reader`` is the id of the channel that read the message (None for mail
+    given on the command line); the message is routed to the channel whose
+    address it was sent to, which decides the queue of a new ticket.
     """
+    cache = cache or load_ingest_cache(session)
+    scope = reader or 0
     key = dedupe_key(mail, raw)
     existing = find_duplicate(session, scope, key)
     if existing is not None:
-        return IngestResult(existing.ticket, existing, False, True, "duplicate")
+        ticket = existing.ticket
+        return IngestResult(
+            ticket,
+            existing,
+            False,
+            True,
+            "duplicate",
+            None,
+            cache.queue_names.get(ticket.queue_id, ""),
+            _channel_name(cache, ticket.channel_id),
+        )
+    channel = cache.route(reader, mail.original_recipients)
 
-    own = own_mail_reason(session, mail)
+    own = own_mail_reason(session, mail, cache.own_addresses)
     bounced = bounced_reply(session, mail)
     match = (
         ThreadMatch(bounced.message.ticket, "bounce")
@@ -96,8 +169,8 @@ def ingest_mail(
         ticket = Ticket(
             title=mail.subject or NO_SUBJECT,
             status="new",
-            queue=channel.queue if channel is not None else default_queue(session),
-            channel=channel,
+            queue_id=channel.queue_id if channel is not None else cache.default_queue_id,
+            channel_id=channel.id if channel is not None else None,
             customer=customer,
             created_at=now,
             updated_at=now,
@@ -143,5 +216,25 @@ def ingest_mail(
         bounced.state = "bounced"
         bounced.last_error = "; ".join(mail.flag_reasons) or "bounced"
     session.flush()
-    ack = acknowledge(session, ticket, mail, flags) if created else None
-    return IngestResult(ticket, message, created, False, match.rule, ack)
+    ack = None
+    if created:
+        ack = (
+            acknowledge(session, ticket, mail, flags)
+            if ticket.queue_id in cache.acking_queues
+            else f"no acknowledgement configured for queue {cache.queue_names[ticket.queue_id]}"
+        )
+    return IngestResult(
+        ticket,
+        message,
+        created,
+        False,
+        match.rule,
+        ack,
+        cache.queue_names.get(ticket.queue_id, ""),
+        _channel_name(cache, ticket.channel_id),
+    )
+
+
+def _channel_name(cache: IngestCache, channel_id: int | None) -> str | None:
+    channel = cache.channels.get(channel_id) if channel_id is not None else None
+    return channel.name if channel is not None else None

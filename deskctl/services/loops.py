@@ -37,7 +37,8 @@ def own_addresses(session: Session) -> dict[str, str]:
     return found
 
 
-def own_mail_reason(session: Session, mail: ParsedMail) -> str | None:
+def own_mail_reason(session: Session, mail: ParsedMail, ours: dict[str, str]) -> str | None:
+    """Why ``mail`` is our own, or None; ``ours`` is :func:`own_addresses`."""
     if mail.loop_token:
         return f"own mail: carries our {LOOP_HEADER} header ({mail.loop_token})"
     if mail.message_id and session.scalar(
@@ -45,7 +46,7 @@ def own_mail_reason(session: Session, mail: ParsedMail) -> str | None:
     ):
         return "own mail: a Message-ID deskctl generated"
     sender = mail.sender.email if mail.sender else ""
-    channel = own_addresses(session).get(sender) if sender else None
+    channel = ours.get(sender) if sender else None
     if channel:
         return f"own mail: From {sender} is the address of {channel}"
     return None

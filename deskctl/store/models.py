@@ -155,6 +155,7 @@ class IncomingChannel(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     uidvalidity: Mapped[int | None] = mapped_column(Integer)
     last_uid: Mapped[int] = mapped_column(Integer, default=0)
+    acted_uid: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_fetch_at: Mapped[datetime | None]
     last_success_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -148,6 +148,15 @@ class ImapInbox:
             raise Unreachable(f"IMAP SEARCH failed on {self.settings.host}: {data!r}")
         return sorted(u for u in (int(x) for x in b" ".join(data).split()) if u > last_uid)
 
+    def uids_between(self, low: int, high: int) -> list[int]:
+        """UIDs in (low, high] still in the folder."""
+        if high <= low:
+            return []
+        typ, data = self._client().uid("SEARCH", f"UID {low + 1}:{high}")
+        if typ != "OK":
+            raise Unreachable(f"IMAP SEARCH failed on {self.settings.host}: {data!r}")
+        return sorted(u for u in (int(x) for x in b" ".join(data).split()) if low < u <= high)
+
     def sizes(self, uids: list[int]) -> dict[int, int]:
         found: dict[int, int] = {}
         for start in range(0, len(uids), 500):

@@ -41,6 +41,15 @@ class MaildirInbox:
             except FileNotFoundError:
                 continue  # another reader moved or deleted it meanwhile
 
+    def needs_action(self, action: str, path: Path) -> bool:
+        """Whether a stored message still waits for its after-fetch action."""
+        if action == "delete":
+            return True
+        if action == "seen":
+            info = path.name.partition(":2,")[2]
+            return path.parent.name == "new" or "S" not in info
+        return False
+
     def after_fetch(self, action: str, path: Path) -> None:
         """Mark seen (move to cur/ with the S flag), delete, or keep."""
         if action == "keep":
