@@ -18,8 +18,8 @@ from rich.console import Console
 
 from deskctl.mail.sanitize import safe_text
 
-stdout = Console(highlight=False, soft_wrap=False)
-stderr = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def scrub(value: Any) -> Any:
