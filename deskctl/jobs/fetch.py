@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from deskctl.auth import secrets
 from deskctl.context import AppContext
 from deskctl.errors import DeskError, ExitCode
+from deskctl.jobs.parsing import parse_stream
 from deskctl.jobs.pipeline import Outcome, ingest_cache, store_raw
 from deskctl.jobs.workers import dead_local_owner, worker_id
 from deskctl.services.leases import claim_channel, lease_holder, release_channel
@@ -209,7 +210,8 @@ def _imap(context: AppContext, ch: Snapshot, opts: FetchOptions, report: Channel
 
             return checkpoint
 
-        for uid, raw in inbox.fetch(uids):
+        stream = parse_stream(inbox.fetch(uids), expected=len(uids), max_size=opts.max_size)
+        for uid, raw, parsed in stream:
             outcome = store_raw(
                 context,
                 raw,
@@ -219,6 +221,7 @@ def _imap(context: AppContext, ch: Snapshot, opts: FetchOptions, report: Channel
                 dry_run=opts.dry_run,
                 checkpoint=None if opts.dry_run else checkpoint_for(uid),
                 cache=cache,
+                mail=parsed,
             )
             report.count(outcome)
             done.append(uid)
@@ -250,7 +253,14 @@ def _maildir(context: AppContext, ch: Snapshot, opts: FetchOptions, report: Chan
             if key in known and inbox.needs_action(ch.after_fetch, path):
                 inbox.after_fetch(ch.after_fetch, path)
     todo = [(k, p) for k, p in present if k not in known][: opts.limit]
-    for key, path, raw in inbox.read(todo):
+    paths = dict(todo)
+    stream = parse_stream(
+        ((key, raw) for key, _path, raw in inbox.read(todo)),
+        expected=len(todo),
+        max_size=opts.max_size,
+    )
+    for key, raw, parsed in stream:
+        path = paths[key]
 
         def checkpoint(session: Session, key: str = key) -> None:
             session.add(FetchedKey(channel_id=ch.id, remote_key=key))
@@ -264,6 +274,7 @@ def _maildir(context: AppContext, ch: Snapshot, opts: FetchOptions, report: Chan
             dry_run=opts.dry_run,
             checkpoint=None if opts.dry_run else checkpoint,
             cache=cache,
+            mail=parsed,
         )
         report.count(outcome)
         if opts.progress:

@@ -128,13 +128,14 @@ def store_raw(
     dry_run: bool = False,
     checkpoint: Checkpoint | None = None,
     cache: IngestCache | None = None,
-    mail: ParsedMail | None = None,
+    mail: ParsedMail | MalformedMail | None = None,
 ) -> Outcome:
     """Parse and store ``raw`` in its own transaction, or quarantine it.
 
     Database outages raise (the message stays on the server for the next
     run); everything that is wrong with the message itself ends in quarantine.
     ``dry_run`` runs the same code and rolls back, so it shows what would happen.
+    ``mail`` is the parse result when the caller parsed ahead (jobs/parsing.py).
     """
 
     def fail(reason: str) -> Outcome:
@@ -150,6 +151,8 @@ def store_raw(
 
     if max_size is not None and len(raw) > max_size:
         return fail(f"message is {len(raw)} bytes, over the limit of {max_size}")
+    if isinstance(mail, MalformedMail):
+        return fail(f"cannot parse: {mail.reason}")
     if mail is None:
         try:
             mail = parse_mail(raw)
