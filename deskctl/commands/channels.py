@@ -13,7 +13,7 @@ from rich.text import Text
 from deskctl.commands._common import app_context
 from deskctl.errors import UsageError
 from deskctl.mail.sanitize import safe_text
-from deskctl.output import emit, fmt_time, warn
+from deskctl.output import emit, fmt_time, stderr, warn
 from deskctl.services import channels as svc
 
 app = typer.Typer(help="Incoming and outgoing channels.", no_args_is_help=True)
@@ -31,7 +31,7 @@ PasswordFile = Annotated[str | None, typer.Option("--password-file", help="file 
 def add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="channel name")],
-    kind: Annotated[str, typer.Option("--kind", help="imap|gmail|maildir|pipe")],
+    kind: Annotated[str, typer.Option("--kind", help="imap|gmail|o365|maildir|pipe")],
     address: Annotated[str, typer.Option("--address", help="the support address")],
     host: Annotated[str | None, typer.Option("--host")] = None,
     port: Annotated[int | None, typer.Option("--port")] = None,
@@ -54,8 +54,28 @@ def add(
         bool, typer.Option("--sample", help="maildir: a copy of the bundled sample mail")
     ] = False,
     ca_file: Annotated[str | None, typer.Option("--ca-file", help="CA for a private cert")] = None,
+    auth: Annotated[
+        str, typer.Option("--auth", help="gmail: app-password or oauth (o365 is always oauth)")
+    ] = "app-password",
+    client_id: Annotated[str | None, typer.Option("--client-id", help="o365: app id")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="o365: tenant id or domain")
+    ] = None,
+    authority: Annotated[
+        str | None, typer.Option("--authority", help="o365: sign-in authority URL")
+    ] = None,
+    client_secrets: Annotated[
+        str | None, typer.Option("--client-secrets", help="gmail oauth: client secrets JSON")
+    ] = None,
+    smtp_host: Annotated[str | None, typer.Option("--smtp-host", help="direct: SMTP host")] = None,
+    smtp_port: Annotated[int | None, typer.Option("--smtp-port", help="direct: SMTP port")] = None,
+    smtp_security: Annotated[
+        str | None, typer.Option("--smtp-security", help="direct: ssl|starttls")
+    ] = None,
 ) -> None:
-    """Add an incoming channel (a Gmail one also gets its outgoing channel).
+    """Add an incoming channel; gmail and o365 also get their outgoing channel.
+
+    o365 and `gmail --auth oauth` sign in with `deskctl channel login NAME` afterwards.
 
     Example: deskctl channel add support --kind imap --host imap.example.com
     --address support@example.com --password-cmd "pass show mail/support"
@@ -69,6 +89,18 @@ def add(
         path = str(install_sample(context.settings.home / "sample-maildir"))
     if path:
         path = str(Path(path).expanduser().resolve())
+    if auth not in ("app-password", "oauth"):
+        raise UsageError(f"unknown --auth {auth!r}: use app-password or oauth")
+    oauth = None
+    if kind == "o365" or (kind == "gmail" and auth == "oauth"):
+        secrets_file = str(Path(client_secrets).expanduser().resolve()) if client_secrets else None
+        oauth = svc.OAuthOptions(
+            token_file=str(context.settings.home / "tokens" / f"{name}.json"),
+            client_id=client_id,
+            tenant=tenant,
+            authority=authority,
+            client_secrets=secrets_file,
+        )
     opts = svc.IncomingOptions(
         kind=kind,
         address=address,
@@ -84,6 +116,10 @@ def add(
         reply_via=reply_via,
         path=path,
         ca_file=ca_file,
+        oauth=oauth,
+        smtp_host=smtp_host,
+        smtp_port=smtp_port,
+        smtp_security=smtp_security,
     )
     if security == "none" and allow_plaintext:
         warn(f"channel {name}: the password will travel unencrypted")
@@ -109,7 +145,7 @@ def add(
 def add_outgoing(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="channel name")],
-    kind: Annotated[str, typer.Option("--kind", help="smtp|gmail|sendmail")],
+    kind: Annotated[str, typer.Option("--kind", help="smtp|gmail|o365|sendmail")],
     from_header: Annotated[str, typer.Option("--from", help='"Name <addr>"')],
     host: Annotated[str | None, typer.Option("--host")] = None,
     port: Annotated[int | None, typer.Option("--port")] = None,
@@ -299,6 +335,28 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
             out.print(Text(f"{key}: {safe_text(str(value if value is not None else '-'))}"))
 
     emit(data, as_json=context.json, human=human)
+
+
+@app.command("login")
+def login(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
+    """Sign in with OAuth: o365 by device code (works over SSH), Gmail by browser link.
+
+    Example: deskctl channel login support
+    """
+    from deskctl.auth import oauth
+
+    context = app_context(ctx)
+    with context.transaction(write=False) as session:
+        settings, account = svc.oauth_settings_of(session, name)
+    who = oauth.login(
+        oauth.OAuthSettings.from_channel(name, settings, account),
+        say=lambda text: stderr.print(Text(text)),
+    )
+    emit(
+        {"channel": name, "signed_in_as": who},
+        as_json=context.json,
+        human=lambda out: out.print(Text(f"channel {name}: signed in as {who}")),
+    )
 
 
 @app.command("test")

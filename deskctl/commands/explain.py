@@ -66,11 +66,15 @@ def doctor(ctx: typer.Context) -> None:
 
     Example: deskctl doctor
     """
-    from deskctl.services.doctor import check_configuration
+    from deskctl.jobs.probe import oauth_warnings
+    from deskctl.services.doctor import Finding, check_configuration
 
     context = app_context(ctx)
     with context.transaction(write=False) as session:
         findings = check_configuration(session, datetime.now(UTC))
+    oauth = [Finding("warning", "oauth", text) for text in oauth_warnings(context)]
+    if oauth:
+        findings = [f for f in findings if f.level == "warning"] + oauth
     warnings = [f for f in findings if f.level == "warning"]
 
     def human(out: Console) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from deskctl.auth import secrets
+from deskctl.auth import credentials
 from deskctl.context import AppContext
 from deskctl.errors import DeskError, ExitCode
 from deskctl.jobs.parsing import parse_stream
@@ -104,7 +104,7 @@ class Snapshot:
     uidvalidity: int | None
     last_uid: int
     acted_uid: int
-    extra: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def claim(context: AppContext, channel_id: int, owner: str) -> bool:
@@ -151,6 +151,7 @@ def select_channels(context: AppContext, names: list[str]) -> list[Snapshot]:
                 c.uidvalidity,
                 c.last_uid or 0,
                 c.acted_uid or 0,
+                dict(c.settings or {}),
             )
             for c in channels
         ]
@@ -159,15 +160,25 @@ def select_channels(context: AppContext, names: list[str]) -> list[Snapshot]:
 def _imap(context: AppContext, ch: Snapshot, opts: FetchOptions, report: ChannelReport) -> None:
     from deskctl.transport.imap import ImapInbox, ImapSettings
 
+    username = ch.username or ch.address
+    login = credentials.for_channel(
+        ch.name,
+        settings=ch.settings,
+        account=username,
+        secret_source=ch.secret_source,
+        secret_ref=ch.secret_ref,
+    )
     settings = ImapSettings(
         host=ch.host or "",
         port=ch.port or 993,
         security=ch.security or "ssl",
-        username=ch.username or ch.address,
-        password=secrets.resolve(ch.secret_source, ch.secret_ref, channel=ch.name),
+        username=username,
+        password=login.password or "",
         folder=ch.folder,
         ca_file=ch.ca_file,
         gmail=ch.kind == "gmail",
+        oauth_token=login.oauth_token,
+        relogin_hint=login.relogin_hint,
     )
     cache = ingest_cache(context)
     with ImapInbox(settings) as inbox:
@@ -310,7 +321,7 @@ def fetch_channel(context: AppContext, ch: Snapshot, opts: FetchOptions) -> Chan
         log.info("%s: skipped, another fetch holds it", ch.name)
         return report
     try:
-        if ch.kind in ("imap", "gmail"):
+        if ch.kind in ("imap", "gmail", "o365"):
             _imap(context, ch, opts, report)
         elif ch.kind == "maildir":
             _maildir(context, ch, opts, report)

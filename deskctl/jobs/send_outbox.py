@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from deskctl.auth import secrets
+from deskctl.auth import credentials
 from deskctl.context import AppContext
 from deskctl.errors import DeskError, ExitCode
 from deskctl.jobs.workers import dead_local_owner, worker_id
@@ -68,11 +68,21 @@ def open_sender(context: AppContext, channel_id: int) -> AbstractContextManager[
             "ca_file": channel.ca_file,
         }
         source, ref = channel.secret_source, channel.secret_ref
-        command = (channel.settings or {}).get("sendmail", "sendmail")
+        extra = dict(channel.settings or {})
+        account = channel.username or channel.from_address
     if kind == "sendmail":
-        return SendmailSender(command)
-    password = secrets.resolve(source, ref, channel=name) if source else None
-    return SmtpSender(SmtpSettings(password=password, **settings))  # type: ignore[arg-type]
+        return SendmailSender(extra.get("sendmail", "sendmail"))
+    login = credentials.for_channel(
+        name, settings=extra, account=account, secret_source=source, secret_ref=ref
+    )
+    return SmtpSender(
+        SmtpSettings(
+            password=login.password,
+            oauth_token=login.oauth_token,
+            relogin_hint=login.relogin_hint,
+            **settings,  # type: ignore[arg-type]
+        )
+    )
 
 
 def _send_group(

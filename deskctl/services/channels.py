@@ -26,11 +26,47 @@ from deskctl.store.models import (
     Ticket,
 )
 
-INCOMING_KINDS = ("imap", "gmail", "maildir", "pipe")
-OUTGOING_KINDS = ("smtp", "gmail", "sendmail")
+INCOMING_KINDS = ("imap", "gmail", "o365", "maildir", "pipe")
+OUTGOING_KINDS = ("smtp", "gmail", "o365", "sendmail")
 SECURITY = ("ssl", "starttls", "none")
-GMAIL_IMAP = ("imap.gmail.com", 993)
-GMAIL_SMTP = ("smtp.gmail.com", 465)
+#: Direct connections: (host, port, security) of the provider's IMAP and SMTP.
+PRESETS = {
+    "gmail": (("imap.gmail.com", 993, "ssl"), ("smtp.gmail.com", 465, "ssl")),
+    "o365": (("outlook.office365.com", 993, "ssl"), ("smtp.office365.com", 587, "starttls")),
+}
+MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthOptions:
+    """How a direct connection signs in; tokens live in ``token_file``, never in the database."""
+
+    token_file: str
+    client_id: str | None = None
+    tenant: str | None = None
+    authority: str | None = None
+    client_secrets: str | None = None
+
+    def settings(self, kind: str) -> dict[str, Any]:
+        if kind == "o365":
+            if not self.client_id:
+                raise UsageError("an o365 channel needs --client-id (your Entra app registration)")
+            authority = self.authority or f"{MICROSOFT_AUTHORITY}/{self.tenant or 'common'}"
+            return {
+                "auth": "oauth",
+                "provider": "microsoft",
+                "client_id": self.client_id,
+                "authority": authority.rstrip("/"),
+                "token_file": self.token_file,
+            }
+        if not self.client_secrets:
+            raise UsageError("--auth oauth for Gmail needs --client-secrets FILE")
+        return {
+            "auth": "oauth",
+            "provider": "google",
+            "client_secrets": self.client_secrets,
+            "token_file": self.token_file,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +98,10 @@ class IncomingOptions:
     reply_via: str | None = None
     path: str | None = None
     ca_file: str | None = None
+    oauth: OAuthOptions | None = None
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_security: str | None = None
 
 
 def normalise_address(address: str) -> str:
@@ -90,8 +130,10 @@ def _unique_name(session: Session, name: str) -> None:
 
 
 def _server(kind: str, opts: IncomingOptions) -> tuple[str, int, str]:
-    if kind == "gmail":
-        return GMAIL_IMAP[0], GMAIL_IMAP[1], "ssl"
+    if kind in PRESETS:
+        host, port, security = PRESETS[kind][0]
+        # Sovereign clouds (and tests) reach the same service under other names.
+        return opts.host or host, opts.port or port, opts.security or security
     if not opts.host:
         raise UsageError("an imap channel needs --host")
     security = opts.security or "ssl"
@@ -121,14 +163,21 @@ def add_incoming(session: Session, name: str, opts: IncomingOptions) -> Incoming
         settings={},
         last_counts={},
     )
-    if opts.kind in ("imap", "gmail"):
-        if opts.secret.source is None:
+    oauth = (
+        opts.oauth.settings(opts.kind) if opts.oauth is not None and opts.kind in PRESETS else None
+    )
+    if opts.kind in ("imap", "gmail", "o365"):
+        if oauth is None and opts.kind == "o365":
+            raise UsageError("an o365 channel signs in with OAuth: give --client-id")
+        if oauth is None and opts.secret.source is None:
             raise UsageError(
                 f"an {opts.kind} channel needs --password-cmd, --password-env or --password-file"
             )
         channel.host, channel.port, channel.security = _server(opts.kind, opts)
         channel.username = opts.username or address
         channel.secret_source, channel.secret_ref = opts.secret.source, opts.secret.ref
+        if oauth is not None:
+            channel.settings = oauth
     elif opts.kind == "maildir":
         if not opts.path:
             raise UsageError("a maildir channel needs --path (or --sample)")
@@ -138,16 +187,21 @@ def add_incoming(session: Session, name: str, opts: IncomingOptions) -> Incoming
     session.add(channel)
     session.flush()
     add_filter(session, address, source=f"channel:{name}", reason="the channel's own address")
-    if opts.kind == "gmail" and channel.reply_via is None:
-        twin = add_outgoing(
+    if opts.kind in PRESETS and channel.reply_via is None:
+        # A direct connection sets up both directions at once.
+        channel.reply_via = add_outgoing(
             session,
             f"{name}-smtp",
-            kind="gmail",
+            kind=opts.kind,
             from_header=address,
+            host=opts.smtp_host,
+            port=opts.smtp_port,
+            security=opts.smtp_security,
             username=channel.username,
             secret=opts.secret,
+            ca_file=opts.ca_file,
+            settings={**oauth, "login_channel": name} if oauth is not None else None,
         )
-        channel.reply_via = twin
     return channel
 
 
@@ -164,6 +218,7 @@ def add_outgoing(
     secret: Secret = Secret(),
     ca_file: str | None = None,
     signature: str | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> OutgoingChannel:
     if kind not in OUTGOING_KINDS:
         raise UsageError(f"unknown --kind {kind!r}: use one of {', '.join(OUTGOING_KINDS)}")
@@ -177,10 +232,12 @@ def add_outgoing(
         from_name=display,
         ca_file=ca_file,
         signature=signature,
-        settings={},
+        settings=settings or {},
     )
-    if kind == "gmail":
-        channel.host, channel.port, channel.security = GMAIL_SMTP[0], GMAIL_SMTP[1], "ssl"
+    if kind in PRESETS:
+        preset_host, preset_port, preset_security = PRESETS[kind][1]
+        channel.host, channel.port = host or preset_host, port or preset_port
+        channel.security = security or preset_security
     elif kind == "smtp":
         if not host:
             raise UsageError("an smtp channel needs --host")
@@ -189,8 +246,9 @@ def add_outgoing(
             raise UsageError(f"unknown --security {channel.security!r}")
         channel.host = host
         channel.port = port or {"ssl": 465, "starttls": 587, "none": 25}[channel.security]
-    if kind in ("smtp", "gmail"):
-        channel.username = username or (address if secret.source else None)
+    if kind in ("smtp", "gmail", "o365"):
+        oauth = (settings or {}).get("auth") == "oauth"
+        channel.username = username or (address if secret.source or oauth else None)
         channel.secret_source, channel.secret_ref = secret.source, secret.ref
     session.add(channel)
     session.flush()
@@ -268,7 +326,7 @@ def incoming_to_dict(channel: IncomingChannel) -> dict[str, Any]:
         "port": channel.port,
         "security": channel.security,
         "username": channel.username,
-        "secret": secrets.describe(channel.secret_source, channel.secret_ref),
+        "secret": _secret(channel.secret_source, channel.secret_ref, channel.settings),
         "folder": channel.folder if channel.kind in ("imap", "gmail") else None,
         "path": channel.path,
         "after_fetch": channel.after_fetch,
@@ -290,7 +348,7 @@ def outgoing_to_dict(channel: OutgoingChannel) -> dict[str, Any]:
         "port": channel.port,
         "security": channel.security,
         "username": channel.username,
-        "secret": secrets.describe(channel.secret_source, channel.secret_ref),
+        "secret": _secret(channel.secret_source, channel.secret_ref, channel.settings),
         "default": channel.is_default,
     }
 
@@ -301,3 +359,25 @@ def describe_channel(session: Session, name: str) -> dict[str, Any]:
     if incoming is not None:
         return incoming_to_dict(incoming)
     return outgoing_to_dict(get_outgoing(session, name))
+
+
+def _secret(source: str | None, ref: str | None, settings: dict[str, Any] | None) -> str:
+    if settings and settings.get("auth") == "oauth":
+        return f"OAuth ({settings['provider']}), tokens in {settings['token_file']}"
+    return secrets.describe(source, ref)
+
+
+def oauth_settings_of(session: Session, name: str) -> tuple[dict[str, Any], str]:
+    """The OAuth settings and account of a channel, for ``channel login``."""
+    incoming = session.scalar(select(IncomingChannel).where(IncomingChannel.name == name))
+    if incoming is not None:
+        settings, account = dict(incoming.settings or {}), incoming.username or incoming.address
+    else:
+        outgoing = get_outgoing(session, name)
+        settings, account = (
+            dict(outgoing.settings or {}),
+            outgoing.username or outgoing.from_address,
+        )
+    if settings.get("auth") != "oauth":
+        raise UsageError(f"channel {name!r} does not sign in with OAuth; nothing to log in to")
+    return settings, account

@@ -44,6 +44,8 @@ class ImapSettings:
     folder: str = "INBOX"
     ca_file: str | None = None
     gmail: bool = False
+    oauth_token: str | None = None  # XOAUTH2 instead of the password
+    relogin_hint: str = ""  # what to run when the token is refused
 
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
@@ -97,9 +99,18 @@ class ImapInbox:
         box = self._connect()
         self.box = box
         try:
-            box.login(s.username, s.password, initial_folder=None)
+            if s.oauth_token is not None:
+                box.xoauth2(s.username, s.oauth_token, initial_folder=None)
+            else:
+                box.login(s.username, s.password, initial_folder=None)
         except (MailboxLoginError, imaplib.IMAP4.error) as exc:
             self.close()
+            if s.oauth_token is not None:
+                # imap-tools raises IMAP4.error, not MailboxLoginError, for XOAUTH2.
+                raise ConfigError(
+                    f"IMAP OAuth login refused for {s.username} at {s.host}: the token was not "
+                    f"accepted; {s.relogin_hint or 'sign in again'}"
+                ) from exc
             hint = (
                 " Gmail needs an app password, which needs 2-step verification on the account"
                 if s.gmail

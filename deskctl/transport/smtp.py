@@ -34,6 +34,8 @@ class SmtpSettings:
     username: str | None = None
     password: str | None = None
     ca_file: str | None = None
+    oauth_token: str | None = None  # XOAUTH2 instead of the password
+    relogin_hint: str = ""
 
 
 def _context(ca_file: str | None) -> ssl.SSLContext:
@@ -42,6 +44,20 @@ def _context(ca_file: str | None) -> ssl.SSLContext:
 
 def _answer(code: int, text: bytes | str) -> str:
     return f"{code} {text.decode('utf-8', 'replace') if isinstance(text, bytes) else text}".strip()
+
+
+class _XOAuth2:
+    """smtplib authobject: the SASL string first, then an empty answer to the error challenge.
+
+    On failure the server sends a 334 with a JSON error; answering it with the
+    token again would be wrong, so the second call returns "".
+    """
+
+    def __init__(self, user: str, token: str) -> None:
+        self.initial = f"user={user}\x01auth=Bearer {token}\x01\x01"
+
+    def __call__(self, challenge: bytes | None = None) -> str:
+        return self.initial if challenge is None else ""
 
 
 class SmtpSender:
@@ -70,11 +86,25 @@ class SmtpSender:
                         )
                     client.starttls(context=_context(s.ca_file))
             self.client = client
-            if s.username and s.password is not None:
+            if s.oauth_token is not None and s.username:
+                client.ehlo_or_helo_if_needed()
+                client.auth("XOAUTH2", _XOAuth2(s.username, s.oauth_token))
+            elif s.username and s.password is not None:
                 client.login(s.username, s.password)
         except smtplib.SMTPAuthenticationError as exc:
             self.close()
             answer = _answer(exc.smtp_code, exc.smtp_error)
+            if s.oauth_token is not None:
+                if "SmtpClientAuthentication" in answer or "5.7.139" in answer:
+                    raise ConfigError(
+                        f"SMTP AUTH is disabled for the mailbox {s.username}: enable "
+                        "Authenticated SMTP for it (Microsoft 365 admin center, mailbox, "
+                        "Manage email apps)"
+                    ) from exc
+                raise ConfigError(
+                    f"SMTP OAuth login refused for {s.username} at {s.host}: {answer}; "
+                    f"{s.relogin_hint or 'sign in again'}"
+                ) from exc
             raise ConfigError(f"SMTP login refused for {s.username} at {s.host}: {answer}") from exc
         except (smtplib.SMTPException, OSError) as exc:
             self.close()

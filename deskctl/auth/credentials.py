@@ -1,0 +1,34 @@
+"""What a channel logs in with: a password by reference, or an OAuth access token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from deskctl.auth import oauth, secrets
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    password: str | None = None
+    oauth_token: str | None = None
+    relogin_hint: str = ""
+
+
+def for_channel(
+    name: str,
+    *,
+    settings: dict[str, Any],
+    account: str,
+    secret_source: str | None,
+    secret_ref: str | None,
+) -> Credentials:
+    if settings.get("auth") == "oauth":
+        oauth_settings = oauth.OAuthSettings.from_channel(name, settings, account)
+        return Credentials(
+            oauth_token=oauth.access_token(oauth_settings),
+            relogin_hint=f"run `deskctl channel login {oauth_settings.channel}`",
+        )
+    if secret_source is None:
+        return Credentials()
+    return Credentials(password=secrets.resolve(secret_source, secret_ref, channel=name))

@@ -1,0 +1,225 @@
+"""OAuth sign-in for Office 365 (msal) and Gmail (google-auth), safe for cron.
+
+Cron has no login session and runs for months: the token cache is a file
+under ``DESKCTL_HOME/tokens`` (mode 0600, written atomically) saved right
+after every token call that changed it, so a rotated refresh token is never
+lost. Before each fetch or send the access token is taken silently and
+refreshed when needed. Nothing of a token is ever logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deskctl.errors import ConfigError, Unreachable
+
+log = logging.getLogger(__name__)
+
+MICROSOFT_SCOPES = (
+    "https://outlook.office.com/IMAP.AccessAsUser.All",
+    "https://outlook.office.com/SMTP.Send",
+)
+GOOGLE_SCOPES = ("https://mail.google.com/",)
+DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
+STALE_AFTER_DAYS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthSettings:
+    """Where to sign in and where the tokens live; stored on the channel, no secrets."""
+
+    channel: str
+    provider: str  # "microsoft" | "google"
+    account: str
+    token_file: Path
+    client_id: str = ""
+    authority: str | None = None  # microsoft
+    client_secrets: str | None = None  # google: the client secrets JSON file
+
+    @classmethod
+    def from_channel(cls, channel: str, settings: dict[str, Any], account: str) -> OAuthSettings:
+        return cls(
+            channel=settings.get("login_channel", channel),
+            provider=settings["provider"],
+            account=account,
+            token_file=Path(settings["token_file"]),
+            client_id=settings.get("client_id", ""),
+            authority=settings.get("authority"),
+            client_secrets=settings.get("client_secrets"),
+        )
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` readable by the owner only, atomically (never half a cache)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def relogin(settings: OAuthSettings, why: str) -> ConfigError:
+    return ConfigError(
+        f"the sign-in of channel {settings.channel} is no longer valid ({why}): "
+        f"run `deskctl channel login {settings.channel}`"
+    )
+
+
+# -- Microsoft (msal) ---------------------------------------------------------
+
+
+def _msal_app(settings: OAuthSettings) -> tuple[Any, Any]:
+    import msal
+
+    cache = msal.SerializableTokenCache()
+    if settings.token_file.exists():
+        cache.deserialize(settings.token_file.read_text())
+    authority = settings.authority or f"{DEFAULT_AUTHORITY}/common"
+    custom = not authority.startswith(DEFAULT_AUTHORITY)
+    try:
+        app = msal.PublicClientApplication(
+            settings.client_id,
+            authority=authority,
+            token_cache=cache,
+            # Sovereign clouds and test authorities are not in Microsoft's list.
+            instance_discovery=not custom,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"channel {settings.channel}: bad authority {authority}: {exc}") from exc
+    except OSError as exc:
+        raise Unreachable(f"cannot reach the sign-in service {authority}: {exc}") from exc
+    return app, cache
+
+
+def _save_msal(settings: OAuthSettings, cache: Any) -> None:
+    if cache.has_state_changed:
+        write_private(settings.token_file, cache.serialize())
+
+
+def _msal_error(result: dict[str, Any]) -> str:
+    return str(result.get("error") or "no token") + (
+        f": {str(result.get('error_description', '')).splitlines()[0]}"
+        if result.get("error_description")
+        else ""
+    )
+
+
+def microsoft_token(settings: OAuthSettings) -> str:
+    app, cache = _msal_app(settings)
+    accounts = app.get_accounts(username=settings.account) or app.get_accounts()
+    if not accounts:
+        raise relogin(settings, "not signed in yet")
+    try:
+        result = app.acquire_token_silent_with_error(list(MICROSOFT_SCOPES), account=accounts[0])
+    except OSError as exc:
+        raise Unreachable(f"cannot reach the sign-in service: {exc}") from exc
+    finally:
+        _save_msal(settings, cache)
+    if not result or "access_token" not in result:
+        raise relogin(settings, _msal_error(result or {}))
+    return str(result["access_token"])
+
+
+def microsoft_login(settings: OAuthSettings, say: Callable[[str], None]) -> str:
+    """Device-code sign-in: works over SSH, no browser needed on this host."""
+    app, cache = _msal_app(settings)
+    flow = app.initiate_device_flow(scopes=list(MICROSOFT_SCOPES))
+    if "user_code" not in flow:
+        raise ConfigError(f"the sign-in service refused the device flow: {_msal_error(flow)}")
+    say(flow.get("message") or f"Open {flow['verification_uri']} and enter {flow['user_code']}")
+    result = app.acquire_token_by_device_flow(flow)
+    _save_msal(settings, cache)
+    if "access_token" not in result:
+        raise ConfigError(f"sign-in failed: {_msal_error(result)}")
+    claims = result.get("id_token_claims") or {}
+    return str(claims.get("preferred_username") or settings.account)
+
+
+# -- Google (google-auth, google-auth-oauthlib) -------------------------------
+
+
+def _google_credentials(settings: OAuthSettings) -> Any:
+    from google.oauth2.credentials import Credentials
+
+    if not settings.token_file.exists():
+        raise relogin(settings, "not signed in yet")
+    info = json.loads(settings.token_file.read_text())
+    return Credentials.from_authorized_user_info(info, list(GOOGLE_SCOPES))
+
+
+def google_token(settings: OAuthSettings) -> str:
+    from google.auth.exceptions import RefreshError, TransportError
+    from google.auth.transport.requests import Request
+
+    creds = _google_credentials(settings)
+    if creds.valid:
+        return str(creds.token)
+    try:
+        creds.refresh(Request())
+    except RefreshError as exc:
+        raise relogin(settings, str(exc.args[0] if exc.args else exc).split(":")[0]) from exc
+    except TransportError as exc:
+        raise Unreachable(f"cannot reach Google's token service: {exc}") from exc
+    write_private(settings.token_file, creds.to_json())
+    return str(creds.token)
+
+
+def google_login(settings: OAuthSettings, say: Callable[[str], None]) -> str:
+    """Installed-app flow with a loopback redirect; the URL is printed for a terminal."""
+    from google_auth_oauthlib.flow import InstalledAppFlow
+
+    if not settings.client_secrets:
+        raise ConfigError(f"channel {settings.channel} has no --client-secrets file")
+    flow = InstalledAppFlow.from_client_secrets_file(settings.client_secrets, list(GOOGLE_SCOPES))
+    browser = os.environ.get("DESKCTL_BROWSER")
+    creds = flow.run_local_server(
+        port=0,
+        open_browser=bool(browser) or "DISPLAY" in os.environ,
+        browser=browser,
+        authorization_prompt_message="Open this URL to sign in: {url}",
+        timeout_seconds=600,
+    )
+    write_private(settings.token_file, creds.to_json())
+    say("signed in")
+    return settings.account
+
+
+# -- Shared ---------------------------------------------------------------------
+
+
+def access_token(settings: OAuthSettings) -> str:
+    """A valid access token, refreshed silently when needed."""
+    if settings.provider == "microsoft":
+        return microsoft_token(settings)
+    if settings.provider == "google":
+        return google_token(settings)
+    raise ConfigError(f"channel {settings.channel}: unknown OAuth provider {settings.provider!r}")
+
+
+def login(settings: OAuthSettings, say: Callable[[str], None]) -> str:
+    if settings.provider == "microsoft":
+        return microsoft_login(settings, say)
+    return google_login(settings, say)
+
+
+def token_age_days(settings: OAuthSettings) -> float | None:
+    """Days since the token file last changed (a refresh rewrites it), None if absent."""
+    try:
+        return (time.time() - settings.token_file.stat().st_mtime) / 86400
+    except FileNotFoundError:
+        return None
