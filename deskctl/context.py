@@ -11,13 +11,14 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from deskctl.config import Settings
 from deskctl.errors import Unreachable
+
+if TYPE_CHECKING:  # SQLAlchemy is imported by the commands that open the database
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ class AppContext:
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Session]:
         """One unit of work: committed when the block ends, rolled back on error."""
+        from sqlalchemy.exc import OperationalError
+        from sqlalchemy.orm import Session
+
         engine = self.engine()
         bind = engine.execution_options(deskctl_write=True) if write else engine
         session = Session(bind=bind, expire_on_commit=False)

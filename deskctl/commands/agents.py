@@ -12,7 +12,6 @@ from rich.table import Table
 from deskctl.commands._common import app_context
 from deskctl.errors import UsageError
 from deskctl.output import emit
-from deskctl.services import agents as svc
 
 app = typer.Typer(help="Agents: who replies, notes and assigns.", no_args_is_help=True)
 
@@ -28,6 +27,8 @@ def add(
 
     Example: deskctl agent add alice --email alice@example.com --signature-file ~/sig.txt
     """
+    from deskctl.services import agents as svc
+
     context = app_context(ctx)
     signature = None
     if signature_file:
@@ -50,6 +51,8 @@ def list_(ctx: typer.Context) -> None:
 
     Example: deskctl agent list
     """
+    from deskctl.services import agents as svc
+
     context = app_context(ctx)
     with context.transaction(write=False) as session:
         rows = [svc.agent_to_dict(a) for a in svc.list_agents(session)]

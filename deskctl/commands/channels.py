@@ -14,7 +14,6 @@ from deskctl.commands._common import app_context
 from deskctl.errors import UsageError
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, fmt_time, stderr, warn
-from deskctl.services import channels as svc
 
 app = typer.Typer(help="Incoming and outgoing channels.", no_args_is_help=True)
 
@@ -80,6 +79,8 @@ def add(
     Example: deskctl channel add support --kind imap --host imap.example.com
     --address support@example.com --password-cmd "pass show mail/support"
     """
+    from deskctl.services import channels as svc
+
     context = app_context(ctx)
     if sample:
         if kind != "maildir":
@@ -162,6 +163,8 @@ def add_outgoing(
     Example: deskctl channel add-outgoing smtp-support --kind smtp --host smtp.example.com
     --from "Example Support <support@example.com>" --password-env SMTP_PASSWORD
     """
+    from deskctl.services import channels as svc
+
     context = app_context(ctx)
     signature = None
     if signature_file:
@@ -203,6 +206,8 @@ def map_(
 
     Example: deskctl channel map support --reply-via smtp-support
     """
+    from deskctl.services import channels as svc
+
     context = app_context(ctx)
     with context.transaction() as session:
         data = svc.incoming_to_dict(svc.map_reply_via(session, incoming, reply_via))
@@ -216,6 +221,8 @@ def map_(
 
 
 def _set_enabled(ctx: typer.Context, name: str, enabled: bool) -> None:
+    from deskctl.services import channels as svc
+
     context = app_context(ctx)
     with context.transaction() as session:
         data = svc.incoming_to_dict(svc.set_enabled(session, name, enabled))
@@ -254,6 +261,8 @@ def remove(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
 
     Example: deskctl channel remove old-inbox
     """
+    from deskctl.services import channels as svc
+
     context = app_context(ctx)
     with context.transaction() as session:
         kind = svc.remove_channel(session, name)
@@ -279,6 +288,8 @@ def list_(ctx: typer.Context) -> None:
 
     Example: deskctl channel list
     """
+    from deskctl.services import channels as svc
+
     context = app_context(ctx)
     with context.transaction(write=False) as session:
         incoming, outgoing = svc.list_channels(session)
@@ -326,6 +337,8 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
 
     Example: deskctl channel show support
     """
+    from deskctl.services import channels as svc
+
     context = app_context(ctx)
     with context.transaction(write=False) as session:
         data = svc.describe_channel(session, name)
@@ -344,6 +357,7 @@ def login(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
     Example: deskctl channel login support
     """
     from deskctl.auth import oauth
+    from deskctl.services import channels as svc
 
     context = app_context(ctx)
     with context.transaction(write=False) as session:

@@ -11,7 +11,6 @@ from rich.text import Text
 
 from deskctl.commands._common import app_context
 from deskctl.output import emit
-from deskctl.services import filters as svc
 
 app = typer.Typer(help="The outgoing filter: addresses deskctl never mails.", no_args_is_help=True)
 
@@ -26,6 +25,8 @@ def add(
 
     Example: deskctl filter add '*-noreply@*' --reason "robots"
     """
+    from deskctl.services import filters as svc
+
     context = app_context(ctx)
     with context.transaction() as session:
         data = svc.filter_to_dict(svc.add_filter(session, pattern, reason=reason))
@@ -46,6 +47,8 @@ def remove(ctx: typer.Context, pattern: Annotated[str, typer.Argument()]) -> Non
 
     Example: deskctl filter remove '*-noreply@*'
     """
+    from deskctl.services import filters as svc
+
     context = app_context(ctx)
     with context.transaction() as session:
         svc.remove_filter(session, pattern)
@@ -62,6 +65,8 @@ def list_(ctx: typer.Context) -> None:
 
     Example: deskctl filter list
     """
+    from deskctl.services import filters as svc
+
     context = app_context(ctx)
     with context.transaction(write=False) as session:
         rows = [svc.filter_to_dict(r) for r in svc.list_filters(session)]

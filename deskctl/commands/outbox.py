@@ -12,7 +12,6 @@ from rich.text import Text
 from deskctl.commands._common import app_context, finish
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, fmt_time, stderr
-from deskctl.services import outbox as svc
 
 app = typer.Typer(help="Replies waiting to leave, sent, failed or blocked.", no_args_is_help=True)
 
@@ -29,6 +28,8 @@ def list_(
 
     Example: deskctl outbox list --state failed
     """
+    from deskctl.services import outbox as svc
+
     context = app_context(ctx)
     with context.transaction(write=False) as session:
         rows = [svc.item_to_dict(i) for i in svc.list_items(session, state)]
@@ -54,6 +55,8 @@ def list_(
 
 
 def _change(ctx: typer.Context, item_id: int, retry: bool) -> None:
+    from deskctl.services import outbox as svc
+
     context = app_context(ctx)
     with context.transaction() as session:
         item = svc.retry_item(session, item_id) if retry else svc.cancel_item(session, item_id)

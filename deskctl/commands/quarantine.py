@@ -15,7 +15,6 @@ from deskctl.commands._common import app_context, finish
 from deskctl.errors import ExitCode, UsageError
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, fmt_time
-from deskctl.services import quarantine as svc
 
 app = typer.Typer(
     help="Mail that could not be parsed or stored, kept byte for byte.", no_args_is_help=True
@@ -28,6 +27,8 @@ def list_(ctx: typer.Context) -> None:
 
     Example: deskctl quarantine list
     """
+    from deskctl.services import quarantine as svc
+
     context = app_context(ctx)
     with context.transaction(write=False) as session:
         rows = [svc.quarantined_to_dict(q) for q in svc.list_quarantined(session)]
@@ -57,6 +58,8 @@ def show(
 
     Example: deskctl quarantine show 3 --raw > broken.eml
     """
+    from deskctl.services import quarantine as svc
+
     context = app_context(ctx)
     with context.transaction(write=False) as session:
         item = svc.get_quarantined(session, item_id)
@@ -117,6 +120,8 @@ def drop(ctx: typer.Context, item_id: Annotated[int, typer.Argument(help="quaran
 
     Example: deskctl quarantine drop 3
     """
+    from deskctl.services import quarantine as svc
+
     context = app_context(ctx)
     with context.transaction() as session:
         svc.drop_quarantined(session, item_id)

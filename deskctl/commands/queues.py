@@ -13,7 +13,6 @@ from rich.text import Text
 from deskctl.commands._common import app_context
 from deskctl.errors import UsageError
 from deskctl.output import emit
-from deskctl.services import queues as svc
 
 app = typer.Typer(help="Queues of tickets, each with a name and a colour.", no_args_is_help=True)
 
@@ -29,6 +28,8 @@ def add(
 
     Example: deskctl queue add billing --color yellow --description "Invoices"
     """
+    from deskctl.services import queues as svc
+
     context = app_context(ctx)
     with context.transaction() as session:
         data = svc.queue_to_dict(svc.add_queue(session, name, color=color, description=description))
@@ -58,6 +59,8 @@ def set_(
 
     Example: deskctl queue set general --ack-file ~/ack.txt --ack-limit 3
     """
+    from deskctl.services import queues as svc
+
     context = app_context(ctx)
     template = None
     if ack_file is not None:
@@ -91,6 +94,8 @@ def list_(ctx: typer.Context) -> None:
 
     Example: deskctl queue list --json
     """
+    from deskctl.services import queues as svc
+
     context = app_context(ctx)
     with context.transaction(write=False) as session:
         rows = [svc.queue_to_dict(q, n) for q, n in svc.list_queues(session)]

@@ -15,7 +15,6 @@ from deskctl.commands._common import app_context
 from deskctl.errors import UsageError
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, fmt_time, stderr
-from deskctl.services import tickets as svc
 
 if TYPE_CHECKING:
     from deskctl.mail.compose import OutgoingAttachment
@@ -41,6 +40,8 @@ def list_(
 
     Example: deskctl ticket list --status open --queue billing
     """
+    from deskctl.services import tickets as svc
+
     context = app_context(ctx)
     if assignee == "me":
         assignee = context.settings.agent
@@ -135,6 +136,7 @@ def show(
 
     Example: deskctl ticket show 1042
     """
+    from deskctl.services import tickets as svc
     from deskctl.services.agents import acting_agent
     from deskctl.services.replies import record_view
 
@@ -240,6 +242,7 @@ def reply(
 
     Example: deskctl ticket reply 1042 --body "Fixed, please try again." --status solved
     """
+    from deskctl.services import tickets as svc
     from deskctl.services.replies import ReplyRequest, reply_to_ticket
 
     context = app_context(ctx)
@@ -324,6 +327,7 @@ def assign_(
 
     Example: deskctl ticket assign 1042 me
     """
+    from deskctl.services import tickets as svc
     from deskctl.services.replies import assign
 
     context = app_context(ctx)
@@ -357,6 +361,7 @@ def status_(
 
     Example: deskctl ticket status 1042 solved
     """
+    from deskctl.services import tickets as svc
     from deskctl.services.replies import set_status
 
     context = app_context(ctx)

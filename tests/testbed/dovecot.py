@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from imap_tools import BaseMailBox, MailBox, MailBoxUnencrypted
@@ -196,7 +196,11 @@ class Dovecot:
     ``users`` maps lower-cased address to password.  The same dict object is
     updated by :meth:`add_user`, so a relay built from ``dovecot.users``
     sees runtime additions too.  Pass ``oauth2_conf`` (the text of a
-    ``dovecot-oauth2.conf.ext``) to enable XOAUTH2/OAUTHBEARER.
+    ``dovecot-oauth2.conf.ext``) to enable XOAUTH2/OAUTHBEARER.  It may also
+    be a callable that gets the instance's own copy of the certs and returns
+    that text, because an https ``tls_ca_cert_file`` must name a file the
+    unprivileged Dovecot account can read, which only exists once the
+    instance dir does (e.g. ``lambda tls: idp.dovecot_oauth2_conf(ca_file=tls.ca_pem)``).
     """
 
     def __init__(
@@ -204,7 +208,7 @@ class Dovecot:
         certs: CertBundle,
         users: Mapping[str, str] | None = None,
         *,
-        oauth2_conf: str | None = None,
+        oauth2_conf: str | Callable[[CertBundle], str] | None = None,
         binary: str = DOVECOT_BIN,
     ) -> None:
         require_main_thread("Dovecot")
@@ -226,12 +230,17 @@ class Dovecot:
     # -- lifecycle -----------------------------------------------------------
 
     def _prepare(
-        self, certs: CertBundle, users: Mapping[str, str], oauth2_conf: str | None
+        self,
+        certs: CertBundle,
+        users: Mapping[str, str],
+        oauth2_conf: str | Callable[[CertBundle], str] | None,
     ) -> None:
         for sub in ("run", "state", "mail", "users"):
             (self.base / sub).mkdir()
-        certs.copy_to(self.base / "tls")
+        self.tls = certs.copy_to(self.base / "tls")
         self._oauth2_path: Path | None = None
+        if callable(oauth2_conf):
+            oauth2_conf = oauth2_conf(self.tls)
         if oauth2_conf is not None:
             self._oauth2_path = self.base / "dovecot-oauth2.conf.ext"
             self._oauth2_path.write_text(oauth2_conf)
@@ -367,6 +376,20 @@ class Dovecot:
         return _login(
             MailBoxUnencrypted("127.0.0.1", self.imap_port, timeout=10), user, password, folder
         )
+
+    def mailbox_xoauth2(self, user: str, token: str, folder: str = "INBOX") -> BaseMailBox:
+        """A plain-IMAP mailbox logged in with XOAUTH2 (needs ``oauth2_conf``).
+
+        Raises ``imaplib.IMAP4.error`` (not ``MailboxLoginError``) on a bad
+        token, as imap_tools does, with the socket already closed.
+        """
+        mb = MailBoxUnencrypted("127.0.0.1", self.imap_port, timeout=10)
+        try:
+            return mb.xoauth2(user, token, initial_folder=folder)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                mb.client.shutdown()
+            raise
 
     def mailbox_tls(
         self, user: str, password: str, certs: CertBundle, folder: str = "INBOX"

@@ -15,8 +15,11 @@ its server tests proves nothing.
 
 from __future__ import annotations
 
+import os
 import time
+import webbrowser
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -24,6 +27,7 @@ import pytest
 from ._proc import MissingBinaryError
 from .certs import CertBundle, make_certs
 from .dovecot import Dovecot
+from .idp import FakeIdP, HeadlessBrowser
 from .postgres import PostgresCluster
 from .smtp_relay import SmtpRelay
 
@@ -87,6 +91,108 @@ def smtp_relay(dovecot: Dovecot, certs: CertBundle) -> Iterator[SmtpRelay]:
     relay = _timed("smtp start", lambda: SmtpRelay(dovecot.users, certs, dovecot.lmtp_port))
     yield relay
     _stop_timed("smtp stop", relay.stop)
+
+
+@pytest.fixture(scope="session")
+def idp_server(certs: CertBundle) -> Iterator[FakeIdP]:
+    """The session's one :class:`FakeIdP` (http + https); tests normally request ``idp``."""
+    server = _timed("idp start", lambda: FakeIdP(certs))
+    yield server
+    _stop_timed("idp stop", server.stop)
+
+
+@pytest.fixture
+def idp(idp_server: FakeIdP) -> Iterator[FakeIdP]:
+    """The shared fake identity provider, with its tunables reset after the test.
+
+    Function-scoped so that ``idp.access_ttl = 2`` or
+    ``idp.auto_approve_as = ...`` in one test cannot leak into the next;
+    tokens and the request log are shared across the session (mint fresh
+    tokens per test; ``idp.clear_log()`` if a test counts requests).
+    """
+    yield idp_server
+    idp_server.reset_settings()
+
+
+@pytest.fixture(scope="session")
+def oauth_dovecot(certs: CertBundle, idp_server: FakeIdP) -> Iterator[Dovecot]:
+    """A second Dovecot whose XOAUTH2/OAUTHBEARER logins are validated by the fake IdP.
+
+    Separate from ``dovecot`` so tests that never use OAuth neither start the
+    IdP nor see XOAUTH2 in CAPABILITY.  Same :data:`DEFAULT_USERS` (PLAIN
+    and LOGIN still work); validation is Google-style tokeninfo over http.
+    """
+    conf = idp_server.dovecot_oauth2_conf("tokeninfo")
+    server = _timed("oauth dovecot start", lambda: Dovecot(certs, DEFAULT_USERS, oauth2_conf=conf))
+    yield server
+    _stop_timed("oauth dovecot stop", server.stop)
+
+
+@pytest.fixture(scope="session")
+def oauth_smtp_relay(
+    oauth_dovecot: Dovecot, certs: CertBundle, idp_server: FakeIdP
+) -> Iterator[SmtpRelay]:
+    """A relay offering XOAUTH2/OAUTHBEARER (checked with the IdP) that delivers into ``oauth_dovecot``."""
+    relay = _timed(
+        "oauth smtp start",
+        lambda: SmtpRelay(oauth_dovecot.users, certs, oauth_dovecot.lmtp_port, idp=idp_server),
+    )
+    yield relay
+    _stop_timed("oauth smtp stop", relay.stop)
+
+
+def _system_ca_file() -> Path:
+    """The trust store the environment already uses for requests, else Debian's, else certifi's."""
+    for candidate in (
+        os.environ.get("REQUESTS_CA_BUNDLE"),
+        os.environ.get("CURL_CA_BUNDLE"),
+        "/etc/ssl/certs/ca-certificates.crt",
+    ):
+        if candidate and os.path.isfile(candidate):
+            return Path(candidate)
+    import certifi
+
+    return Path(certifi.where())
+
+
+@pytest.fixture(scope="session")
+def test_ca_bundle(certs: CertBundle) -> Path:
+    """A PEM bundle of the system CAs plus the test CA (built once per session)."""
+    bundle = certs.directory / "system-plus-test-ca.pem"
+    system = _system_ca_file().read_bytes()
+    bundle.write_bytes(system.rstrip(b"\n") + b"\n" + certs.ca_pem.read_bytes())
+    return bundle
+
+
+@pytest.fixture
+def trust_test_ca(test_ca_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make requests-based clients (msal, google-auth, oauthlib) trust the test CA.
+
+    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` are set in this environment and
+    requests lets them override ``Session.verify``, so passing ``verify=ca``
+    is not enough; pointing both at system CAs + test CA is.  Returns the
+    bundle path.
+    """
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(test_ca_bundle))
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(test_ca_bundle))
+    return test_ca_bundle
+
+
+@pytest.fixture
+def headless_browser(certs: CertBundle, monkeypatch: pytest.MonkeyPatch) -> HeadlessBrowser:
+    """Make :mod:`webbrowser` open URLs with a :class:`HeadlessBrowser` only.
+
+    It is registered as ``"deskctl-headless"`` and as the sole, preferred
+    browser, so ``webbrowser.open(url)`` in deskctl code also lands here and
+    a test can never launch a real browser.  Restored after the test.
+    """
+    browser = HeadlessBrowser(certs)
+    # Private module state: swapped wholesale so the real browsers vanish for
+    # this test and come back afterwards.
+    monkeypatch.setattr(webbrowser, "_browsers", {})
+    monkeypatch.setattr(webbrowser, "_tryorder", [])
+    webbrowser.register(browser.name, None, browser, preferred=True)
+    return browser
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,10 @@ chosen SMTP reply, which a real server cannot be made to do on demand.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import email.policy
+import json
 import logging
 import smtplib
 import threading
@@ -21,13 +23,16 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from ._proc import free_port, require_main_thread
 from .certs import CertBundle
+
+if TYPE_CHECKING:
+    from .idp import FakeIdP
 
 _START_ATTEMPTS = 5
 
@@ -134,6 +139,120 @@ class _Handler:
         return record.reply
 
 
+#: Gmail's XOAUTH2 error challenge (base64-encoded on the wire).
+_XOAUTH2_ERROR = {"status": "401", "schemes": "Bearer", "scope": "https://mail.google.com/"}
+#: RFC 7628 §3.2.2 error challenge for OAUTHBEARER.
+_OAUTHBEARER_ERROR = {"status": "invalid_token", "schemes": "bearer", "scope": "mail"}
+_AUTH_REJECTED = "535 5.7.8 Username and Password not accepted"
+_MALFORMED = "501 5.5.2 Malformed SASL response"
+
+
+def parse_xoauth2(blob: bytes) -> tuple[str, str] | None:
+    """``user=U^Aauth=Bearer T^A^A`` -> (U, T), or None if it is not that shape."""
+    fields = dict(
+        part.split("=", 1) for part in blob.decode("utf-8", "replace").split("\x01") if "=" in part
+    )
+    user, auth = fields.get("user", ""), fields.get("auth", "")
+    if not user or not auth.lower().startswith("bearer "):
+        return None
+    return user, auth[7:].strip()
+
+
+def parse_oauthbearer(blob: bytes) -> tuple[str | None, str] | None:
+    """RFC 7628 ``n,a=U,^Aauth=Bearer T^A^A`` -> (U or None, T), or None if malformed."""
+    text = blob.decode("utf-8", "replace")
+    gs2, sep, rest = text.partition("\x01")
+    if not sep or not gs2.startswith(("n,", "y,")):
+        return None
+    user = None
+    for item in gs2.split(",")[1:]:
+        if item.startswith("a="):
+            user = item[2:].replace("=2C", ",").replace("=3D", "=")
+    fields = dict(part.split("=", 1) for part in rest.split("\x01") if "=" in part)
+    auth = fields.get("auth", "")
+    if not auth.lower().startswith("bearer "):
+        return None
+    return user, auth[7:].strip()
+
+
+class _OAuthHandler(_Handler):
+    """Adds XOAUTH2 and OAUTHBEARER, validated against a :class:`FakeIdP`.
+
+    A separate class because aiosmtpd advertises every ``auth_*`` method it
+    finds on the handler: relays built without an IdP must keep offering
+    only PLAIN and LOGIN.  Failures follow Gmail: a ``334`` error challenge
+    carrying base64 JSON, the client's empty (XOAUTH2) or ``^A``
+    (OAUTHBEARER) answer, then ``535 5.7.8``.
+    """
+
+    def __init__(self, relay: SmtpRelay, listener: str, enforce_auth: bool, idp: FakeIdP) -> None:
+        super().__init__(relay, listener, enforce_auth)
+        self.idp = idp
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._oauth(server, args, parse_xoauth2, _XOAUTH2_ERROR)
+
+    async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._oauth(server, args, parse_oauthbearer, _OAUTHBEARER_ERROR)
+
+    async def _oauth(
+        self,
+        server: SMTP,
+        args: list[str],
+        parse: Callable[[bytes], tuple[str | None, str] | None],
+        error: dict[str, str],
+    ) -> AuthResult:
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                return AuthResult(success=False, message="501 5.5.2 Can't decode base64")
+        else:
+            answer = await server.challenge_auth("")
+            if answer is MISSING:
+                return AuthResult(success=False, handled=True)
+            assert isinstance(answer, bytes)
+            blob = answer
+        parsed = parse(blob)
+        if parsed is None:
+            return AuthResult(success=False, message=_MALFORMED)
+        user, token = parsed
+        owner = self.idp.valid_access(token)
+        if owner is not None and (user is None or user.lower() == owner):
+            self.relay.oauth_logins.append(owner)
+            return AuthResult(success=True, auth_data=owner)
+        # The error challenge; the client must answer it before the final 535.
+        reply = await server.challenge_auth(json.dumps(error).encode())
+        if reply is MISSING:  # client sent "*" (or junk); aiosmtpd already answered 501
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, message=_AUTH_REJECTED)
+
+
+def xoauth2_authobject(user: str, token: str) -> Callable[[bytes | None], str]:
+    """An ``smtplib.SMTP.auth`` authobject for XOAUTH2 (use ``initial_response_ok=True``).
+
+    It sends the SASL string only as the initial response and answers any
+    later challenge (Gmail's base64 JSON error) with an empty line; a naive
+    authobject would send the token again and hide the 535.
+    """
+
+    def authobject(challenge: bytes | None = None) -> str:
+        return f"user={user}\x01auth=Bearer {token}\x01\x01" if challenge is None else ""
+
+    return authobject
+
+
+def oauthbearer_authobject(user: str, token: str) -> Callable[[bytes | None], str]:
+    """Like :func:`xoauth2_authobject` for OAUTHBEARER (RFC 7628 answers errors with ``^A``)."""
+
+    def authobject(challenge: bytes | None = None) -> str:
+        if challenge is None:
+            return f"n,a={user},\x01auth=Bearer {token}\x01\x01"
+        return "\x01"
+
+    return authobject
+
+
 class SmtpRelay:
     """Three aiosmtpd listeners on 127.0.0.1, started by the constructor.
 
@@ -145,6 +264,10 @@ class SmtpRelay:
     ``add_user`` calls apply here too); recipients found in it are delivered
     over LMTP to ``lmtp_port``, all others are only recorded.  Accepted
     messages land in :attr:`messages`, refused ones in :attr:`rejected`.
+
+    With ``idp`` the TLS listeners also offer XOAUTH2 and OAUTHBEARER, checked
+    with ``idp.valid_access`` (the token must belong to the SASL user);
+    :attr:`oauth_logins` lists who got in that way.
     """
 
     def __init__(
@@ -152,10 +275,13 @@ class SmtpRelay:
         users: Mapping[str, str],
         certs: CertBundle,
         lmtp_port: int | None = None,
+        idp: FakeIdP | None = None,
     ) -> None:
         require_main_thread("SmtpRelay")
         _install_log_filter()
         self.users = users
+        self.idp = idp
+        self.oauth_logins: list[str] = []
         self.certs = certs
         self.lmtp_port = lmtp_port
         self.messages: list[RelayedMessage] = []
@@ -189,7 +315,11 @@ class SmtpRelay:
 
     def _start(self, listener: str, *, enforce_auth: bool, **kwargs: Any) -> int:
         """Start one Controller, retrying on the free-port race."""
-        handler = _Handler(self, listener, enforce_auth)
+        handler = (
+            _Handler(self, listener, enforce_auth)
+            if self.idp is None
+            else _OAuthHandler(self, listener, enforce_auth, self.idp)
+        )
         last: Exception | None = None
         for _ in range(_START_ATTEMPTS):
             port = free_port()
