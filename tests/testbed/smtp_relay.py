@@ -206,7 +206,7 @@ class _OAuthHandler(_Handler):
             try:
                 blob = base64.b64decode(args[1], validate=True)
             except ValueError:
-                return AuthResult(success=False, message="501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=False, message="501 5.5.2 Can't decode base64")
         else:
             answer = await server.challenge_auth("")
             if answer is MISSING:
@@ -215,7 +215,7 @@ class _OAuthHandler(_Handler):
             blob = answer
         parsed = parse(blob)
         if parsed is None:
-            return AuthResult(success=False, message=_MALFORMED)
+            return AuthResult(success=False, handled=False, message=_MALFORMED)
         user, token = parsed
         owner = self.idp.valid_access(token)
         if owner is not None and (user is None or user.lower() == owner):
@@ -225,7 +225,9 @@ class _OAuthHandler(_Handler):
         reply = await server.challenge_auth(json.dumps(error).encode())
         if reply is MISSING:  # client sent "*" (or junk); aiosmtpd already answered 501
             return AuthResult(success=False, handled=True)
-        return AuthResult(success=False, message=_AUTH_REJECTED)
+        # handled=False: AuthResult defaults to handled=True, which means "reply
+        # already sent" and would leave the client waiting forever.
+        return AuthResult(success=False, handled=False, message=_AUTH_REJECTED)
 
 
 def xoauth2_authobject(user: str, token: str) -> Callable[[bytes | None], str]:
