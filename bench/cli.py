@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -363,8 +364,9 @@ def explain(db: Database, word: str, number: int) -> None:
         call()  # warm the caches
         captured.clear()
         call()
-        print(f"\n== {label}: {len(captured)} statements, {sum(c[2] for c in captured):.1f} ms")
-        for statement, params, ms in captured:
+        issued = list(captured)
+        print(f"\n== {label}: {len(issued)} statements, {sum(c[2] for c in issued):.1f} ms in SQL")
+        for statement, params, ms in issued:
             if statement.strip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "PRAGMA")):
                 continue
             print(f"-- {ms:.1f} ms, params {params!r}")
@@ -380,22 +382,21 @@ def explain(db: Database, word: str, number: int) -> None:
     engine.dispose()
 
 
-def importtime(env: dict[str, str], top: int = 25) -> None:
-    done = run_child([sys.executable, "-X", "importtime", "-c", "import deskctl.cli"], env).check()
+def importtime(env: dict[str, str], label: str, argv: list[str], top: int = 15) -> None:
+    """Where the import time of one whole run goes (``-X importtime``, one run, not a median)."""
+    done = run_child([sys.executable, "-X", "importtime", *argv], env)
     rows = []
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
             continue
         self_us, cumulative_us, name = line.split(":", 1)[1].split("|")
-        rows.append((int(cumulative_us), int(self_us), name.strip()))
-    rows.sort(reverse=True)
-    print("\n== python -X importtime -c 'import deskctl.cli': largest cumulative imports (ms)")
-    print(
-        table(
-            ["module", "cumulative ms", "self ms"],
-            [[n, c / 1000, s / 1000] for c, s, n in rows[:top]],
-        )
-    )
+        depth = (len(name) - len(name.lstrip()) - 1) // 2
+        rows.append((int(cumulative_us), int(self_us), depth, name.strip()))
+    total = sum(r[1] for r in rows) / 1000
+    print(f"\n== -X importtime {label}: {len(rows)} modules, {total:.0f} ms importing")
+    print(f"   of {done.seconds * 1000:.0f} ms wall (importtime itself adds overhead)")
+    outer = sorted((r for r in rows if r[2] == 0), reverse=True)[:top]
+    print(table(["top-level import", "cumulative ms"], [[n, c / 1000] for c, _, _, n in outer]))
 
 
 def main() -> None:
@@ -407,7 +408,15 @@ def main() -> None:
     parser.add_argument("--reuse", type=Path, help="SQLite file to keep and reuse between runs")
     parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL cluster")
     parser.add_argument("--explain", action="store_true", help="SQL, times and plans per command")
-    parser.add_argument("--importtime", action="store_true", help="slowest imports of the CLI")
+    parser.add_argument("--importtime", action="store_true", help="what each command imports")
+    parser.add_argument(
+        "--bytecode",
+        choices=["cache", "env"],
+        default="cache",
+        help="cache: children write and reuse .pyc under a temporary PYTHONPYCACHEPREFIX, as"
+        " an installed deskctl has them (default); env: keep the environment's setting"
+        " (PYTHONDONTWRITEBYTECODE=1 compiles deskctl's modules from source on every run)",
+    )
     args = parser.parse_args()
     if args.reuse and args.postgres:
         parser.error("--reuse is for the SQLite file")
@@ -421,13 +430,19 @@ def main() -> None:
         )
         (work / "home").mkdir()
         env = child_env(work / "home", DESKCTL_DB=db.url)
+        if args.bytecode == "cache":
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+        print(f"bytecode: {args.bytecode}; load average {os.getloadavg()[0]:.2f}")
         chosen = report(db, env, args.runs, args.warmup)
         if args.explain:
             word = chosen[2].deskctl[-1]
             number = int(chosen[6].deskctl[-1])
             explain(db, word, number)
         if args.importtime:
-            importtime(env)
+            importtime(env, "import deskctl.cli", ["-c", "import deskctl.cli"])
+            for case in chosen[::2]:
+                importtime(env, f"deskctl {case.label}", ["-m", "deskctl", *case.deskctl])
 
 
 if __name__ == "__main__":

@@ -60,12 +60,12 @@ def list_(
         table.add_column("status", no_wrap=True)
         table.add_column("queue", no_wrap=True)
         # The fixed columns take about 50 cells; title and customer share the rest.
-        spare = max(30, out.width - 50)
+        spare = max(30, out.width - 58)
         table.add_column("title", no_wrap=True, overflow="ellipsis", max_width=spare * 2 // 3)
         table.add_column("customer", no_wrap=True, overflow="ellipsis", max_width=spare // 3)
-        table.add_column("assignee", no_wrap=True)
+        table.add_column("assignee", no_wrap=True, max_width=10, overflow="ellipsis")
         table.add_column("msgs", justify="right", no_wrap=True)
-        table.add_column("updated", no_wrap=True)
+        table.add_column("updated", no_wrap=True, min_width=11)
         for row in rows:
             cust = row["customer"]
             table.add_row(

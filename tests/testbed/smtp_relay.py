@@ -206,7 +206,9 @@ class _OAuthHandler(_Handler):
             try:
                 blob = base64.b64decode(args[1], validate=True)
             except ValueError:
-                return AuthResult(success=False, handled=False, message="501 5.5.2 Can't decode base64")
+                return AuthResult(
+                    success=False, handled=False, message="501 5.5.2 Can't decode base64"
+                )
         else:
             answer = await server.challenge_auth("")
             if answer is MISSING:
