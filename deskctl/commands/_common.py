@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from deskctl.context import AppContext
@@ -20,3 +22,16 @@ def finish(code: ExitCode) -> None:
     """End a command with an outcome status such as "partial" (7)."""
     if code != ExitCode.OK:
         raise typer.Exit(int(code))
+
+
+def report(context: AppContext, document: Any, line: str) -> None:
+    """What a changing command prints: the JSON document, or one line (nothing with -q)."""
+    from rich.text import Text
+
+    from deskctl.output import emit
+
+    emit(
+        document,
+        as_json=context.json,
+        human=lambda out: None if context.quiet else out.print(Text(line)),
+    )

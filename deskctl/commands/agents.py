@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from deskctl.commands._common import app_context
+from deskctl.commands._common import app_context, report
 from deskctl.errors import UsageError
 from deskctl.output import emit
 
@@ -38,11 +38,7 @@ def add(
             raise UsageError(f"cannot read {signature_file}: {exc.strerror}") from exc
     with context.transaction() as session:
         data = svc.agent_to_dict(svc.add_agent(session, name, email=email, signature=signature))
-    emit(
-        data,
-        as_json=context.json,
-        human=lambda out: None if context.quiet else out.print(f"agent {name} added", markup=False),
-    )
+    report(context, data, f"agent {name} added")
 
 
 @app.command("list")

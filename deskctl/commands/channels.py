@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from deskctl.commands._common import app_context
+from deskctl.commands._common import app_context, report
 from deskctl.errors import UsageError
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, fmt_time, stderr, warn
@@ -126,20 +126,8 @@ def add(
         warn(f"channel {name}: the password will travel unencrypted")
     with context.transaction() as session:
         data = svc.incoming_to_dict(svc.add_incoming(session, name, opts))
-    emit(
-        data,
-        as_json=context.json,
-        human=lambda out: (
-            None
-            if context.quiet
-            else out.print(
-                Text(
-                    f"channel {name} added ({kind}, queue {data['queue']}"
-                    + (f", replies via {data['reply_via']})" if data["reply_via"] else ")")
-                )
-            )
-        ),
-    )
+    via = f", replies via {data['reply_via']}" if data["reply_via"] else ""
+    report(context, data, f"channel {name} added ({kind}, queue {data['queue']}{via})")
 
 
 @app.command("add-outgoing")
@@ -187,13 +175,7 @@ def add_outgoing(
             signature=signature,
         )
         data = svc.outgoing_to_dict(channel)
-    emit(
-        data,
-        as_json=context.json,
-        human=lambda out: (
-            None if context.quiet else out.print(Text(f"outgoing channel {name} added ({kind})"))
-        ),
-    )
+    report(context, data, f"outgoing channel {name} added ({kind})")
 
 
 @app.command("map")
@@ -211,13 +193,7 @@ def map_(
     context = app_context(ctx)
     with context.transaction() as session:
         data = svc.incoming_to_dict(svc.map_reply_via(session, incoming, reply_via))
-    emit(
-        data,
-        as_json=context.json,
-        human=lambda out: (
-            None if context.quiet else out.print(Text(f"{incoming} replies via {reply_via}"))
-        ),
-    )
+    report(context, data, f"{incoming} replies via {reply_via}")
 
 
 def _set_enabled(ctx: typer.Context, name: str, enabled: bool) -> None:
@@ -226,15 +202,7 @@ def _set_enabled(ctx: typer.Context, name: str, enabled: bool) -> None:
     context = app_context(ctx)
     with context.transaction() as session:
         data = svc.incoming_to_dict(svc.set_enabled(session, name, enabled))
-    emit(
-        data,
-        as_json=context.json,
-        human=lambda out: (
-            None
-            if context.quiet
-            else out.print(Text(f"{name} {'enabled' if enabled else 'disabled'}"))
-        ),
-    )
+    report(context, data, f"{name} {'enabled' if enabled else 'disabled'}")
 
 
 @app.command("enable")
@@ -266,11 +234,7 @@ def remove(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
     context = app_context(ctx)
     with context.transaction() as session:
         kind = svc.remove_channel(session, name)
-    emit(
-        {"removed": name, "direction": kind},
-        as_json=context.json,
-        human=lambda out: None if context.quiet else out.print(Text(f"removed {name}")),
-    )
+    report(context, {"removed": name, "direction": kind}, f"removed {name}")
 
 
 def _counts(data: dict[str, Any]) -> str:

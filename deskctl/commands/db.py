@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from deskctl.commands._common import app_context
+from deskctl.commands._common import app_context, report
 from deskctl.output import emit
 
 app = typer.Typer(help="Create, upgrade and inspect the database schema.", no_args_is_help=True)
@@ -20,18 +20,8 @@ def upgrade(ctx: typer.Context) -> None:
 
     context = app_context(ctx)
     before, after = migrate.upgrade(context.engine(check_schema=False))
-    emit(
-        {"from": before, "to": after},
-        as_json=context.json,
-        human=lambda out: (
-            None
-            if context.quiet
-            else out.print(
-                f"database at revision {after}" + ("" if before == after else f" (was {before})"),
-                markup=False,
-            )
-        ),
-    )
+    was = "" if before == after else f" (was {before})"
+    report(context, {"from": before, "to": after}, f"database at revision {after}{was}")
 
 
 @app.command("current")

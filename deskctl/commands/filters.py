@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from deskctl.commands._common import app_context
+from deskctl.commands._common import app_context, report
 from deskctl.output import emit
 
 app = typer.Typer(help="The outgoing filter: addresses deskctl never mails.", no_args_is_help=True)
@@ -30,15 +30,7 @@ def add(
     context = app_context(ctx)
     with context.transaction() as session:
         data = svc.filter_to_dict(svc.add_filter(session, pattern, reason=reason))
-    emit(
-        data,
-        as_json=context.json,
-        human=lambda out: (
-            None
-            if context.quiet
-            else out.print(Text(f"{data['pattern']} is on the outgoing filter"))
-        ),
-    )
+    report(context, data, f"{data['pattern']} is on the outgoing filter")
 
 
 @app.command("remove")
@@ -52,11 +44,7 @@ def remove(ctx: typer.Context, pattern: Annotated[str, typer.Argument()]) -> Non
     context = app_context(ctx)
     with context.transaction() as session:
         svc.remove_filter(session, pattern)
-    emit(
-        {"removed": pattern.lower()},
-        as_json=context.json,
-        human=lambda out: None if context.quiet else out.print(Text(f"removed {pattern}")),
-    )
+    report(context, {"removed": pattern.lower()}, f"removed {pattern}")
 
 
 @app.command("list")

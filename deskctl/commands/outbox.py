@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from deskctl.commands._common import app_context, finish
+from deskctl.commands._common import app_context, finish, report
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, fmt_time, stderr
 
@@ -61,13 +61,7 @@ def _change(ctx: typer.Context, item_id: int, retry: bool) -> None:
     with context.transaction() as session:
         item = svc.retry_item(session, item_id) if retry else svc.cancel_item(session, item_id)
         data = svc.item_to_dict(item)
-    emit(
-        data,
-        as_json=context.json,
-        human=lambda out: (
-            None if context.quiet else out.print(Text(f"outbox item {item_id} is {data['state']}"))
-        ),
-    )
+    report(context, data, f"outbox item {item_id} is {data['state']}")
 
 
 @app.command("retry")

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from deskctl.commands._common import app_context, finish
+from deskctl.commands._common import app_context, finish, report
 from deskctl.errors import ExitCode, UsageError
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, fmt_time
@@ -125,8 +125,4 @@ def drop(ctx: typer.Context, item_id: Annotated[int, typer.Argument(help="quaran
     context = app_context(ctx)
     with context.transaction() as session:
         svc.drop_quarantined(session, item_id)
-    emit(
-        {"dropped": item_id},
-        as_json=context.json,
-        human=lambda out: None if context.quiet else out.print(f"dropped {item_id}"),
-    )
+    report(context, {"dropped": item_id}, f"dropped {item_id}")

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from deskctl.commands._common import app_context
+from deskctl.commands._common import app_context, report
 from deskctl.errors import UsageError
 from deskctl.output import emit
 
@@ -33,11 +33,7 @@ def add(
     context = app_context(ctx)
     with context.transaction() as session:
         data = svc.queue_to_dict(svc.add_queue(session, name, color=color, description=description))
-    emit(
-        data,
-        as_json=context.json,
-        human=lambda out: None if context.quiet else out.print(f"queue {name} added", markup=False),
-    )
+    report(context, data, f"queue {name} added")
 
 
 @app.command("set")
@@ -79,13 +75,7 @@ def set_(
             ack_limit=ack_limit,
         )
         data = svc.queue_to_dict(queue)
-    emit(
-        data,
-        as_json=context.json,
-        human=lambda out: (
-            None if context.quiet else out.print(f"queue {name} updated", markup=False)
-        ),
-    )
+    report(context, data, f"queue {name} updated")
 
 
 @app.command("list")

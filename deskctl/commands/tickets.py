@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from deskctl.commands._common import app_context
+from deskctl.commands._common import app_context, report
 from deskctl.errors import UsageError
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, fmt_time, stderr
@@ -274,15 +274,7 @@ def reply(
             "outbox": item.id,
             "state": item.state,
         }
-    emit(
-        data,
-        as_json=context.json,
-        human=lambda out: (
-            None
-            if context.quiet
-            else out.print(Text(f"reply queued as outbox item {data['outbox']} (ticket #{number})"))
-        ),
-    )
+    report(context, data, f"reply queued as outbox item {data['outbox']} (ticket #{number})")
 
 
 @app.command("note")
@@ -307,13 +299,7 @@ def note(
     with context.transaction() as session:
         message = add_note(session, number, context.settings.agent, text)
         data = {"ticket": number, "message": message.id}
-    emit(
-        data,
-        as_json=context.json,
-        human=lambda out: (
-            None if context.quiet else out.print(Text(f"note added to ticket #{number}"))
-        ),
-    )
+    report(context, data, f"note added to ticket #{number}")
 
 
 @app.command("assign")
@@ -340,15 +326,7 @@ def assign_(
             force=force,
         )
         data = svc.ticket_summary(ticket)
-    emit(
-        data,
-        as_json=context.json,
-        human=lambda out: (
-            None
-            if context.quiet
-            else out.print(Text(f"ticket #{number} assigned to {data['assignee'] or 'nobody'}"))
-        ),
-    )
+    report(context, data, f"ticket #{number} assigned to {data['assignee'] or 'nobody'}")
 
 
 @app.command("status")
@@ -367,10 +345,4 @@ def status_(
     context = app_context(ctx)
     with context.transaction() as session:
         data = svc.ticket_summary(set_status(session, number, context.settings.agent, status))
-    emit(
-        data,
-        as_json=context.json,
-        human=lambda out: (
-            None if context.quiet else out.print(Text(f"ticket #{number} is {data['status']}"))
-        ),
-    )
+    report(context, data, f"ticket #{number} is {data['status']}")
