@@ -159,7 +159,10 @@ def _google_credentials(settings: OAuthSettings) -> Any:
     if not settings.token_file.exists():
         raise relogin(settings, "not signed in yet")
     info = json.loads(settings.token_file.read_text())
-    return Credentials.from_authorized_user_info(info, list(GOOGLE_SCOPES))
+    creds = Credentials.from_authorized_user_info(info, list(GOOGLE_SCOPES))
+    # from_authorized_user_info always puts Google's own token URI in; keep the
+    # stored one (from the client secrets), which other deployments need.
+    return creds.with_token_uri(info["token_uri"]) if info.get("token_uri") else creds
 
 
 def google_token(settings: OAuthSettings) -> str:

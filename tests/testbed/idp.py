@@ -432,6 +432,34 @@ class FakeIdP:
             }
         }
 
+    def write_google_client_secrets(
+        self, path: Path, client_id: str = DEFAULT_CLIENT_ID, client_secret: str = "test-secret"
+    ) -> Path:
+        """Write :meth:`google_client_config` as a client-secrets JSON file (for
+        ``InstalledAppFlow.from_client_secrets_file``, which deskctl uses)."""
+        path.write_text(json.dumps(self.google_client_config(client_id, client_secret)))
+        return path
+
+    def google_authorized_user_info(
+        self,
+        email: str,
+        client_id: str = DEFAULT_CLIENT_ID,
+        client_secret: str = "test-secret",
+        tls: bool = False,
+    ) -> dict[str, str]:
+        """A signed-in Google token file's content (``Credentials.to_json()`` shape) for ``email``.
+
+        Carries only a fresh refresh token, so the first use refreshes
+        against this IdP; ``Credentials.from_authorized_user_info`` reads it.
+        """
+        return {
+            "type": "authorized_user",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "refresh_token": self.issue_refresh_token(email, client_id),
+            "token_uri": self.token_url(tls=tls),
+        }
+
     def dovecot_oauth2_conf(
         self, mode: Literal["tokeninfo", "introspect"] = "tokeninfo", ca_file: Path | None = None
     ) -> str:

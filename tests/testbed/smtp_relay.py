@@ -232,29 +232,35 @@ class _OAuthHandler(_Handler):
         return AuthResult(success=False, handled=False, message=_AUTH_REJECTED)
 
 
-def xoauth2_authobject(user: str, token: str) -> Callable[[bytes | None], str]:
-    """An ``smtplib.SMTP.auth`` authobject for XOAUTH2 (use ``initial_response_ok=True``).
+class SaslAuthObject:
+    """An ``smtplib.SMTP.auth`` authobject for a one-shot bearer mechanism.
 
-    It sends the SASL string only as the initial response and answers any
-    later challenge (Gmail's base64 JSON error) with an empty line; a naive
-    authobject would send the token again and hide the 535.
+    It sends the SASL string only as the initial response (use
+    ``initial_response_ok=True``) and answers any later challenge, i.e. the
+    provider's base64 JSON error, with ``error_answer``: a naive authobject
+    would send the token again and never see the final 535.
     """
 
-    def authobject(challenge: bytes | None = None) -> str:
-        return f"user={user}\x01auth=Bearer {token}\x01\x01" if challenge is None else ""
+    def __init__(self, initial: str, error_answer: str) -> None:
+        self.initial = initial
+        self.error_answer = error_answer
+        self.challenges: list[bytes] = []  # decoded error challenges, for assertions
 
-    return authobject
-
-
-def oauthbearer_authobject(user: str, token: str) -> Callable[[bytes | None], str]:
-    """Like :func:`xoauth2_authobject` for OAUTHBEARER (RFC 7628 answers errors with ``^A``)."""
-
-    def authobject(challenge: bytes | None = None) -> str:
+    def __call__(self, challenge: bytes | None = None, /) -> str:
         if challenge is None:
-            return f"n,a={user},\x01auth=Bearer {token}\x01\x01"
-        return "\x01"
+            return self.initial
+        self.challenges.append(challenge)
+        return self.error_answer
 
-    return authobject
+
+def xoauth2_authobject(user: str, token: str) -> SaslAuthObject:
+    """XOAUTH2 (Google/Microsoft): ``user=U^Aauth=Bearer T^A^A``; errors answered empty."""
+    return SaslAuthObject(f"user={user}\x01auth=Bearer {token}\x01\x01", "")
+
+
+def oauthbearer_authobject(user: str, token: str) -> SaslAuthObject:
+    """OAUTHBEARER (RFC 7628): GS2 header plus ``auth=``; errors answered with ``^A``."""
+    return SaslAuthObject(f"n,a={user},\x01auth=Bearer {token}\x01\x01", "\x01")
 
 
 class SmtpRelay:

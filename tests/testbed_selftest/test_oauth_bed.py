@@ -270,6 +270,28 @@ def test_imap_oauthbearer_and_passwords_stay_apart(idp: FakeIdP, oauth_dovecot: 
         pass  # PLAIN still works on the OAuth instance
 
 
+def test_dovecot_introspection_over_https(idp: FakeIdP, certs: CertBundle) -> None:
+    """The other validation style: RFC 7662 POST to the https listener.
+
+    Its own short-lived instance (about 1.2 s with the stop), because the
+    session's ``oauth_dovecot`` uses tokeninfo over http.
+    """
+    conf = lambda tls: idp.dovecot_oauth2_conf("introspect", ca_file=tls.ca_pem)  # noqa: E731
+    with Dovecot(certs, {SUPPORT: "pw"}, oauth2_conf=conf) as server:
+        assert (
+            "introspection_url = https://" in (server.base / "dovecot-oauth2.conf.ext").read_text()
+        )
+        before = idp.counters["introspect"]
+        token = idp.issue_access_token(SUPPORT)
+        with server.mailbox_xoauth2(SUPPORT, token):
+            pass
+        assert idp.counters["introspect"] == before + 1
+        assert idp.find_requests("/introspect")[-1].scheme == "https"
+        idp.revoke(token)
+        with pytest.raises(imaplib.IMAP4.error):
+            server.mailbox_xoauth2(SUPPORT, token)
+
+
 # -- google-auth --------------------------------------------------------------------
 
 
@@ -283,7 +305,7 @@ def test_google_credentials_refresh_over_http(idp: FakeIdP) -> None:
         client_secret="g-secret",
     )
     creds.refresh(Request())
-    assert idp.valid_access(creds.token) == SUPPORT
+    assert creds.token is not None and idp.valid_access(creds.token) == SUPPORT
     assert creds.refresh_token != rt  # rotated, and google-auth kept the new one
     assert creds.expiry is not None
 
@@ -294,14 +316,39 @@ def test_google_credentials_refresh_over_http(idp: FakeIdP) -> None:
         stale.refresh(Request())
 
 
+def test_google_token_file_round_trip(idp: FakeIdP) -> None:
+    """What deskctl stores: from_authorized_user_info -> refresh -> to_json -> again.
+
+    google-auth 2.63's ``from_authorized_user_info`` *always* replaces the
+    file's ``token_uri`` with Google's (it says "always overrides"), so code
+    that must reach another token endpoint has to call ``with_token_uri``.
+    """
+    info = idp.google_authorized_user_info(SALES)
+    loaded = Credentials.from_authorized_user_info(info, GOOGLE_SCOPES)
+    assert loaded.token_uri == "https://oauth2.googleapis.com/token"  # not info["token_uri"]
+    creds = loaded.with_token_uri(info["token_uri"])
+    assert not creds.valid
+    creds.refresh(Request())
+    stored = json.loads(creds.to_json())
+    assert stored["token_uri"] == idp.token_url()
+    again = Credentials.from_authorized_user_info(stored, GOOGLE_SCOPES).with_token_uri(
+        stored["token_uri"]
+    )
+    assert again.refresh_token == creds.refresh_token != info["refresh_token"]
+    again.refresh(Request())  # the stored, rotated refresh token works
+    assert again.token is not None and idp.valid_access(again.token) == SALES
+
+
 def test_installed_app_flow_over_https(
     idp: FakeIdP,
     oauth_dovecot: Dovecot,
     trust_test_ca: Path,
     headless_browser: HeadlessBrowser,
+    tmp_path: Path,
 ) -> None:
     idp.auto_approve_as = SUPPORT
-    flow = InstalledAppFlow.from_client_config(idp.google_client_config(), GOOGLE_SCOPES)
+    secrets_file = idp.write_google_client_secrets(tmp_path / "client_secrets.json")
+    flow = InstalledAppFlow.from_client_secrets_file(str(secrets_file), GOOGLE_SCOPES)
     creds = flow.run_local_server(
         port=0, browser=headless_browser.name, open_browser=True, timeout_seconds=15
     )
@@ -384,18 +431,13 @@ def test_smtp_xoauth2_bad_token_gets_gmail_style_535(
     token = idp.issue_access_token(SALES if how == "other user" else SUPPORT)
     if how == "revoked":
         idp.revoke(token)
-    seen: list[bytes | None] = []
-    inner = xoauth2_authobject(SUPPORT, token)
-
-    def authobject(challenge: bytes | None = None) -> str:
-        seen.append(challenge)
-        return inner(challenge)
-
+    authobject = xoauth2_authobject(SUPPORT, token)
     with pytest.raises(smtplib.SMTPAuthenticationError) as info:
         smtp_tls.auth("XOAUTH2", authobject, initial_response_ok=True)
     assert info.value.smtp_code == 535
     assert b"5.7.8" in info.value.smtp_error
-    error = json.loads(seen[1])  # type: ignore[arg-type]  # the 334 challenge, decoded
+    [challenge] = authobject.challenges  # the 334 error challenge, decoded
+    error = json.loads(challenge)
     assert error["status"] == "401"
     # the session is still usable: a good token works afterwards
     good = idp.issue_access_token(SUPPORT)
