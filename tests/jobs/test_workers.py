@@ -32,20 +32,23 @@ def count(db_url: str, sql: str) -> int:
 
 def queue_replies(db_url: str, n: int, tag: str) -> None:
     """n tickets with a queued reply each, made through the services (setup, not the story)."""
-    from deskctl.jobs.pipeline import store_raw  # noqa: F401  (same code path as ingest)
     from deskctl.mail.parse import parse_mail
     from deskctl.services.channels import get_incoming
-    from deskctl.services.ingest import ingest_mail
+    from deskctl.services.ingest import ingest_mail, load_ingest_cache
     from deskctl.services.replies import ReplyRequest, reply_to_ticket
 
     engine = create_engine(db_url)
     with Session(engine) as session, session.begin():
         channel = get_incoming(session, "inbox")
+        cache = load_ingest_cache(session)
         for i in range(n):
             raw = make_mail(
-                subject=f"w{i}", sender=f"c{i}-{tag}@example.org", message_id=f"<{tag}-{i}@x>"
+                subject=f"w{i}",
+                sender=f"c{i}-{tag}@example.org",
+                to="inbox@example.test",
+                message_id=f"<{tag}-{i}@x>",
             )
-            result = ingest_mail(session, raw, parse_mail(raw), channel=channel, scope=channel.id)
+            result = ingest_mail(session, raw, parse_mail(raw), reader=channel.id, cache=cache)
             reply_to_ticket(
                 session,
                 result.ticket.number or 0,
