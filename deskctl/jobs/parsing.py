@@ -46,8 +46,9 @@ def parse_stream(
             too_big = max_size is not None and len(raw) > max_size
             yield key, raw, None if too_big else parse_or_error(raw)
         return
-    # forkserver: a clean child, never a fork of a process that may hold locks.
-    context = multiprocessing.get_context("forkserver")
+    # spawn: a clean child (never a fork of a process that may hold locks) whose
+    # only link is our pipe, so it ends when this process dies, even by SIGKILL.
+    context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         pending: deque[tuple[K, bytes, Future[ParsedMail | MalformedMail] | None]] = deque()
         in_flight = 0
