@@ -6,7 +6,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, func, literal_column, or_, select, table
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    table,
+    union,
+)
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from deskctl.errors import NotFound, UsageError
@@ -92,11 +102,14 @@ def search_condition(dialect: str, text: str) -> ColumnElement[bool]:
         return or_(in_title, in_messages, by_address)
     if dialect == "postgresql":
         tsquery = func.to_tsquery("simple", " & ".join(f"{w}:*" for w in words))
-        in_messages = Ticket.id.in_(
-            select(Message.ticket_id).where(literal_column("messages.search").op("@@")(tsquery))
+        # One id list from the three indexes (not a per-row OR), so a rare word
+        # costs index probes, not a walk over every ticket.
+        ids = union(
+            select(Ticket.id).where(func.to_tsvector("simple", Ticket.title).op("@@")(tsquery)),
+            select(Message.ticket_id).where(literal_column("messages.search").op("@@")(tsquery)),
+            select(Ticket.id).where(by_address),
         )
-        in_title = func.to_tsvector("simple", Ticket.title).op("@@")(tsquery)
-        return or_(in_title, in_messages, by_address)
+        return Ticket.id.in_(select(ids.subquery().c[0]))
     pattern = f"%{text}%"
     return or_(
         Ticket.title.ilike(pattern),

@@ -270,7 +270,10 @@ class Attachment(Base):
 
 class OutboxItem(Base):
     __tablename__ = "outbox_items"
-    __table_args__ = (Index("ix_outbox_items_state_next", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_items_state_next", "state", "next_attempt_at"),
+        Index("ix_outbox_items_message_id", "message_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from deskctl.errors import SchemaBehind, Unreachable
 
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 
 
 def stored_revision(engine: Engine) -> str | None:
