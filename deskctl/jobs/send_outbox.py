@@ -39,9 +39,13 @@ class SendReport:
     errors: list[tuple[str, int]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sent": self.sent, "failed": self.failed, "blocked": self.blocked,
-                "deferred": self.deferred,
-                "errors": [message for message, _ in self.errors]}  # fmt: skip
+        return {
+            "sent": self.sent,
+            "failed": self.failed,
+            "blocked": self.blocked,
+            "deferred": self.deferred,
+            "errors": [message for message, _ in self.errors],
+        }
 
     def exit_code(self) -> ExitCode:
         if self.errors and not (self.sent or self.failed or self.blocked):
@@ -86,9 +90,13 @@ def open_sender(context: AppContext, channel_id: int) -> AbstractContextManager[
 
 
 def _send_group(
-    context: AppContext, owner: str, channel_id: int, items: list[svc.Envelope],
-    patterns: list[str], report: SendReport,
-) -> None:  # fmt: skip
+    context: AppContext,
+    owner: str,
+    channel_id: int,
+    items: list[svc.Envelope],
+    patterns: list[str],
+    report: SendReport,
+) -> None:
     now = datetime.now(UTC)
     try:
         sender_cm = open_sender(context, channel_id)
@@ -106,9 +114,13 @@ def _send_group(
 
 
 def _send_one(
-    context: AppContext, owner: str, sender: Sender, env: svc.Envelope, patterns: list[str],
+    context: AppContext,
+    owner: str,
+    sender: Sender,
+    env: svc.Envelope,
+    patterns: list[str],
     report: SendReport,
-) -> None:  # fmt: skip
+) -> None:
     from deskctl.transport.smtp import SendError
 
     blocked_to = [(a, p) for a in env.to if (p := matching_pattern(a, patterns))]

@@ -167,11 +167,24 @@ def defer(session: Session, item_id: int, owner: str, error: str, now: datetime)
         return False
     attempts = item.attempts + 1
     if now - item.created_at > GIVE_UP_AFTER:
-        _finish(session, item_id, owner, state="failed", attempts=attempts,
-                last_error=f"gave up after {attempts} attempts: {error}"[:2000])  # fmt: skip
+        _finish(
+            session,
+            item_id,
+            owner,
+            state="failed",
+            attempts=attempts,
+            last_error=f"gave up after {attempts} attempts: {error}"[:2000],
+        )
         return False
-    _finish(session, item_id, owner, state="queued", attempts=attempts,
-            next_attempt_at=now + backoff(attempts), last_error=error[:2000])  # fmt: skip
+    _finish(
+        session,
+        item_id,
+        owner,
+        state="queued",
+        attempts=attempts,
+        next_attempt_at=now + backoff(attempts),
+        last_error=error[:2000],
+    )
     return True
 
 

@@ -159,8 +159,11 @@ class SendmailSender:
         try:
             proc = subprocess.run(
                 [self.command, "-oi", "-f", sender, "--", *recipients],
-                input=raw, capture_output=True, timeout=TIMEOUT, check=False,
-            )  # fmt: skip
+                input=raw,
+                capture_output=True,
+                timeout=TIMEOUT,
+                check=False,
+            )
         except FileNotFoundError as exc:
             raise ConfigError(
                 f"{self.command} not found: install a local mail system (e.g. postfix) or "
