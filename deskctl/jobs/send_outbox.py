@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class Sender(Protocol):
-    def send(self, raw: bytes, sender: str, recipients: list[str]) -> None: ...
+    def send(self, raw: bytes, sender: str, recipients: list[str]) -> list[str]: ...
 
 
 @dataclass
@@ -48,10 +48,13 @@ class SendReport:
         }
 
     def exit_code(self) -> ExitCode:
+        """0 all sent; 6 nothing went out for a temporary reason; 5/6 a channel failed; else 7."""
         if self.errors and not (self.sent or self.failed or self.blocked):
             codes = {code for _, code in self.errors}
             return ExitCode(codes.pop()) if len(codes) == 1 else ExitCode.PARTIAL
-        return ExitCode.PARTIAL if self.failed or self.errors else ExitCode.OK
+        if self.deferred and not (self.sent or self.failed or self.blocked):
+            return ExitCode.UNREACHABLE
+        return ExitCode.PARTIAL if self.failed or self.errors or self.deferred else ExitCode.OK
 
 
 def open_sender(context: AppContext, channel_id: int) -> AbstractContextManager[Sender]:
@@ -135,8 +138,13 @@ def _send_one(
     raw = without_recipients(env.raw, dropped) if dropped else env.raw
     recipients = [*env.to, *(a for a in env.cc if a not in dropped)]
     now = datetime.now(UTC)
+    with context.transaction() as session:
+        # A run slower than its claim must not send what another run has taken over.
+        if not svc.renew_claim(session, env.item_id, owner, now):
+            log.warning("outbox item %s: claim lost to another run, not sending", env.item_id)
+            return
     try:
-        sender.send(raw, env.sender, recipients)
+        refused = sender.send(raw, env.sender, recipients)
     except SendError as exc:
         with context.transaction() as session:
             if exc.permanent:
@@ -148,8 +156,23 @@ def _send_one(
                 report.failed += 1
         log.warning("outbox item %s: %s", env.item_id, exc.message)
         return
+    except DeskError:
+        raise  # the channel itself is unusable: _send_group defers its items
+    except Exception as exc:  # a bug must fail this item, not stall the queue behind it
+        log.debug("outbox item %s", env.item_id, exc_info=True)
+        with context.transaction() as session:
+            svc.mark_failed(session, env.item_id, owner, f"{type(exc).__name__}: {exc}")
+        report.failed += 1
+        return
+    refused_to = [r for r in refused if r.split(":")[0] in env.to]
     with context.transaction() as session:
-        svc.mark_sent(session, env.item_id, owner, now)
+        if refused_to:
+            # The customer did not get it; whoever on Cc did should not get it twice
+            # by accident: an agent decides with `outbox retry`.
+            svc.mark_failed(session, env.item_id, owner, "refused: " + "; ".join(refused))
+            report.failed += 1
+            return
+        svc.mark_sent(session, env.item_id, owner, now, note="; ".join(refused) or None)
     report.sent += 1
 
 

@@ -144,10 +144,27 @@ def still_claimed(session: Session, item_id: int, owner: str) -> bool:
     return item is not None and item.state == "sending" and item.lease_owner == owner
 
 
-def mark_sent(session: Session, item_id: int, owner: str, now: datetime) -> None:
+def renew_claim(session: Session, item_id: int, owner: str, now: datetime) -> bool:
+    """Extend our claim right before sending; False when another run has taken it over."""
+    result = session.execute(
+        update(OutboxItem)
+        .where(
+            OutboxItem.id == item_id,
+            OutboxItem.lease_owner == owner,
+            OutboxItem.state == "sending",
+        )
+        .values(lease_until=now + LEASE)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_sent(
+    session: Session, item_id: int, owner: str, now: datetime, note: str | None = None
+) -> None:
     item = session.get(OutboxItem, item_id)
     attempts = (item.attempts if item else 0) + 1
-    _finish(session, item_id, owner, state="sent", sent_at=now, attempts=attempts, last_error=None)
+    _finish(session, item_id, owner, state="sent", sent_at=now, attempts=attempts, last_error=note)
 
 
 def mark_failed(session: Session, item_id: int, owner: str, error: str) -> None:
@@ -195,20 +212,30 @@ def get_item(session: Session, item_id: int) -> OutboxItem:
     return item
 
 
-def retry_item(session: Session, item_id: int) -> OutboxItem:
+def _change_unless_busy(session: Session, item_id: int, verb: str, **values: Any) -> OutboxItem:
+    """Change an item that is neither sent nor being sent, decided by the database itself."""
+    get_item(session, item_id)
+    result = session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id, OutboxItem.state.not_in(("sent", "sending")))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    session.expire_all()
     item = get_item(session, item_id)
-    if item.state in ("sent", "sending"):
-        raise Conflict(f"outbox item {item_id} is {item.state}; nothing to retry")
-    item.state, item.next_attempt_at = "queued", datetime.now(UTC)
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise Conflict(f"outbox item {item_id} is {item.state} and cannot be {verb}")
     return item
+
+
+def retry_item(session: Session, item_id: int) -> OutboxItem:
+    return _change_unless_busy(
+        session, item_id, "retried", state="queued", next_attempt_at=datetime.now(UTC)
+    )
 
 
 def cancel_item(session: Session, item_id: int) -> OutboxItem:
-    item = get_item(session, item_id)
-    if item.state in ("sent", "sending"):
-        raise Conflict(f"outbox item {item_id} is {item.state} and cannot be cancelled")
-    item.state = "cancelled"
-    return item
+    return _change_unless_busy(session, item_id, "cancelled", state="cancelled")
 
 
 def list_items(session: Session, state: str | None, limit: int = 200) -> list[OutboxItem]:

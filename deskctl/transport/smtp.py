@@ -124,7 +124,8 @@ class SmtpSender:
                 self.client.close()
             self.client = None
 
-    def send(self, raw: bytes, sender: str, recipients: list[str]) -> None:
+    def send(self, raw: bytes, sender: str, recipients: list[str]) -> list[str]:
+        """Send; returns the recipients the server refused while accepting others."""
         assert self.client is not None
         try:
             refused = self.client.sendmail(sender, recipients, raw)
@@ -138,9 +139,11 @@ class SmtpSender:
             ) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise SendError(f"connection trouble: {exc}", permanent=False) from exc
-        if refused:
-            detail = "; ".join(f"{r}: {_answer(c, m)}" for r, (c, m) in refused.items())
-            raise SendError(f"some recipients refused: {detail}", permanent=True)
+        except UnicodeError as exc:
+            # An address smtplib cannot put on the wire (non-ASCII without SMTPUTF8):
+            # the same on every retry, so it fails for good instead of blocking the queue.
+            raise SendError(f"cannot send to this address: {exc}", permanent=True) from exc
+        return [f"{r}: {_answer(c, m)}" for r, (c, m) in refused.items()]
 
 
 class SendmailSender:
@@ -155,7 +158,7 @@ class SendmailSender:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def send(self, raw: bytes, sender: str, recipients: list[str]) -> None:
+    def send(self, raw: bytes, sender: str, recipients: list[str]) -> list[str]:
         try:
             proc = subprocess.run(
                 [self.command, "-oi", "-f", sender, "--", *recipients],
@@ -175,3 +178,4 @@ class SendmailSender:
             text = proc.stderr.decode("utf-8", "replace").strip().splitlines()
             detail = f"sendmail exited {proc.returncode}: {text[-1] if text else ''}".strip()
             raise SendError(detail, permanent=proc.returncode != EX_TEMPFAIL)
+        return []

@@ -170,7 +170,7 @@ def test_a_temporary_failure_is_retried_with_the_same_message_id(
 
     smtp_relay.fail_next(451, "4.3.0 try again later")
     first = desk("--json", "send-outbox")
-    assert first.json()["deferred"] == 1 and first.exit_code == 0
+    assert first.json()["deferred"] == 1 and first.exit_code == 6
     (item,) = desk("--json", "outbox", "list").json()["outbox"]
     assert item["state"] == "queued" and "451" in item["last_error"] and item["attempts"] == 1
     with create_engine(db_url).begin() as conn:  # the backoff has passed
@@ -377,3 +377,4 @@ def test_notes_assignments_and_status_changes_record_who_did_them(
         )).all()  # fmt: skip
     assert [tuple(e) for e in events] == [("assign", "alice", "alice"), ("status", "solved", "bob")]
     assert desk("--json", "outbox", "list").json()["outbox"] == [], "a note is never mailed"
+
