@@ -25,7 +25,13 @@ from deskctl.errors import DeskError, ExitCode
 from deskctl.jobs.parsing import parse_stream
 from deskctl.jobs.pipeline import Outcome, ingest_cache, store_raw
 from deskctl.jobs.workers import dead_local_owner, worker_id
-from deskctl.services.leases import claim_channel, lease_holder, release_channel
+from deskctl.services.leases import (
+    LeaseLost,
+    claim_channel,
+    lease_holder,
+    release_channel,
+    renew_channel,
+)
 from deskctl.store.models import FetchedKey, IncomingChannel
 
 log = logging.getLogger(__name__)
@@ -157,7 +163,15 @@ def select_channels(context: AppContext, names: list[str]) -> list[Snapshot]:
         ]
 
 
-def _imap(context: AppContext, ch: Snapshot, opts: FetchOptions, report: ChannelReport) -> None:
+def hold_lease(session: Session, channel_id: int, owner: str) -> None:
+    """Extend our lease with each message; stop if another run has taken the channel over."""
+    if not renew_channel(session, channel_id, owner, datetime.now(UTC)):
+        raise LeaseLost("another fetch took this channel over (our lease had run out); it goes on")
+
+
+def _imap(
+    context: AppContext, ch: Snapshot, opts: FetchOptions, report: ChannelReport, owner: str
+) -> None:
     from deskctl.transport.imap import ImapInbox, ImapSettings
 
     username = ch.username or ch.address
@@ -212,6 +226,7 @@ def _imap(context: AppContext, ch: Snapshot, opts: FetchOptions, report: Channel
 
         def checkpoint_for(uid: int) -> Callable[[Session], None]:
             def checkpoint(session: Session) -> None:
+                hold_lease(session, ch.id, owner)
                 session.execute(
                     update(IncomingChannel)
                     .where(IncomingChannel.id == ch.id)
@@ -248,7 +263,9 @@ def _imap(context: AppContext, ch: Snapshot, opts: FetchOptions, report: Channel
             act(done, done[-1])
 
 
-def _maildir(context: AppContext, ch: Snapshot, opts: FetchOptions, report: ChannelReport) -> None:
+def _maildir(
+    context: AppContext, ch: Snapshot, opts: FetchOptions, report: ChannelReport, owner: str
+) -> None:
     from deskctl.transport.maildir import MaildirInbox
 
     inbox = MaildirInbox(ch.path or "")
@@ -274,6 +291,7 @@ def _maildir(context: AppContext, ch: Snapshot, opts: FetchOptions, report: Chan
         path = paths[key]
 
         def checkpoint(session: Session, key: str = key) -> None:
+            hold_lease(session, ch.id, owner)
             session.add(FetchedKey(channel_id=ch.id, remote_key=key))
 
         outcome = store_raw(
@@ -322,11 +340,17 @@ def fetch_channel(context: AppContext, ch: Snapshot, opts: FetchOptions) -> Chan
         return report
     try:
         if ch.kind in ("imap", "gmail", "o365"):
-            _imap(context, ch, opts, report)
+            _imap(context, ch, opts, report, owner)
         elif ch.kind == "maildir":
-            _maildir(context, ch, opts, report)
+            _maildir(context, ch, opts, report, owner)
+    except LeaseLost as lost:
+        report.skipped = lost.message
     except DeskError as exc:
         report.error, report.exit_code = exc.message, exc.exit_code
+        log.debug("%s failed", ch.name, exc_info=True)
+    except Exception as exc:  # a bug in one channel must not stop the others (promise 3)
+        report.error = f"internal error: {type(exc).__name__}: {exc}"
+        report.exit_code = ExitCode.INTERNAL
         log.debug("%s failed", ch.name, exc_info=True)
     finally:
         if not opts.dry_run:

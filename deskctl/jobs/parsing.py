@@ -31,10 +31,13 @@ MAX_BYTES_IN_FLIGHT = 16 * 1024 * 1024
 
 
 def parse_or_error(raw: bytes) -> ParsedMail | MalformedMail:
+    """Parse, turning every failure into a reason, so odd mail is quarantined, never fatal."""
     try:
         return parse_mail(raw)
     except MalformedMail as exc:
         return exc
+    except Exception as exc:  # a parser bug must not stop the channel at this message
+        return MalformedMail(f"parser error: {type(exc).__name__}: {exc}")
 
 
 def parse_stream(

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from deskctl.context import AppContext
 from deskctl.errors import DeskError
+from deskctl.jobs.parsing import parse_or_error
 from deskctl.mail.errors import MalformedMail
-from deskctl.mail.parse import parse_mail
 from deskctl.mail.parsed import ParsedMail
 from deskctl.services.ingest import AUTOMATIC_FLAGS, IngestCache, IngestResult, ingest_mail
 from deskctl.services.loops import OwnMailReturned
@@ -151,13 +151,10 @@ def store_raw(
 
     if max_size is not None and len(raw) > max_size:
         return fail(f"message is {len(raw)} bytes, over the limit of {max_size}")
+    if mail is None:
+        mail = parse_or_error(raw)
     if isinstance(mail, MalformedMail):
         return fail(f"cannot parse: {mail.reason}")
-    if mail is None:
-        try:
-            mail = parse_mail(raw)
-        except MalformedMail as exc:
-            return fail(f"cannot parse: {exc.reason}")
     for attempt in range(1, RACE_RETRIES + 1):
         try:
             with context.transaction() as session:

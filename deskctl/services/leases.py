@@ -13,7 +13,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from deskctl.errors import Conflict
 from deskctl.store.models import IncomingChannel
+
+
+class LeaseLost(Conflict):
+    """Our claim on a channel expired and another worker holds it now."""
+
 
 LEASE = timedelta(minutes=5)
 
@@ -52,3 +58,13 @@ def release_channel(session: Session, channel_id: int, owner: str) -> None:
         .values(lease_owner=None, lease_until=None)
         .execution_options(synchronize_session=False)
     )
+
+
+def renew_channel(session: Session, channel_id: int, owner: str, now: datetime) -> bool:
+    result = session.execute(
+        update(IncomingChannel)
+        .where(IncomingChannel.id == channel_id, IncomingChannel.lease_owner == owner)
+        .values(lease_until=now + LEASE)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

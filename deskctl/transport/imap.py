@@ -12,8 +12,10 @@ import imaplib
 import logging
 import re
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import MailboxLoginError, MailboxStarttlsError
@@ -23,6 +25,7 @@ from deskctl.errors import ConfigError, Unreachable
 from deskctl.transport.errors import network_error
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Fetch at most this many messages, or this many bytes, per round trip, so a
 #: fetch's memory stays flat however large the mailbox is.
@@ -31,7 +34,7 @@ BATCH_BYTES = 8 * 1024 * 1024
 TIMEOUT = 60.0
 
 _FETCH_UID = re.compile(rb"UID (\d+)")
-_SIZE = re.compile(rb"UID (\d+) RFC822\.SIZE (\d+)|RFC822\.SIZE (\d+) UID (\d+)")
+_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +125,11 @@ class ImapInbox:
         except OSError as exc:
             self.close()
             raise network_error(exc, s.host, s.port, "IMAP") from exc
-        self._select()
+        try:
+            self._guarded(self._select)
+        except BaseException:
+            self.close()
+            raise
 
     def _select(self) -> None:
         assert self.box is not None
@@ -148,13 +155,22 @@ class ImapInbox:
                 log.debug("IMAP logout failed", exc_info=True)
             self.box = None
 
+    def _guarded(self, call: Callable[[], T]) -> T:
+        """Run a raw IMAP exchange; a dropped connection becomes one clear error."""
+        try:
+            return call()
+        except (imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise network_error(exc, self.settings.host, self.settings.port, "IMAP") from exc
+
     def _client(self) -> imaplib.IMAP4:
         assert self.box is not None, "not connected"
         return self.box.client
 
     def uids_after(self, last_uid: int) -> list[int]:
         """UIDs above ``last_uid``; ``N:*`` also names the highest UID, so filter."""
-        typ, data = self._client().uid("SEARCH", f"UID {last_uid + 1}:*")
+        typ, data = self._guarded(lambda: self._client().uid("SEARCH", f"UID {last_uid + 1}:*"))
         if typ != "OK":
             raise Unreachable(f"IMAP SEARCH failed on {self.settings.host}: {data!r}")
         return sorted(u for u in (int(x) for x in b" ".join(data).split()) if u > last_uid)
@@ -163,7 +179,7 @@ class ImapInbox:
         """UIDs in (low, high] still in the folder."""
         if high <= low:
             return []
-        typ, data = self._client().uid("SEARCH", f"UID {low + 1}:{high}")
+        typ, data = self._guarded(lambda: self._client().uid("SEARCH", f"UID {low + 1}:{high}"))
         if typ != "OK":
             raise Unreachable(f"IMAP SEARCH failed on {self.settings.host}: {data!r}")
         return sorted(u for u in (int(x) for x in b" ".join(data).split()) if low < u <= high)
@@ -172,14 +188,15 @@ class ImapInbox:
         found: dict[int, int] = {}
         for start in range(0, len(uids), 500):
             chunk = ",".join(str(u) for u in uids[start : start + 500])
-            typ, data = self._client().uid("FETCH", chunk, "(RFC822.SIZE)")
+            typ, data = self._guarded(partial(self._client().uid, "FETCH", chunk, "(RFC822.SIZE)"))
             if typ != "OK":
                 raise Unreachable(f"IMAP FETCH failed on {self.settings.host}")
             for item in data:
                 line = item[0] if isinstance(item, tuple) else item
-                if isinstance(line, bytes) and (m := _SIZE.search(line)):
-                    uid, size = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
-                    found[int(uid)] = int(size)
+                uid = _FETCH_UID.search(line) if isinstance(line, bytes) else None
+                size = _SIZE.search(line) if isinstance(line, bytes) else None
+                if uid and size:
+                    found[int(uid.group(1))] = int(size.group(1))
         return found
 
     def fetch(self, uids: list[int]) -> Iterator[tuple[int, bytes]]:
@@ -224,7 +241,7 @@ class ImapInbox:
                 box.delete(ids)
             elif action.startswith("move:"):
                 box.move(ids, action.removeprefix("move:"))
-        except (imaplib.IMAP4.error, OSError) as exc:
+        except (imaplib.IMAP4.error, imaplib.IMAP4.abort, OSError) as exc:
             raise Unreachable(
                 f"after-fetch action {action!r} failed on {self.settings.host}: {exc}"
             ) from exc
