@@ -63,6 +63,15 @@ class RunState:
     context: AppContext | None = field(default=None)
 
 
+class _SafeFormatter(logging.Formatter):
+    """Log lines can quote mail (a subject, a header); none may reach the terminal raw."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from deskctl.mail.sanitize import safe_text
+
+        return safe_text(super().format(record))
+
+
 def _setup_logging(quiet: bool, verbose: int) -> None:
     level = (
         logging.ERROR
@@ -70,7 +79,7 @@ def _setup_logging(quiet: bool, verbose: int) -> None:
         else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("deskctl: %(levelname)s: %(name)s: %(message)s"))
+    handler.setFormatter(_SafeFormatter("deskctl: %(levelname)s: %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     CONFIG = 5
     UNREACHABLE = 6
     PARTIAL = 7
+    TEMPFAIL = 75  # sysexits EX_TEMPFAIL: only `ingest --mta`, so the mail server retries
 
 
 class DeskError(Exception):
@@ -63,3 +64,10 @@ class Unreachable(DeskError):
 
     exit_code = ExitCode.UNREACHABLE
     code = "unreachable"
+
+
+class TempFail(DeskError):
+    """For a mail server piping mail in: keep the message and try again later."""
+
+    exit_code = ExitCode.TEMPFAIL
+    code = "tempfail"

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from deskctl.commands._common import app_context, finish
 from deskctl.errors import ExitCode, UsageError
+from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit
 
 
@@ -43,10 +44,10 @@ def explain(
 
     def human(out: Console) -> None:
         if outcome.quarantined is not None:
-            out.print(Text(f"quarantine: {outcome.reason}"))
+            out.print(Text(safe_text(f"quarantine: {outcome.reason}")))
             return
         d = outcome.details
-        out.print(Text(f"channel: {d['channel'] or '(none)'}, queue {d['queue']}"))
+        out.print(Text(safe_text(f"channel: {d['channel'] or '(none)'}, queue {d['queue']}")))
         if outcome.duplicate:
             out.print(Text(f"ticket: already stored on #{outcome.ticket}; nothing would change"))
         elif outcome.created:
@@ -55,8 +56,10 @@ def explain(
         else:
             out.print(Text(f"ticket: joins #{outcome.ticket} by {outcome.rule}"))
         reasons = "; ".join(d["flag_reasons"]) or "written by a person"
-        out.print(Text(f"classification: {', '.join(outcome.flags) or 'normal'} ({reasons})"))
-        out.print(Text(f"acknowledgement: {d['ack'] or 'none: the message joins a ticket'}"))
+        flags = ", ".join(outcome.flags) or "normal"
+        out.print(Text(safe_text(f"classification: {flags} ({reasons})")))
+        ack = d["ack"] or "none: the message joins a ticket"
+        out.print(Text(safe_text(f"acknowledgement: {ack}")))
 
     emit(data, as_json=context.json, human=human)
 

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.text import Text
 
 from deskctl.commands._common import app_context, finish
+from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, stderr
 
 
@@ -61,7 +62,7 @@ def fetch(
             out.print("no channels to fetch: add one with `deskctl channel add`")
         for r in reports:
             if r.error:
-                line = Text(f"{r.name}: failed: {r.error}", style="red")
+                line = Text(safe_text(f"{r.name}: failed: {r.error}"), style="red")
             elif r.skipped:
                 line = Text(f"{r.name}: skipped: {r.skipped}")
             else:
@@ -75,5 +76,5 @@ def fetch(
     emit({"channels": [r.to_dict() for r in reports]}, as_json=context.json, human=human)
     for r in reports:
         if r.error:
-            stderr.print(Text(f"deskctl: error: channel {r.name}: {r.error}"))
+            stderr.print(Text(safe_text(f"deskctl: error: channel {r.name}: {r.error}")))
     finish(code)

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.text import Text
 
 from deskctl.commands._common import app_context, finish
-from deskctl.errors import ExitCode, UsageError
+from deskctl.errors import DeskError, ExitCode, TempFail, UsageError
+from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit
 
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
@@ -36,54 +37,75 @@ def ingest(
     max_size: Annotated[int, typer.Option("--max-size", help="bytes; larger is quarantined")] = (
         DEFAULT_MAX_SIZE
     ),
+    mta: Annotated[
+        bool,
+        typer.Option(
+            "--mta", help="for a mail server: exit 75 (try later) unless the mail is kept"
+        ),
+    ] = False,
 ) -> None:
     """Turn mail into tickets: files, or one message on stdin from a mail server.
 
-    In /etc/aliases:  support: "|deskctl ingest --channel support"
+    In /etc/aliases:  support: "|deskctl ingest --mta --channel support"
+
+    With --mta, exit 0 means the mail is kept (as a ticket or in quarantine); anything
+    else exits 75 (EX_TEMPFAIL), so the mail server queues the mail and retries instead
+    of bouncing it to the customer.
 
     Example: deskctl ingest --json message.eml
     """
-    from deskctl.jobs.pipeline import Outcome, ingest_cache, store_raw
-    from deskctl.services.channels import get_incoming
+    try:
+        from deskctl.jobs.pipeline import Outcome, ingest_cache, store_raw
+        from deskctl.services.channels import get_incoming
 
-    context = app_context(ctx)
-    channel_id = None
-    if channel is not None:
-        with context.transaction(write=False) as session:
-            channel_id = get_incoming(session, channel).id
-    sources = files or ["-"]
-    if sources.count("-") > 1:
-        raise UsageError("stdin ('-') can be read only once")
-    outcomes: list[Outcome] = []
-    cache = ingest_cache(context)
-    for source in sources:
-        raw = sys.stdin.buffer.read() if source == "-" else _read(source)
-        outcomes.append(
-            store_raw(
-                context,
-                raw,
-                channel_id=channel_id,
-                source="stdin" if source == "-" else source,
-                max_size=max_size,
-                dry_run=dry_run,
-                cache=cache,
+        context = app_context(ctx)
+        channel_id = None
+        if channel is not None:
+            with context.transaction(write=False) as session:
+                channel_id = get_incoming(session, channel).id
+        sources = files or ["-"]
+        if sources.count("-") > 1:
+            raise UsageError("stdin ('-') can be read only once")
+        outcomes: list[Outcome] = []
+        cache = ingest_cache(context)
+        for source in sources:
+            raw = sys.stdin.buffer.read() if source == "-" else _read(source)
+            outcomes.append(
+                store_raw(
+                    context,
+                    raw,
+                    channel_id=channel_id,
+                    source="stdin" if source == "-" else source,
+                    max_size=max_size,
+                    dry_run=dry_run,
+                    cache=cache,
+                )
             )
-        )
-    documents = [o.to_dict() for o in outcomes]
+        documents = [o.to_dict() for o in outcomes]
 
-    def human(out: Console) -> None:
-        if context.quiet:
-            return
-        prefix = "would be " if dry_run else ""
-        for source, o in zip(sources, outcomes, strict=True):
-            name = "stdin" if source == "-" else source
-            if o.quarantined is not None:
-                out.print(Text(f"{name}: quarantined as {o.quarantined}: {o.reason}"))
-            elif o.duplicate:
-                out.print(Text(f"{name}: already stored on ticket #{o.ticket}"))
-            else:
-                what = "new ticket" if o.created else f"added to ticket ({o.rule})"
-                out.print(Text(f"{name}: {prefix}{what} #{o.ticket}"))
+        def human(out: Console) -> None:
+            if context.quiet:
+                return
+            prefix = "would be " if dry_run else ""
+            for source, o in zip(sources, outcomes, strict=True):
+                name = "stdin" if source == "-" else source
+                if o.quarantined is not None:
+                    out.print(
+                        Text(safe_text(f"{name}: quarantined as {o.quarantined}: {o.reason}"))
+                    )
+                elif o.duplicate:
+                    out.print(Text(f"{name}: already stored on ticket #{o.ticket}"))
+                else:
+                    what = "new ticket" if o.created else f"added to ticket ({o.rule})"
+                    out.print(Text(f"{name}: {prefix}{what} #{o.ticket}"))
 
-    emit(documents[0] if len(documents) == 1 else documents, as_json=context.json, human=human)
-    finish(ExitCode.PARTIAL if any(o.quarantined is not None for o in outcomes) else ExitCode.OK)
+        emit(documents[0] if len(documents) == 1 else documents, as_json=context.json, human=human)
+        quarantined = any(o.quarantined is not None for o in outcomes)
+        finish(ExitCode.PARTIAL if quarantined and not mta else ExitCode.OK)
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        if not mta:
+            raise
+        message = exc.message if isinstance(exc, DeskError) else f"{type(exc).__name__}: {exc}"
+        raise TempFail(f"not stored, the mail server will retry: {message}") from exc

@@ -42,8 +42,8 @@ def list_(
             table.add_row(
                 str(r["id"]),
                 f"#{r['ticket']}",
-                ", ".join(r["to"]),
-                r["channel"] or "-",
+                Text(safe_text(", ".join(r["to"]))),
+                Text(r["channel"] or "-"),
                 r["state"],
                 str(r["attempts"]),
                 fmt_time(r["next_attempt_at"]) if r["state"] == "queued" else "",
@@ -110,5 +110,5 @@ def send_outbox(
         ),
     )
     for message, _ in report.errors:
-        stderr.print(Text(f"deskctl: error: {message}"))
+        stderr.print(Text(safe_text(f"deskctl: error: {message}")))
     finish(code)

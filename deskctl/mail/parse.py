@@ -102,8 +102,13 @@ def parse_mail(raw: bytes) -> ParsedMail:
             _bounced_ids(walk.returned_ids, text, message_id) if "bounce" in verdict.flags else ()
         ),
         auto_submitted=" ".join(auto_submitted.split()).lower() if auto_submitted else None,
-        loop_token=_first(headers, LOOP_HEADER.lower()),
+        loop_token=_loop_token(_first(headers, LOOP_HEADER.lower())),
     )
+
+
+def _loop_token(value: str | None) -> str | None:
+    """Our loop header, as printable text: it is quoted in reasons shown to agents."""
+    return safe_text(" ".join(value.split()))[:200] if value else None
 
 
 def _first(headers: dict[str, list[str]], name: str) -> str | None:

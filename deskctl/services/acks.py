@@ -51,8 +51,8 @@ def ack_decision(session: Session, ticket: Ticket, mail: ParsedMail, flags: list
     automatic = [f for f in SUPPRESSING_FLAGS if f in flags]
     if automatic:
         return f"suppressed: the message is {', '.join(automatic)}"
-    if ticket.customer is None:
-        return "suppressed: no sender address"
+    if ticket.customer is None or "@" not in ticket.customer.email:
+        return "suppressed: no usable sender address"
     pattern = matching_pattern(ticket.customer.email, load_patterns(session))
     if pattern:
         return f"suppressed: {ticket.customer.email} is on the outgoing filter ({pattern})"

@@ -21,6 +21,7 @@ from deskctl.services.queues import default_queue, ensure_queue
 from deskctl.store.models import (
     IncomingChannel,
     Message,
+    OutboxItem,
     OutgoingChannel,
     QuarantinedMessage,
     Ticket,
@@ -301,6 +302,14 @@ def remove_channel(session: Session, name: str) -> str:
             raise Conflict(
                 f"outgoing channel {name!r} is the reply-via of {users} channel(s); "
                 "map them elsewhere first"
+            )
+        queued = session.scalar(
+            select(func.count()).select_from(OutboxItem).where(OutboxItem.channel_id == outgoing.id)
+        )
+        if queued:
+            raise Conflict(
+                f"outgoing channel {name!r} carried {queued} outbox item(s); it stays as their "
+                "record (remove its password reference instead)"
             )
         session.delete(outgoing)
         kind = "outgoing"

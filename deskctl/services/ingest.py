@@ -105,10 +105,23 @@ def dedupe_key(mail: ParsedMail, raw: bytes) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def find_duplicate(session: Session, scope: int, key: str) -> Message | None:
-    return session.scalar(
+def find_duplicate(session: Session, scope: int, key: str, mail: ParsedMail) -> Message | None:
+    """The stored copy of this mail: same key in this channel, or same Message-ID from another.
+
+    One mail sent to two support addresses arrives in two inboxes; it is one
+    conversation, so the second copy finds the first and opens no second ticket.
+    """
+    found = session.scalar(
         select(Message).where(Message.dedupe_scope == scope, Message.dedupe_key == key)
     )
+    if found is None and mail.message_id:
+        found = session.scalar(
+            select(Message)
+            .where(Message.message_id == mail.message_id, Message.direction == "in")
+            .order_by(Message.id)
+            .limit(1)
+        )
+    return found
 
 
 def _addresses(mail_addresses: tuple[object, ...]) -> list[dict[str, str]]:
@@ -132,7 +145,7 @@ def ingest_mail(
     cache = cache or load_ingest_cache(session)
     scope = reader or 0
     key = dedupe_key(mail, raw)
-    existing = find_duplicate(session, scope, key)
+    existing = find_duplicate(session, scope, key, mail)
     if existing is not None:
         ticket = existing.ticket
         return IngestResult(

@@ -237,6 +237,9 @@ def reply_to_ticket(
     if not request.body.strip():
         raise UsageError("the reply is empty")
     ticket = get_ticket(session, number)
+    # Two agents replying at once: the second waits here for the first to commit,
+    # then sees its reply in the collision check (SQLite serialises writers anyway).
+    session.execute(select(Ticket.id).where(Ticket.id == ticket.id).with_for_update())
     agent = acting_agent(session, agent_name)
     status = check_status(request.status)
     if not request.force:

@@ -197,3 +197,35 @@ def test_an_unknown_channel_is_a_clear_not_found(desk: Run) -> None:
 def test_a_missing_file_is_a_usage_error(desk: Run, tmp_path: Path) -> None:
     result = desk("ingest", str(tmp_path / "nowhere.eml"))
     assert result.exit_code == 2 and "cannot read" in result.stderr
+
+
+def test_a_mail_server_alias_keeps_mail_when_deskctl_cannot_store_it(
+    desk: Run, db_url: str
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    kept = desk("ingest", "--mta", stdin=b"\x00\x01 junk")
+    assert kept.exit_code == 0, "quarantined mail is kept: the mail server must not bounce it"
+    with create_engine(db_url).begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    retry = desk("ingest", "--mta", stdin=make_mail())
+    assert retry.exit_code == 75 and "will retry" in retry.stderr
+    assert desk("ingest", stdin=make_mail()).exit_code == 5
+
+
+def test_one_mail_sent_to_two_support_inboxes_is_one_ticket(desk: Run) -> None:
+    for name in ("sales", "support"):
+        desk("channel", "add", name, "--kind", "pipe", "--address", f"{name}@example.test")
+    mail = make_mail(to="sales@example.test, support@example.test", message_id="<both@x>")
+    first = desk("--json", "ingest", "--channel", "sales", stdin=mail).json()
+    second = desk("--json", "ingest", "--channel", "support", stdin=mail).json()
+    assert second["duplicate"] is True and second["ticket"] == first["ticket"]
+    assert len(desk("--json", "ticket", "list").json()["tickets"]) == 1
+
+
+def test_escapes_in_a_quoted_header_never_reach_the_terminal(desk: Run) -> None:
+    evil = make_mail(headers={"X-Deskctl-Loop": "\x1b]0;pwned\x07 \x1b[2J"}, message_id="<evil@x>")
+    result = desk("-v", "ingest", stdin=evil)
+    assert result.exit_code == 7
+    assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stderr
+    assert "own mail" in result.stdout

@@ -377,4 +377,3 @@ def test_notes_assignments_and_status_changes_record_who_did_them(
         )).all()  # fmt: skip
     assert [tuple(e) for e in events] == [("assign", "alice", "alice"), ("status", "solved", "bob")]
     assert desk("--json", "outbox", "list").json()["outbox"] == [], "a note is never mailed"
-
