@@ -55,7 +55,7 @@ def ingest(
     Example: deskctl ingest --json message.eml
     """
     try:
-        from deskctl.jobs.pipeline import Outcome, ingest_cache, store_raw
+        from deskctl.jobs.pipeline import ingest_many
         from deskctl.services.channels import get_incoming
 
         context = app_context(ctx)
@@ -66,21 +66,18 @@ def ingest(
         sources = files or ["-"]
         if sources.count("-") > 1:
             raise UsageError("stdin ('-') can be read only once")
-        outcomes: list[Outcome] = []
-        cache = ingest_cache(context)
-        for source in sources:
-            raw = sys.stdin.buffer.read() if source == "-" else _read(source)
-            outcomes.append(
-                store_raw(
-                    context,
-                    raw,
-                    channel_id=channel_id,
-                    source="stdin" if source == "-" else source,
-                    max_size=max_size,
-                    dry_run=dry_run,
-                    cache=cache,
-                )
-            )
+        messages = (
+            ("stdin", sys.stdin.buffer.read()) if source == "-" else (source, _read(source))
+            for source in sources
+        )
+        outcomes = ingest_many(
+            context,
+            messages,
+            len(sources),
+            channel_id=channel_id,
+            max_size=max_size,
+            dry_run=dry_run,
+        )
         documents = [o.to_dict() for o in outcomes]
 
         def human(out: Console) -> None:

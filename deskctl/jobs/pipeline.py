@@ -9,7 +9,7 @@ state commits together with the message it describes (STYLE.md, habit 8).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,6 +177,34 @@ def store_raw(
             log.debug("storing %s failed", source, exc_info=True)
             return fail(f"cannot store: {type(exc).__name__}: {exc}")
     return fail("cannot store: unique key conflicts persisted")
+
+
+def ingest_many(
+    context: AppContext,
+    messages: Iterable[tuple[str, bytes]],
+    count: int,
+    *,
+    channel_id: int | None,
+    max_size: int | None,
+    dry_run: bool,
+) -> list[Outcome]:
+    """Store (source, raw) messages in order, parsing ahead on the second core when many."""
+    from deskctl.jobs.parsing import parse_stream
+
+    cache = ingest_cache(context)
+    return [
+        store_raw(
+            context,
+            raw,
+            channel_id=channel_id,
+            source=source,
+            max_size=max_size,
+            dry_run=dry_run,
+            cache=cache,
+            mail=parsed,
+        )
+        for source, raw, parsed in parse_stream(messages, expected=count, max_size=max_size)
+    ]
 
 
 def ingest_cache(context: AppContext) -> IngestCache:
