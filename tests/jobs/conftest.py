@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import pytest
 
 from conftest import Run
 from testbed.certs import CertBundle
 from testbed.dovecot import Dovecot
+from testbed.smtp_relay import SmtpRelay
 
 SUPPORT = ("support@example.test", "support-pw")
 SALES = ("sales@example.test", "sales-pw")
@@ -37,19 +40,118 @@ def add_imap(
 ) -> AddImap:
     """Add an IMAPS channel for a test-bed user, verified against the test CA."""
 
-    def add(name: str, user: tuple[str, str], *extra: str, folder: str = "INBOX",
-            port: int | None = None) -> None:  # fmt: skip
+    def add(
+        name: str,
+        user: tuple[str, str],
+        *extra: str,
+        folder: str = "INBOX",
+        port: int | None = None,
+    ) -> None:
         var = f"PW_{name.upper().replace('-', '_')}"
         monkeypatch.setenv(var, user[1])
         result = desk(
-            "channel", "add", name, "--kind", "imap", "--address", user[0],
-            "--host", "localhost", "--port", str(port or dovecot.imaps_port),
-            "--security", "ssl", "--ca-file", str(certs.ca_pem),
-            "--password-env", var, "--folder", folder, *extra,
-        )  # fmt: skip
+            "channel",
+            "add",
+            name,
+            "--kind",
+            "imap",
+            "--address",
+            user[0],
+            "--host",
+            "localhost",
+            "--port",
+            str(port or dovecot.imaps_port),
+            "--security",
+            "ssl",
+            "--ca-file",
+            str(certs.ca_pem),
+            "--password-env",
+            var,
+            "--folder",
+            folder,
+            *extra,
+        )
         assert result.exit_code == 0, result.stderr
 
     return add
+
+
+def new_user(dovecot: Dovecot, prefix: str) -> tuple[str, str]:
+    """A fresh mailbox, so a test never sees another test's mail."""
+    user = (f"{prefix}-{uuid.uuid4().hex[:8]}@example.test", f"{prefix}-pw")
+    dovecot.add_user(*user)
+    return user
+
+
+AddSmtp = Callable[..., None]
+
+
+@pytest.fixture
+def add_smtp(
+    desk: Run, smtp_relay: SmtpRelay, certs: CertBundle, monkeypatch: pytest.MonkeyPatch
+) -> AddSmtp:
+    """Add an SMTPS outgoing channel through the test relay, logging in as ``user``."""
+
+    def add(
+        name: str, user: tuple[str, str], display: str = "Example Support", db: str | None = None
+    ) -> None:
+        var = f"SMTP_PW_{name.upper().replace('-', '_')}"
+        monkeypatch.setenv(var, user[1])
+        prefix = ("--db", db) if db else ()
+        result = desk(
+            *prefix,
+            "channel",
+            "add-outgoing",
+            name,
+            "--kind",
+            "smtp",
+            "--host",
+            "localhost",
+            "--port",
+            str(smtp_relay.smtps_port),
+            "--security",
+            "ssl",
+            "--ca-file",
+            str(certs.ca_pem),
+            "--username",
+            user[0],
+            "--password-env",
+            var,
+            "--from",
+            f"{display} <{user[0]}>",
+        )
+        assert result.exit_code == 0, result.stderr
+
+    return add
+
+
+@pytest.fixture
+def replying_inbox(desk: Run, dovecot: Dovecot, add_smtp: AddSmtp) -> tuple[str, str]:
+    """A pipe channel ``inbox`` whose replies leave through the relay as a fresh agent mailbox."""
+    agent = new_user(dovecot, "agent")
+    add_smtp("out", agent)
+    added = desk(
+        "channel",
+        "add",
+        "inbox",
+        "--kind",
+        "pipe",
+        "--address",
+        "inbox@example.test",
+        "--reply-via",
+        "out",
+    )
+    assert added.exit_code == 0, added.stderr
+    return agent
+
+
+def ticket_with_reply(desk: Run, raw: bytes, body: str = "Hello!") -> tuple[int, dict[str, Any]]:
+    """Ingest ``raw`` on ``inbox``, read the ticket, queue a reply; returns (number, reply JSON)."""
+    number = int(desk("--json", "ingest", "--channel", "inbox", stdin=raw).json()["ticket"])
+    desk("ticket", "show", str(number))
+    queued = desk("--json", "ticket", "reply", str(number), "--body", body)
+    assert queued.exit_code == 0, queued.stderr
+    return number, queued.json()
 
 
 def deskctl_process(*args: str, **kwargs: object) -> subprocess.Popen[bytes]:

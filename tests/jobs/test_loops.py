@@ -14,8 +14,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from jobs.conftest import AddImap
-from jobs.test_replies import new_user
+from jobs.conftest import AddImap, AddSmtp, new_user, ticket_with_reply
 from sqlalchemy import create_engine, text
 
 from conftest import Run
@@ -69,18 +68,13 @@ def ack_desk(
     desk: Run,
     tmp_path: Path,
     add_imap: AddImap,
+    add_smtp: AddSmtp,
     dovecot: Dovecot,
-    smtp_relay: SmtpRelay,
-    certs: CertBundle,
-    monkeypatch,
 ):  # type: ignore[no-untyped-def]
     """A desk on its own support mailbox, replying through the relay, acknowledging new tickets."""
     support = new_user(dovecot, "support")
     add_imap("support", support)
-    monkeypatch.setenv("SMTP_PW", support[1])
-    desk("channel", "add-outgoing", "support-out", "--kind", "smtp", "--host", "localhost",
-         "--port", str(smtp_relay.smtps_port), "--security", "ssl", "--ca-file", str(certs.ca_pem),
-         "--username", support[0], "--password-env", "SMTP_PW", "--from", f"Support <{support[0]}>")  # fmt: skip
+    add_smtp("support-out", support, display="Support")
     desk("channel", "map", "support", "--reply-via", "support-out")
     ack = tmp_path / "ack.txt"
     ack.write_text(ACK)
@@ -254,32 +248,11 @@ def test_filter_entries_remember_who_added_them(desk: Run) -> None:
 
 
 def test_a_reply_to_the_support_address_itself_is_blocked_and_a_filtered_cc_is_dropped(
-    desk: Run,
-    dovecot: Dovecot,
-    smtp_relay: SmtpRelay,
-    certs: CertBundle,
-    tmp_path: Path,
-    monkeypatch,
-) -> None:  # type: ignore[no-untyped-def]
-    agent = new_user(dovecot, "agent")
-    monkeypatch.setenv("SMTP_PW", agent[1])
-    desk("channel", "add-outgoing", "out", "--kind", "smtp", "--host", "localhost", "--port", str(smtp_relay.smtps_port),
-         "--security", "ssl", "--ca-file", str(certs.ca_pem), "--username", agent[0], "--password-env", "SMTP_PW",
-         "--from", agent[0])  # fmt: skip
+    desk: Run, smtp_relay: SmtpRelay, replying_inbox: tuple[str, str]
+) -> None:
     # A mail from the support address arrived (through another inbox) before its channel existed.
-    desk(
-        "channel",
-        "add",
-        "intake",
-        "--kind",
-        "pipe",
-        "--address",
-        "intake@example.test",
-        "--reply-via",
-        "out",
-    )
     early = make_mail(sender="help@example.test", message_id="<early@x>")
-    self_mail = desk("--json", "ingest", "--channel", "intake", stdin=early).json()
+    self_mail = desk("--json", "ingest", "--channel", "inbox", stdin=early).json()
     desk(
         "channel",
         "add",
@@ -344,34 +317,15 @@ def dsn_for(original: EmailMessage, to: str) -> bytes:
 
 
 def test_a_bounce_of_a_reply_joins_its_ticket_and_marks_the_outbox_item(
-    desk: Run, dovecot: Dovecot, smtp_relay: SmtpRelay, certs: CertBundle, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
-    agent = new_user(dovecot, "agent")
-    monkeypatch.setenv("SMTP_PW", agent[1])
-    desk("channel", "add-outgoing", "out", "--kind", "smtp", "--host", "localhost", "--port", str(smtp_relay.smtps_port),
-         "--security", "ssl", "--ca-file", str(certs.ca_pem), "--username", agent[0], "--password-env", "SMTP_PW",
-         "--from", agent[0])  # fmt: skip
-    desk(
-        "channel",
-        "add",
-        "support",
-        "--kind",
-        "pipe",
-        "--address",
-        "help@example.test",
-        "--reply-via",
-        "out",
-    )
-    doc = desk(
-        "--json", "ingest", "--channel", "support", stdin=make_mail(sender="gone@example.org")
-    ).json()
-    desk("ticket", "show", str(doc["ticket"]))
-    queued = desk("--json", "ticket", "reply", str(doc["ticket"]), "--body", "Hello?").json()
+    desk: Run, smtp_relay: SmtpRelay, replying_inbox: tuple[str, str]
+) -> None:
+    number, queued = ticket_with_reply(desk, make_mail(sender="gone@example.org"), "Hello?")
+    doc = {"ticket": number}
     assert desk("--json", "send-outbox").json()["sent"] == 1
     sent = smtp_relay.wait_for(lambda m: m.message()["Message-ID"] == f"<{queued['message_id']}>")
 
     bounce = desk(
-        "--json", "ingest", "--channel", "support", stdin=dsn_for(sent.message(), agent[0])
+        "--json", "ingest", "--channel", "inbox", stdin=dsn_for(sent.message(), replying_inbox[0])
     ).json()
     assert (
         bounce["ticket"] == doc["ticket"] and bounce["rule"] == "bounce" and not bounce["created"]

@@ -11,7 +11,7 @@ import uuid
 from email import message_from_bytes, policy
 
 import pytest
-from jobs.conftest import AddImap, deskctl_process
+from jobs.conftest import AddImap, deskctl_process, new_user, ticket_with_reply
 from sqlalchemy import create_engine, text
 
 from conftest import Run
@@ -19,12 +19,6 @@ from mailfactory import make_mail
 from testbed.certs import CertBundle
 from testbed.dovecot import Dovecot
 from testbed.smtp_relay import SmtpRelay
-
-
-def new_user(dovecot: Dovecot, prefix: str) -> tuple[str, str]:
-    user = (f"{prefix}-{uuid.uuid4().hex[:8]}@example.test", f"{prefix}-pw")
-    dovecot.add_user(*user)
-    return user
 
 
 def customer_sends(
@@ -43,21 +37,6 @@ def inbox(dovecot: Dovecot, user: tuple[str, str]) -> list:  # type: ignore[type
             message_from_bytes(m.obj.as_bytes(), policy=policy.default)
             for m in box.fetch(mark_seen=False)
         ]
-
-
-@pytest.fixture
-def add_smtp(desk: Run, smtp_relay: SmtpRelay, certs: CertBundle, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    def add(name: str, user: tuple[str, str], display: str = "Example Support") -> None:
-        var = f"SMTP_PW_{name.upper().replace('-', '_')}"
-        monkeypatch.setenv(var, user[1])
-        result = desk(
-            "channel", "add-outgoing", name, "--kind", "smtp", "--host", "localhost",
-            "--port", str(smtp_relay.smtps_port), "--security", "ssl", "--ca-file", str(certs.ca_pem),
-            "--username", user[0], "--password-env", var, "--from", f"{display} <{user[0]}>",
-        )  # fmt: skip
-        assert result.exit_code == 0, result.stderr
-
-    return add
 
 
 def test_the_round_trip_customer_agent_customer_stays_on_one_ticket(
@@ -148,25 +127,9 @@ def pipe_channel(desk: Run) -> None:
 
 
 def test_a_temporary_failure_is_retried_with_the_same_message_id(
-    desk: Run, dovecot: Dovecot, smtp_relay: SmtpRelay, add_smtp, tmp_path, db_url: str
-) -> None:  # type: ignore[no-untyped-def]
-    add_smtp("out", new_user(dovecot, "agent"))
-    desk(
-        "channel",
-        "add",
-        "inbox",
-        "--kind",
-        "pipe",
-        "--address",
-        "inbox@example.test",
-        "--reply-via",
-        "out",
-    )
-    path = tmp_path / "m.eml"
-    path.write_bytes(make_mail(sender="dana@example.test"))
-    number = desk("--json", "ingest", "--channel", "inbox", str(path)).json()["ticket"]
-    desk("ticket", "show", str(number))
-    queued = desk("--json", "ticket", "reply", str(number), "--body", "Hello!").json()
+    desk: Run, smtp_relay: SmtpRelay, replying_inbox: tuple[str, str], db_url: str
+) -> None:
+    _, queued = ticket_with_reply(desk, make_mail(sender="dana@example.test"))
 
     smtp_relay.fail_next(451, "4.3.0 try again later")
     first = desk("--json", "send-outbox")
@@ -187,25 +150,9 @@ def test_a_temporary_failure_is_retried_with_the_same_message_id(
 
 
 def test_a_permanent_failure_marks_the_item_failed_with_the_answer(
-    desk: Run, dovecot: Dovecot, smtp_relay: SmtpRelay, add_smtp, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
-    add_smtp("out", new_user(dovecot, "agent"))
-    desk(
-        "channel",
-        "add",
-        "inbox",
-        "--kind",
-        "pipe",
-        "--address",
-        "inbox@example.test",
-        "--reply-via",
-        "out",
-    )
-    path = tmp_path / "m.eml"
-    path.write_bytes(make_mail(sender="gone@example.test"))
-    number = desk("--json", "ingest", "--channel", "inbox", str(path)).json()["ticket"]
-    desk("ticket", "show", str(number))
-    desk("ticket", "reply", str(number), "--body", "Hello!")
+    desk: Run, smtp_relay: SmtpRelay, replying_inbox: tuple[str, str]
+) -> None:
+    number, _ = ticket_with_reply(desk, make_mail(sender="gone@example.test"))
     smtp_relay.fail_next(550, "5.1.1 no such user")
     result = desk("--json", "send-outbox")
     assert result.exit_code == 7 and result.json()["failed"] == 1
@@ -216,25 +163,9 @@ def test_a_permanent_failure_marks_the_item_failed_with_the_answer(
 
 
 def test_a_filtered_recipient_blocks_the_item_and_nothing_is_sent(
-    desk: Run, dovecot: Dovecot, smtp_relay: SmtpRelay, add_smtp, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
-    add_smtp("out", new_user(dovecot, "agent"))
-    desk(
-        "channel",
-        "add",
-        "inbox",
-        "--kind",
-        "pipe",
-        "--address",
-        "inbox@example.test",
-        "--reply-via",
-        "out",
-    )
-    path = tmp_path / "m.eml"
-    path.write_bytes(make_mail(sender="alerts-noreply@vendor.example", message_id="<self@x>"))
-    number = desk("--json", "ingest", "--channel", "inbox", str(path)).json()["ticket"]
-    desk("ticket", "show", str(number))
-    desk("ticket", "reply", str(number), "--body", "Hello robot")
+    desk: Run, smtp_relay: SmtpRelay, replying_inbox: tuple[str, str]
+) -> None:
+    ticket_with_reply(desk, make_mail(sender="alerts-noreply@vendor.example"), "Hello robot")
     assert desk("filter", "add", "*-noreply@*", "--reason", "robots").exit_code == 0
     before = len(smtp_relay.messages) + len(smtp_relay.rejected)
     result = desk("--json", "send-outbox")
@@ -245,20 +176,8 @@ def test_a_filtered_recipient_blocks_the_item_and_nothing_is_sent(
 
 
 def test_two_send_outbox_runs_deliver_each_reply_exactly_once(
-    desk: Run, dovecot: Dovecot, smtp_relay: SmtpRelay, add_smtp, tmp_path, db_url: str
+    desk: Run, smtp_relay: SmtpRelay, replying_inbox: tuple[str, str], tmp_path, db_url: str
 ) -> None:  # type: ignore[no-untyped-def]
-    add_smtp("out", new_user(dovecot, "agent"))
-    desk(
-        "channel",
-        "add",
-        "inbox",
-        "--kind",
-        "pipe",
-        "--address",
-        "inbox@example.test",
-        "--reply-via",
-        "out",
-    )
     tag = uuid.uuid4().hex[:8]
     for i in range(200):
         path = tmp_path / f"{i}.eml"

@@ -14,8 +14,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from jobs.conftest import SUPPORT, AddImap, deskctl_process, fill
-from jobs.test_replies import new_user
+from jobs.conftest import SUPPORT, AddImap, deskctl_process, fill, new_user
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
