@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from deskctl.mail.parsed import ParsedMail
@@ -111,17 +111,14 @@ def find_duplicate(session: Session, scope: int, key: str, mail: ParsedMail) -> 
     One mail sent to two support addresses arrives in two inboxes; it is one
     conversation, so the second copy finds the first and opens no second ticket.
     """
-    found = session.scalar(
-        select(Message).where(Message.dedupe_scope == scope, Message.dedupe_key == key)
+    same_key = and_(Message.dedupe_scope == scope, Message.dedupe_key == key)
+    condition = (
+        or_(same_key, and_(Message.message_id == mail.message_id, Message.direction == "in"))
+        if mail.message_id
+        else same_key
     )
-    if found is None and mail.message_id:
-        found = session.scalar(
-            select(Message)
-            .where(Message.message_id == mail.message_id, Message.direction == "in")
-            .order_by(Message.id)
-            .limit(1)
-        )
-    return found
+    # One query; each side has its own index (the dedupe key, the Message-ID).
+    return session.scalar(select(Message).where(condition).order_by(Message.id).limit(1))
 
 
 def _addresses(mail_addresses: tuple[object, ...]) -> list[dict[str, str]]:
