@@ -26,6 +26,7 @@ from deskctl.jobs.parsing import parse_stream
 from deskctl.jobs.pipeline import Outcome, ingest_cache, store_raw
 from deskctl.jobs.workers import dead_local_owner, worker_id
 from deskctl.services.leases import (
+    LEASE,
     LeaseLost,
     claim_channel,
     lease_holder,
@@ -163,10 +164,17 @@ def select_channels(context: AppContext, names: list[str]) -> list[Snapshot]:
         ]
 
 
+LOST = "another fetch took this channel over (our lease had run out); it goes on"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def hold_lease(session: Session, channel_id: int, owner: str) -> None:
     """Extend our lease with each message; stop if another run has taken the channel over."""
-    if not renew_channel(session, channel_id, owner, datetime.now(UTC)):
-        raise LeaseLost("another fetch took this channel over (our lease had run out); it goes on")
+    if not renew_channel(session, channel_id, owner, utcnow()):
+        raise LeaseLost(LOST)
 
 
 def _imap(
@@ -226,13 +234,16 @@ def _imap(
 
         def checkpoint_for(uid: int) -> Callable[[Session], None]:
             def checkpoint(session: Session) -> None:
-                hold_lease(session, ch.id, owner)
-                session.execute(
+                # The sync state and our lease, in one statement that only the
+                # holder of the lease can make.
+                done = session.execute(
                     update(IncomingChannel)
-                    .where(IncomingChannel.id == ch.id)
-                    .values(last_uid=uid, uidvalidity=validity)
+                    .where(IncomingChannel.id == ch.id, IncomingChannel.lease_owner == owner)
+                    .values(last_uid=uid, uidvalidity=validity, lease_until=utcnow() + LEASE)
                     .execution_options(synchronize_session=False)
                 )
+                if not done.rowcount:  # type: ignore[attr-defined]
+                    raise LeaseLost(LOST)
 
             return checkpoint
 
