@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from deskctl.mail.parsed import ParsedMail
@@ -111,13 +111,12 @@ def find_duplicate(session: Session, scope: int, key: str, mail: ParsedMail) -> 
     One mail sent to two support addresses arrives in two inboxes; it is one
     conversation, so the second copy finds the first and opens no second ticket.
     """
-    same_key = and_(Message.dedupe_scope == scope, Message.dedupe_key == key)
-    condition = (
-        or_(same_key, and_(Message.message_id == mail.message_id, Message.direction == "in"))
-        if mail.message_id
-        else same_key
-    )
-    # One query; each side has its own index (the dedupe key, the Message-ID).
+    if mail.message_id:
+        # The key is the Message-ID itself, so this one indexed lookup finds a rerun
+        # in this channel and the same mail read from another inbox alike.
+        condition = and_(Message.message_id == mail.message_id, Message.direction == "in")
+    else:
+        condition = and_(Message.dedupe_scope == scope, Message.dedupe_key == key)
     return session.scalar(select(Message).where(condition).order_by(Message.id).limit(1))
 
 
