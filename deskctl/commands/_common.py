@@ -35,3 +35,19 @@ def report(context: AppContext, document: Any, line: str) -> None:
         as_json=context.json,
         human=lambda out: None if context.quiet else out.print(Text(line)),
     )
+
+
+def read_file(path: str) -> bytes:
+    """A file named on the command line; a missing or unreadable one is a usage error."""
+    from pathlib import Path
+
+    from deskctl.errors import UsageError
+
+    try:
+        return Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def read_text(path: str) -> str:
+    return read_file(path).decode("utf-8", "replace")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from deskctl.commands._common import app_context, report
-from deskctl.errors import UsageError
+from deskctl.commands._common import app_context, read_text, report
 from deskctl.output import emit
 
 app = typer.Typer(help="Agents: who replies, notes and assigns.", no_args_is_help=True)
@@ -32,10 +30,7 @@ def add(
     context = app_context(ctx)
     signature = None
     if signature_file:
-        try:
-            signature = Path(signature_file).expanduser().read_text()
-        except OSError as exc:
-            raise UsageError(f"cannot read {signature_file}: {exc.strerror}") from exc
+        signature = read_text(signature_file)
     with context.transaction() as session:
         data = svc.agent_to_dict(svc.add_agent(session, name, email=email, signature=signature))
     report(context, data, f"agent {name} added")

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from deskctl.commands._common import app_context, report
+from deskctl.commands._common import app_context, read_text, report
 from deskctl.errors import UsageError
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, fmt_time, stderr, warn
@@ -156,10 +156,7 @@ def add_outgoing(
     context = app_context(ctx)
     signature = None
     if signature_file:
-        try:
-            signature = Path(signature_file).read_text()
-        except OSError as exc:
-            raise UsageError(f"cannot read {signature_file}: {exc.strerror}") from exc
+        signature = read_text(signature_file)
     with context.transaction() as session:
         channel = svc.add_outgoing(
             session,

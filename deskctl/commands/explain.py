@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from deskctl.commands._common import app_context, finish
-from deskctl.errors import ExitCode, UsageError
+from deskctl.commands._common import app_context, finish, read_file
+from deskctl.errors import ExitCode
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit
 
@@ -31,10 +30,7 @@ def explain(
     from deskctl.services.channels import get_incoming
 
     context = app_context(ctx)
-    try:
-        raw = Path(file).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {file}: {exc.strerror}") from exc
+    raw = read_file(file)
     channel_id = None
     if channel is not None:
         with context.transaction(write=False) as session:

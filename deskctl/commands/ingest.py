@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from deskctl.commands._common import app_context, finish
+from deskctl.commands._common import app_context, finish, read_file
 from deskctl.errors import DeskError, ExitCode, TempFail, UsageError
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit
 
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
-
-
-def _read(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
 
 
 def ingest(
@@ -67,7 +59,7 @@ def ingest(
         if sources.count("-") > 1:
             raise UsageError("stdin ('-') can be read only once")
         messages = (
-            ("stdin", sys.stdin.buffer.read()) if source == "-" else (source, _read(source))
+            ("stdin", sys.stdin.buffer.read()) if source == "-" else (source, read_file(source))
             for source in sources
         )
         outcomes = ingest_many(

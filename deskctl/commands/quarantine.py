@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from deskctl.commands._common import app_context, finish, report
-from deskctl.errors import ExitCode, UsageError
+from deskctl.commands._common import app_context, finish, read_file, report
+from deskctl.errors import ExitCode
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, fmt_time
 
@@ -95,10 +94,7 @@ def retry(
     context = app_context(ctx)
     replacement = None
     if file is not None:
-        try:
-            replacement = Path(file).read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read {file}: {exc.strerror}") from exc
+        replacement = read_file(file)
     outcome = retry_quarantined(context, item_id, replacement)
     emit(
         outcome.to_dict(),

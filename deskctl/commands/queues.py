@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,8 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from deskctl.commands._common import app_context, report
-from deskctl.errors import UsageError
+from deskctl.commands._common import app_context, read_text, report
 from deskctl.output import emit
 
 app = typer.Typer(help="Queues of tickets, each with a name and a colour.", no_args_is_help=True)
@@ -60,10 +58,7 @@ def set_(
     context = app_context(ctx)
     template = None
     if ack_file is not None:
-        try:
-            template = Path(ack_file).expanduser().read_text()
-        except OSError as exc:
-            raise UsageError(f"cannot read {ack_file}: {exc.strerror}") from exc
+        template = read_text(ack_file)
     with context.transaction() as session:
         queue = svc.set_queue(
             session,

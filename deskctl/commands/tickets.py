@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from deskctl.commands._common import app_context, report
+from deskctl.commands._common import app_context, read_file, read_text, report
 from deskctl.errors import UsageError
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, fmt_time, stderr
@@ -198,10 +198,7 @@ def _read_body(body: str | None, body_file: str | None) -> str | None:
     if body_file == "-":
         return sys.stdin.read()
     if body_file is not None:
-        try:
-            return Path(body_file).read_text()
-        except OSError as exc:
-            raise UsageError(f"cannot read {body_file}: {exc.strerror}") from exc
+        return read_text(body_file)
     return body
 
 
@@ -212,10 +209,7 @@ def _attachments(paths: list[str]) -> tuple[OutgoingAttachment, ...]:
 
     found = []
     for path in paths:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+        data = read_file(path)
         ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
         found.append(OutgoingAttachment(Path(path).name, ctype, data))
     return tuple(found)
