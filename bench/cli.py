@@ -143,28 +143,20 @@ def postgres_database(tickets: int, messages: int) -> Iterator[Database]:
 
 def pick(db: Database) -> tuple[str, int, int]:
     """The search word (nearest SEARCH_TICKETS tickets) and a ticket with 6 messages."""
-    from sqlalchemy import create_engine, func, select
+    from deskctl.services.tickets import search_clause
+    from deskctl.store.dbapi import open_database
 
-    from deskctl.services.tickets import search_condition
-    from deskctl.store.models import Ticket
-
-    engine = create_engine(db.url)
-    with engine.connect() as conn:
-        counts = {
-            word.lower(): int(
-                conn.scalar(
-                    select(func.count())
-                    .select_from(Ticket)
-                    .where(search_condition(db.dialect, word.lower()))
-                )
-                or 0
-            )
-            for word in PRODUCTS[len(PRODUCTS) // 2 :]
-        }
+    conn = open_database(db.url)
+    with conn.transaction():
+        counts = {}
+        for word in PRODUCTS[len(PRODUCTS) // 2 :]:
+            clause, params = search_clause(db.dialect, word.lower())
+            found = conn.scalar(f"SELECT count(*) FROM tickets t WHERE {clause}", **params)
+            counts[word.lower()] = int(found or 0)
         number = conn.scalar(
-            select(func.max(Ticket.number)).where(Ticket.message_count == SHOW_MESSAGES)
+            "SELECT max(number) FROM tickets WHERE message_count = :n", n=SHOW_MESSAGES
         )
-    engine.dispose()
+    conn.close()
     word = min(counts, key=lambda w: abs(counts[w] - SEARCH_TICKETS))
     if number is None:
         raise SystemExit(f"no ticket with {SHOW_MESSAGES} messages")
@@ -321,38 +313,47 @@ def report(db: Database, env: dict[str, str], runs: int, warmup: int) -> list[Ca
 
 def explain(db: Database, word: str, number: int) -> None:
     """The SQL each command's service calls issue, with time and plan."""
-    from sqlalchemy import event
-    from sqlalchemy.orm import Session
-
     from deskctl.services import tickets as svc
-    from deskctl.services.agents import acting_agent
-    from deskctl.services.replies import record_view
-    from deskctl.store.engine import make_engine
+    from deskctl.services.seen import acting_agent_id, record_view
+    from deskctl.store import dbapi
 
-    engine = make_engine(db.url)
-    captured: list[tuple[str, Any, float]] = []
-    started: list[float] = []
+    captured: list[tuple[str, dict[str, Any], float]] = []
 
-    @event.listens_for(engine, "before_cursor_execute")
-    def _before(*_: Any) -> None:
-        started.append(time.perf_counter())
+    class Traced(dbapi.Database):
+        """Times each statement with its fetch (sqlite3 runs a query as rows are read)."""
 
-    @event.listens_for(engine, "after_cursor_execute")
-    def _after(_c: Any, _cur: Any, statement: str, params: Any, *_: Any) -> None:
-        captured.append((statement, params, (time.perf_counter() - started.pop()) * 1000))
+        def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+            started = time.perf_counter()
+            found = super().rows(sql, **params)
+            captured.append((sql, params, (time.perf_counter() - started) * 1000))
+            return found
+
+        def scalar(self, sql: str, **params: Any) -> Any:
+            found = self.rows(sql, **params)
+            return next(iter(found[0].values())) if found else None
+
+        def execute(self, sql: str, **params: Any) -> None:
+            started = time.perf_counter()
+            super().execute(sql, **params)
+            captured.append((sql, params, (time.perf_counter() - started) * 1000))
+
+    opened = dbapi.open_database(db.url)
+    conn = Traced(opened.conn, opened.dialect, opened.driver)
 
     def list_(**kw: Any) -> None:
-        with Session(engine) as session, session.begin():
-            svc.list_tickets(session, svc.TicketFilter(**kw))
+        with conn.transaction():
+            svc.list_tickets(conn, svc.TicketFilter(**kw))
 
     def show() -> None:
-        with Session(engine) as session:
-            session.begin()
-            ticket = svc.get_ticket(session, number)
-            svc.ticket_detail(ticket, svc.delivery_states(session, ticket))
-            record_view(session, ticket, acting_agent(session, "bench-explain"))
-            session.flush()
-            session.rollback()
+        with conn.transaction():
+            data, row = svc.ticket_detail(conn, number)
+        try:
+            with conn.transaction(write=True):
+                agent_id = acting_agent_id(conn, "bench-explain")
+                record_view(conn, row["id"], agent_id, max(m["id"] for m in data["messages"]))
+                raise KeyboardInterrupt  # roll the view back: the bench leaves no trace
+        except KeyboardInterrupt:
+            pass
 
     calls = {
         "ticket list": lambda: list_(),
@@ -364,22 +365,19 @@ def explain(db: Database, word: str, number: int) -> None:
         call()  # warm the caches
         captured.clear()
         call()
-        issued = list(captured)
+        issued = [c for c in captured if not c[0].strip().upper().startswith(("BEGIN", "PRAGMA"))]
         print(f"\n== {label}: {len(issued)} statements, {sum(c[2] for c in issued):.1f} ms in SQL")
         for statement, params, ms in issued:
-            if statement.strip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "PRAGMA")):
-                continue
             print(f"-- {ms:.1f} ms, params {params!r}")
             print("   " + " ".join(statement.split())[:600])
             if not statement.lstrip().upper().startswith("SELECT"):
                 continue
             prefix = "EXPLAIN QUERY PLAN " if db.dialect == "sqlite" else "EXPLAIN (ANALYZE) "
-            with engine.connect() as conn:
-                plan = conn.exec_driver_sql(prefix + statement, params).all()
-                conn.rollback()
+            with opened.transaction():
+                plan = opened.rows(prefix + statement, **params)
             for row in plan:
-                print("   | " + (row[-1] if db.dialect == "sqlite" else row[0]))
-    engine.dispose()
+                print("   | " + str(list(row.values())[-1]))
+    opened.close()
 
 
 def importtime(env: dict[str, str], label: str, argv: list[str], top: int = 15) -> None:

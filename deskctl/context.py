@@ -1,6 +1,7 @@
 """The application context, built once in the root callback.
 
-Commands reach the database only through :meth:`AppContext.transaction`, so
+Commands reach the database only through :meth:`AppContext.transaction` (the
+ORM) or :meth:`AppContext.database` (plain SQL, for the ticket read path), so
 the transaction boundary (and with it every promise about what is stored
 when) is visible in the command or job that owns it.
 """
@@ -19,6 +20,8 @@ from deskctl.errors import Unreachable
 if TYPE_CHECKING:  # SQLAlchemy is imported by the commands that open the database
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
+
+    from deskctl.store.dbapi import Database
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +42,36 @@ class AppContext:
 
             self._engine = make_engine(self.settings.db_url)
         if check_schema and not self._checked:
-            from deskctl.store.version import ensure_current
+            from deskctl.store.dbapi import from_engine
 
-            ensure_current(self._engine)
-            self._checked = True
+            db = from_engine(self._engine)
+            try:
+                self._check(db)
+            finally:
+                db.close()
         return self._engine
+
+    def _check(self, db: Database) -> None:
+        from deskctl.store.version import ensure_current
+
+        ensure_current(db)
+        self._checked = True
+
+    @contextmanager
+    def database(self) -> Iterator[Database]:
+        """A driver-level connection for the fast read path (see :mod:`deskctl.store.dbapi`).
+
+        The caller opens its transactions with :meth:`Database.transaction`.
+        """
+        from deskctl.store.dbapi import open_database
+
+        db = open_database(self.settings.db_url)
+        try:
+            if not self._checked:
+                self._check(db)
+            yield db
+        finally:
+            db.close()
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Session]:

@@ -6,6 +6,13 @@ import json
 import subprocess
 import sys
 
+from conftest import Run
+
+MAIL = (
+    b"From: Ada <ada@example.test>\r\nTo: support@example.test\r\n"
+    b"Subject: The printer is on fire\r\nMessage-ID: <fire@example.test>\r\n\r\nHelp.\r\n"
+)
+
 HEAVY = (
     "imap_tools",
     "msal",
@@ -18,16 +25,19 @@ HEAVY = (
 )
 
 
-def modules_after(*args: str) -> set[str]:
+def modules_after(*args: str) -> tuple[set[str], str]:
+    """The modules a whole deskctl process loaded for ``args``, and what it printed."""
     code = (
         "import sys, json, contextlib, io\n"
         "from deskctl.cli import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
         f"    main({list(args)!r})\n"
-        "sys.__stdout__.write(json.dumps(sorted(sys.modules)))\n"
+        "sys.__stdout__.write(json.dumps([sorted(sys.modules), out.getvalue()]))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    modules, printed = json.loads(done.stdout.strip().splitlines()[-1])
+    return set(modules), printed
 
 
 def loaded(modules: set[str], prefix: str) -> bool:
@@ -35,12 +45,21 @@ def loaded(modules: set[str], prefix: str) -> bool:
 
 
 def test_help_imports_neither_the_database_nor_mail_libraries() -> None:
-    modules = modules_after("--help")
+    modules, printed = modules_after("--help")
+    assert "ticket" in printed
     assert not loaded(modules, "sqlalchemy")
     assert [h for h in HEAVY if loaded(modules, h)] == []
 
 
-def test_ticket_list_imports_no_mail_or_oauth_library(db_url: str) -> None:
-    modules = modules_after("--db", db_url, "ticket", "list")
-    assert loaded(modules, "sqlalchemy")
-    assert [h for h in HEAVY if loaded(modules, h)] == []
+def test_reading_tickets_loads_neither_the_orm_nor_mail_libraries(desk: Run, db_url: str) -> None:
+    """An agent's everyday commands run on the driver alone: no SQLAlchemy, no pydantic."""
+    assert desk("ingest", "-", stdin=MAIL).exit_code == 0
+    for args in (
+        ("ticket", "list"),
+        ("ticket", "list", "--search", "printer"),
+        ("ticket", "show", "1"),
+    ):
+        modules, printed = modules_after("--db", db_url, "--json", *args)
+        assert "The printer is on fire" in printed, args
+        slow = ["sqlalchemy", "pydantic", *HEAVY]
+        assert [m for m in slow if loaded(modules, m)] == [], args

@@ -46,10 +46,10 @@ def list_(
     if assignee == "me":
         assignee = context.settings.agent
     flt = svc.TicketFilter(status, queue, assignee, customer, search, limit)
-    with context.transaction(write=False) as session:
-        tickets = svc.list_tickets(session, flt)
-        rows = [svc.ticket_summary(t) for t in tickets]
-        colors = {t.id: t.queue.color for t in tickets}
+    with context.database() as db, db.transaction():
+        found = svc.list_tickets(db, flt)
+    rows = [svc.ticket_summary(row) for row in found]
+    colors = {row["id"]: row["queue_color"] for row in found}
 
     def human(out: Console) -> None:
         if not rows:
@@ -137,18 +137,22 @@ def show(
     Example: deskctl ticket show 1042
     """
     from deskctl.services import tickets as svc
-    from deskctl.services.agents import acting_agent
-    from deskctl.services.replies import record_view
+    from deskctl.services.seen import acting_agent_id, record_view
 
     context = app_context(ctx)
-    with context.transaction() as session:
-        ticket = svc.get_ticket(session, number)
+    with context.database() as db:
         if raw is not None:
-            source = svc.get_raw(session, ticket, raw)
+            with db.transaction():
+                source = svc.raw_source(db, number, raw)
         else:
-            data = svc.ticket_detail(ticket, svc.delivery_states(session, ticket))
-            color = ticket.queue.color
-            record_view(session, ticket, acting_agent(session, context.settings.agent))
+            with db.transaction():
+                data, row = svc.ticket_detail(db, number)
+            # What was shown is what the agent has seen, even if mail came in
+            # since; the write waits for its own short transaction.
+            newest = max((m["id"] for m in data["messages"]), default=0)
+            with db.transaction(write=True):
+                agent_id = acting_agent_id(db, context.settings.agent)
+                record_view(db, row["id"], agent_id, newest)
     if raw is not None:
         # Exactly the stored bytes for pipes and files; a terminal gets them
         # sanitised, because raw mail may carry escape sequences.
@@ -158,7 +162,9 @@ def show(
             sys.stdout.buffer.write(source)
         sys.stdout.flush()
         return
-    emit(data, as_json=context.json, human=lambda out: _render_ticket(out, data, color))
+    emit(
+        data, as_json=context.json, human=lambda out: _render_ticket(out, data, row["queue_color"])
+    )
 
 
 MARKER = "# ------------------------ >8 ------------------------"
@@ -242,12 +248,10 @@ def reply(
     context = app_context(ctx)
     text = _read_body(body, body_file)
     if text is None:
-        with context.transaction(write=False) as session:
-            ticket = svc.get_ticket(session, number)
-            last = [m for m in ticket.messages if m.direction == "in"]
-            quote = "".join(
-                f"# > {line}\n" for line in (last[-1].body_text if last else "").splitlines()
-            )
+        with context.database() as db, db.transaction():
+            detail, _row = svc.ticket_detail(db, number)
+        last = [m for m in detail["messages"] if m["direction"] == "in"]
+        quote = "".join(f"# > {line}\n" for line in (last[-1]["body"] if last else "").splitlines())
         text = _edit_body(quote)
         if not text:
             stderr.print("reply cancelled: the body is empty; nothing was queued", markup=False)
@@ -309,17 +313,18 @@ def assign_(
     """
     from deskctl.services import tickets as svc
     from deskctl.services.replies import assign
+    from deskctl.store.dbapi import from_session
 
     context = app_context(ctx)
     with context.transaction() as session:
-        ticket = assign(
+        assign(
             session,
             number,
             context.settings.agent,
             None if agent == "nobody" else agent,
             force=force,
         )
-        data = svc.ticket_summary(ticket)
+        data = svc.ticket_summary(svc.get_row(from_session(session), number))
     report(context, data, f"ticket #{number} assigned to {data['assignee'] or 'nobody'}")
 
 
@@ -335,8 +340,10 @@ def status_(
     """
     from deskctl.services import tickets as svc
     from deskctl.services.replies import set_status
+    from deskctl.store.dbapi import from_session
 
     context = app_context(ctx)
     with context.transaction() as session:
-        data = svc.ticket_summary(set_status(session, number, context.settings.agent, status))
+        set_status(session, number, context.settings.agent, status)
+        data = svc.ticket_summary(svc.get_row(from_session(session), number))
     report(context, data, f"ticket #{number} is {data['status']}")

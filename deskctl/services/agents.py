@@ -6,17 +6,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from deskctl.errors import Conflict, NotFound, UsageError
+from deskctl.services.seen import acting_agent_id
+from deskctl.store.dbapi import from_session
 from deskctl.store.models import Agent
 
 
 def acting_agent(session: Session, name: str) -> Agent:
-    """The agent acting now, recorded on first use so every action has an author."""
-    agent = session.scalar(select(Agent).where(Agent.name == name))
-    if agent is None:
-        agent = Agent(name=name)
-        session.add(agent)
-        session.flush()
-    return agent
+    """The agent acting now, recorded on first use (see :func:`seen.acting_agent_id`)."""
+    return session.get_one(Agent, acting_agent_id(from_session(session), name))
 
 
 def get_agent(session: Session, name: str) -> Agent:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, joinedload, selectinload
 
-from deskctl.errors import ConfigError, Conflict, UsageError
+from deskctl.errors import ConfigError, Conflict, NotFound, UsageError
 from deskctl.mail.compose import (
     OutgoingAttachment,
     Quoted,
@@ -29,8 +29,10 @@ from deskctl.mail.parsed import Address, ParsedAttachment
 from deskctl.services.agents import acting_agent, get_agent
 from deskctl.services.attachments import store_attachment
 from deskctl.services.filters import load_patterns, matching_pattern
+from deskctl.services.seen import record_view
 from deskctl.services.threading import ticket_token
-from deskctl.services.tickets import check_status, get_ticket
+from deskctl.services.tickets import check_status
+from deskctl.store.dbapi import from_session
 from deskctl.store.models import (
     Agent,
     Message,
@@ -53,16 +55,22 @@ class ReplyRequest:
     force: bool = False
 
 
-def record_view(session: Session, ticket: Ticket, agent: Agent) -> None:
-    """Remember the newest message ``agent`` has now seen on ``ticket``."""
-    newest = session.scalar(select(func.max(Message.id)).where(Message.ticket_id == ticket.id)) or 0
-    view = session.scalar(
-        select(TicketView).where(TicketView.agent_id == agent.id, TicketView.ticket_id == ticket.id)
+def get_ticket(session: Session, number: int) -> Ticket:
+    ticket = session.scalar(
+        select(Ticket)
+        .where(Ticket.number == number)
+        .options(
+            joinedload(Ticket.queue),
+            joinedload(Ticket.customer),
+            joinedload(Ticket.assignee),
+            joinedload(Ticket.channel),
+            selectinload(Ticket.messages).selectinload(Message.attachments),
+            selectinload(Ticket.messages).joinedload(Message.author),
+        )
     )
-    if view is None:
-        session.add(TicketView(agent_id=agent.id, ticket_id=ticket.id, last_message_id=newest))
-    else:
-        view.last_message_id, view.seen_at = newest, datetime.now(UTC)
+    if ticket is None:
+        raise NotFound(f"no ticket {number} (see `deskctl ticket list`)")
+    return ticket
 
 
 def check_collision(session: Session, ticket: Ticket, agent: Agent) -> None:
@@ -253,7 +261,7 @@ def reply_to_ticket(
         attachments=request.attachments,
     )
     _set_status(session, ticket, agent, status)
-    record_view(session, ticket, agent)
+    record_view(from_session(session), ticket.id, agent.id, message.id)
     return message, item
 
 
@@ -328,15 +336,14 @@ def _set_status(session: Session, ticket: Ticket, agent: Agent, status: str) -> 
         )
 
 
-def set_status(session: Session, number: int, agent_name: str, status: str) -> Ticket:
+def set_status(session: Session, number: int, agent_name: str, status: str) -> None:
     ticket = get_ticket(session, number)
     _set_status(session, ticket, acting_agent(session, agent_name), check_status(status))
-    return get_ticket(session, number)
 
 
 def assign(
     session: Session, number: int, agent_name: str, assignee: str | None, *, force: bool = False
-) -> Ticket:
+) -> None:
     """Assign to ``assignee`` (``me`` is the acting agent; None unassigns).
 
     Taking a ticket someone else holds needs ``force``, so two agents who both
@@ -371,4 +378,3 @@ def assign(
                 new=target.name if target else None,
             )
         )
-    return get_ticket(session, number)

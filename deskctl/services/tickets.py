@@ -1,4 +1,9 @@
-"""Finding and describing tickets; the ``to_dict`` shapes are the JSON contract."""
+"""Finding and describing tickets; the dict shapes are the JSON contract.
+
+This is the path agents run all day (``ticket list``, ``--search``,
+``show``), so it is plain SQL over :class:`~deskctl.store.dbapi.Database`
+and never imports SQLAlchemy; see that module for why.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +11,63 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    exists,
-    func,
-    literal_column,
-    or_,
-    select,
-    table,
-    union,
-)
-from sqlalchemy.orm import Session, joinedload, selectinload
-
 from deskctl.errors import NotFound, UsageError
-from deskctl.store.models import Agent, Customer, Message, Queue, Ticket
+from deskctl.store.dbapi import Database, as_datetime, as_json
 
 STATUSES = ("new", "open", "pending", "solved", "closed")
+
+_SUMMARY = """
+SELECT t.id, t.number, t.title, t.status, q.name AS queue, q.color AS queue_color,
+       c.name AS customer_name, c.email AS customer_email, a.name AS assignee,
+       t.created_at, t.updated_at, t.message_count, ch.name AS channel
+FROM tickets t
+JOIN queues q ON q.id = t.queue_id
+LEFT JOIN customers c ON c.id = t.customer_id
+LEFT JOIN agents a ON a.id = t.assignee_id
+LEFT JOIN incoming_channels ch ON ch.id = t.channel_id
+"""
+
+_MESSAGES = """
+SELECT m.id, m.direction, m.from_name, m.from_email, m."to", m.cc, m.subject, m.date,
+       m.created_at, m.message_id, m.body_text, m.flags, m.flag_reasons, a.name AS author,
+       (SELECT o.state FROM outbox_items o WHERE o.message_id = m.id
+        ORDER BY o.id DESC LIMIT 1) AS delivery
+FROM messages m
+LEFT JOIN agents a ON a.id = m.author_id
+WHERE m.ticket_id = :ticket_id
+ORDER BY m.id
+"""
+
+_ATTACHMENTS = """
+SELECT message_id, filename, content_type, size, blob_sha256
+FROM attachments
+WHERE message_id IN (SELECT id FROM messages WHERE ticket_id = :ticket_id)
+ORDER BY id
+"""
+
+# The search: every word as a prefix, through the full-text indexes the
+# migrations create (FTS5 on SQLite, tsvector GIN on PostgreSQL), or the
+# customer's address containing the text. Elsewhere a plain (slow) LIKE.
+_BY_ADDRESS = "SELECT id FROM customers WHERE email LIKE :address"
+_SEARCH = {
+    "sqlite": f"""(
+        t.id IN (SELECT rowid FROM tickets_fts WHERE tickets_fts MATCH :match)
+        OR t.id IN (SELECT ticket_id FROM messages WHERE id IN
+                    (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :match))
+        OR t.customer_id IN ({_BY_ADDRESS}))""",
+    # One id list from the three indexes (not a per-row OR), so a rare word
+    # costs index probes, not a walk over every ticket.
+    "postgresql": f"""t.id IN (
+        SELECT id FROM tickets
+         WHERE to_tsvector('simple', title) @@ to_tsquery('simple', :tsquery)
+        UNION SELECT ticket_id FROM messages
+         WHERE search @@ to_tsquery('simple', :tsquery)
+        UNION SELECT id FROM tickets WHERE customer_id IN ({_BY_ADDRESS}))""",
+}
+_SEARCH_ANYWHERE = f"""(
+    lower(t.title) LIKE :pattern OR t.customer_id IN ({_BY_ADDRESS})
+    OR EXISTS (SELECT 1 FROM messages m
+               WHERE m.ticket_id = t.id AND lower(m.body_text) LIKE :pattern))"""
 
 
 def check_status(status: str) -> str:
@@ -42,203 +87,139 @@ class TicketFilter:
     limit: int = 50
 
 
-def _filtered(query: Select[Ticket], flt: TicketFilter, dialect: str) -> Select[Ticket]:
-    if flt.status:
-        query = query.where(Ticket.status == check_status(flt.status))
-    if flt.queue:
-        query = query.where(
-            Ticket.queue_id == select(Queue.id).where(Queue.name == flt.queue).scalar_subquery()
-        )
-    if flt.assignee:
-        query = query.where(
-            Ticket.assignee_id
-            == select(Agent.id).where(Agent.name == flt.assignee).scalar_subquery()
-        )
-    if flt.customer:
-        query = query.where(
-            Ticket.customer_id
-            == select(Customer.id)
-            .where(Customer.email == flt.customer.strip().lower())
-            .scalar_subquery()
-        )
-    if flt.search:
-        query = query.where(search_condition(dialect, flt.search))
-    return query
-
-
 def search_words(text: str) -> list[str]:
     """The words of a search, stripped of every character a query syntax could use."""
     return [w for w in re.findall(r"\w+", text.lower()) if w]
 
 
-def search_condition(dialect: str, text: str) -> ColumnElement[bool]:
-    """Tickets whose title, messages or customer address contain every word (as prefixes).
-
-    Uses the full-text indexes the migrations create: FTS5 on SQLite, a
-    tsvector GIN index on PostgreSQL; elsewhere a plain (slow) LIKE.
-    """
+def search_clause(dialect: str, text: str) -> tuple[str, dict[str, Any]]:
+    """The WHERE condition (on ``tickets t``) of a search, and its parameters."""
     words = search_words(text)
     if not words:
         raise UsageError("--search needs at least one word")
-    by_address = Ticket.customer_id.in_(
-        select(Customer.id).where(Customer.email.like(f"%{text.strip().lower()}%"))
-    )
+    params: dict[str, Any] = {"address": f"%{text.strip().lower()}%"}
     if dialect == "sqlite":
-        match = " ".join(f'"{w}"*' for w in words)
-        in_messages = Ticket.id.in_(
-            select(Message.ticket_id).where(
-                Message.id.in_(
-                    select(literal_column("rowid"))
-                    .select_from(table("messages_fts"))
-                    .where(literal_column("messages_fts").op("MATCH")(match))
-                )
-            )
-        )
-        in_title = Ticket.id.in_(
-            select(literal_column("rowid"))
-            .select_from(table("tickets_fts"))
-            .where(literal_column("tickets_fts").op("MATCH")(match))
-        )
-        return or_(in_title, in_messages, by_address)
-    if dialect == "postgresql":
-        tsquery = func.to_tsquery("simple", " & ".join(f"{w}:*" for w in words))
-        # One id list from the three indexes (not a per-row OR), so a rare word
-        # costs index probes, not a walk over every ticket.
-        ids = union(
-            select(Ticket.id).where(func.to_tsvector("simple", Ticket.title).op("@@")(tsquery)),
-            select(Message.ticket_id).where(literal_column("messages.search").op("@@")(tsquery)),
-            select(Ticket.id).where(by_address),
-        )
-        return Ticket.id.in_(select(ids.subquery().c[0]))
-    pattern = f"%{text}%"
-    return or_(
-        Ticket.title.ilike(pattern),
-        by_address,
-        exists().where(Message.ticket_id == Ticket.id, Message.body_text.ilike(pattern)),
-    )
+        params["match"] = " ".join(f'"{w}"*' for w in words)
+    elif dialect == "postgresql":
+        params["tsquery"] = " & ".join(f"{w}:*" for w in words)
+    else:
+        params["pattern"] = f"%{text.strip().lower()}%"
+    return _SEARCH.get(dialect, _SEARCH_ANYWHERE), params
 
 
-def list_tickets(session: Session, flt: TicketFilter) -> list[Ticket]:
-    """Newest activity first: what an agent works on next is at the top."""
+def _where(dialect: str, flt: TicketFilter) -> tuple[list[str], dict[str, Any]]:
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if flt.status:
+        where.append("t.status = :status")
+        params["status"] = check_status(flt.status)
+    if flt.queue:
+        where.append("t.queue_id = (SELECT id FROM queues WHERE name = :queue)")
+        params["queue"] = flt.queue
+    if flt.assignee:
+        where.append("t.assignee_id = (SELECT id FROM agents WHERE name = :assignee)")
+        params["assignee"] = flt.assignee
+    if flt.customer:
+        where.append("t.customer_id = (SELECT id FROM customers WHERE email = :customer)")
+        params["customer"] = flt.customer.strip().lower()
+    if flt.search:
+        clause, search_params = search_clause(dialect, flt.search)
+        where.append(clause)
+        params.update(search_params)
+    return where, params
+
+
+def list_tickets(db: Database, flt: TicketFilter) -> list[dict[str, Any]]:
+    """Ticket rows, newest activity first: what an agent works on next is at the top."""
     if flt.limit < 1:
         raise UsageError("--limit must be at least 1")
-    query = select(Ticket).options(
-        joinedload(Ticket.queue), joinedload(Ticket.customer), joinedload(Ticket.assignee)
-    )
-    dialect = session.get_bind().dialect.name
-    query = _filtered(query, flt, dialect).order_by(Ticket.updated_at.desc(), Ticket.id.desc())
-    return list(session.scalars(query.limit(flt.limit)))
+    where, params = _where(db.dialect, flt)
+    sql = _SUMMARY + (f"WHERE {' AND '.join(where)}\n" if where else "")
+    sql += "ORDER BY t.updated_at DESC, t.id DESC LIMIT :limit"
+    return db.rows(sql, limit=flt.limit, **params)
 
 
-def get_ticket(session: Session, number: int) -> Ticket:
-    ticket = session.scalar(
-        select(Ticket)
-        .where(Ticket.number == number)
-        .options(
-            joinedload(Ticket.queue),
-            joinedload(Ticket.customer),
-            joinedload(Ticket.assignee),
-            joinedload(Ticket.channel),
-            selectinload(Ticket.messages).selectinload(Message.attachments),
-            selectinload(Ticket.messages).joinedload(Message.author),
-        )
-    )
-    if ticket is None:
+def get_row(db: Database, number: int) -> dict[str, Any]:
+    rows = db.rows(_SUMMARY + "WHERE t.number = :number", number=number)
+    if not rows:
         raise NotFound(f"no ticket {number} (see `deskctl ticket list`)")
-    return ticket
+    return rows[0]
 
 
-def get_raw(session: Session, ticket: Ticket, message_ref: str) -> bytes:
-    """The stored source of one message of ``ticket``, by our id or its Message-ID."""
-    ref = message_ref.strip().strip("<>")
-    query = select(Message).where(Message.ticket_id == ticket.id)
-    query = (
-        query.where(Message.id == int(ref))
-        if ref.isdigit()
-        else query.where(Message.message_id == ref)
-    )
-    message = session.scalar(query)
-    if message is None or message.raw is None:
-        raise NotFound(f"ticket {ticket.number} has no message {message_ref} with a stored source")
-    return message.raw
-
-
-def _customer(customer: Customer | None) -> dict[str, str | None]:
-    if customer is None:
-        return {"name": None, "email": None}
-    return {"name": customer.name, "email": customer.email}
-
-
-def ticket_summary(ticket: Ticket) -> dict[str, Any]:
+def _ticket(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": ticket.id,
-        "number": ticket.number,
-        "title": ticket.title,
-        "status": ticket.status,
-        "queue": ticket.queue.name,
-        "customer": _customer(ticket.customer),
-        "assignee": ticket.assignee.name if ticket.assignee else None,
-        "updated_at": ticket.updated_at,
-        "messages": ticket.message_count,
+        "id": row["id"],
+        "number": row["number"],
+        "title": row["title"],
+        "status": row["status"],
+        "queue": row["queue"],
+        "customer": {"name": row["customer_name"], "email": row["customer_email"]},
+        "assignee": row["assignee"],
+        "updated_at": as_datetime(row["updated_at"]),
     }
 
 
-def message_to_dict(message: Message) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "direction": message.direction,
-        "from": {"name": message.from_name, "email": message.from_email},
-        "to": list(message.to or []),
-        "cc": list(message.cc or []),
-        "subject": message.subject,
-        "date": message.date or message.created_at,
-        "message_id": message.message_id,
-        "body": message.body_text,
-        "flags": list(message.flags or []),
-        "flag_reasons": list(message.flag_reasons or []),
-        "author": message.author.name if message.author else None,
-        "attachments": [
+def ticket_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """One line of ``ticket list --json`` from a row of :func:`list_tickets`."""
+    return {**_ticket(row), "messages": row["message_count"]}
+
+
+def _message(row: dict[str, Any], attachments: list[dict[str, Any]]) -> dict[str, Any]:
+    data = {
+        "id": row["id"],
+        "direction": row["direction"],
+        "from": {"name": row["from_name"], "email": row["from_email"]},
+        "to": list(as_json(row["to"]) or []),
+        "cc": list(as_json(row["cc"]) or []),
+        "subject": row["subject"],
+        "date": as_datetime(row["date"] or row["created_at"]),
+        "message_id": row["message_id"],
+        "body": row["body_text"],
+        "flags": list(as_json(row["flags"]) or []),
+        "flag_reasons": list(as_json(row["flag_reasons"]) or []),
+        "author": row["author"],
+        "attachments": attachments,
+    }
+    if row["direction"] == "out":
+        data["delivery"] = row["delivery"]
+    return data
+
+
+def ticket_detail(db: Database, number: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``ticket show --json`` for ticket ``number``, and the row it was built from."""
+    row = get_row(db, number)
+    attachments: dict[int, list[dict[str, Any]]] = {}
+    for att in db.rows(_ATTACHMENTS, ticket_id=row["id"]):
+        attachments.setdefault(att["message_id"], []).append(
             {
-                "filename": a.filename,
-                "content_type": a.content_type,
-                "size": a.size,
-                "sha256": a.blob_sha256,
+                "filename": att["filename"],
+                "content_type": att["content_type"],
+                "size": att["size"],
+                "sha256": att["blob_sha256"],
             }
-            for a in message.attachments
-        ],
-    }
-
-
-def delivery_states(session: Session, ticket: Ticket) -> dict[int, str]:
-    """The outbox state of each of the ticket's replies, by message id."""
-    from deskctl.store.models import OutboxItem
-
-    ids = [m.id for m in ticket.messages if m.direction == "out"]
-    if not ids:
-        return {}
-    rows = session.execute(
-        select(OutboxItem.message_id, OutboxItem.state).where(OutboxItem.message_id.in_(ids))
-    ).all()
-    return {message_id: state for message_id, state in rows}
-
-
-def ticket_detail(ticket: Ticket, delivery: dict[int, str] | None = None) -> dict[str, Any]:
-    messages = []
-    for m in ticket.messages:
-        data = message_to_dict(m)
-        if m.direction == "out":
-            data["delivery"] = (delivery or {}).get(m.id)
-        messages.append(data)
-    return {
-        "id": ticket.id,
-        "number": ticket.number,
-        "title": ticket.title,
-        "status": ticket.status,
-        "queue": ticket.queue.name,
-        "channel": ticket.channel.name if ticket.channel else None,
-        "customer": _customer(ticket.customer),
-        "assignee": ticket.assignee.name if ticket.assignee else None,
-        "created_at": ticket.created_at,
-        "updated_at": ticket.updated_at,
+        )
+    messages = [
+        _message(m, attachments.get(m["id"], [])) for m in db.rows(_MESSAGES, ticket_id=row["id"])
+    ]
+    detail = {
+        **_ticket(row),
+        "channel": row["channel"],
+        "created_at": as_datetime(row["created_at"]),
         "messages": messages,
     }
+    return detail, row
+
+
+def raw_source(db: Database, number: int, message_ref: str) -> bytes:
+    """The stored source of one message of ticket ``number``, by our id or its Message-ID."""
+    ticket_id = get_row(db, number)["id"]
+    ref = message_ref.strip().strip("<>")
+    column, value = ("id", int(ref)) if ref.isdigit() else ("message_id", ref)
+    raw = db.scalar(
+        f"SELECT raw FROM messages WHERE ticket_id = :ticket_id AND {column} = :value",
+        ticket_id=ticket_id,
+        value=value,
+    )
+    if raw is None:
+        raise NotFound(f"ticket {number} has no message {message_ref} with a stored source")
+    return bytes(raw)

@@ -1,35 +1,19 @@
-"""Engine and session setup, and the schema check every command relies on.
+"""The SQLAlchemy engine the writing commands and jobs work through.
 
-SQLite serves several agents on one host only with WAL (readers never block
-the writer), a busy timeout (writers queue instead of failing at once) and
-foreign keys switched on (SQLite leaves them off by default).
+SQLite connections get the same set-up as on the driver-only read path
+(:mod:`deskctl.store.dbapi`), so both see the database alike.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
 from deskctl.errors import ConfigError
-
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-
-
-def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-    # The driver's own transaction handling would issue BEGIN lazily and defer
-    # locking to the first write; we issue BEGIN IMMEDIATE ourselves instead.
-    dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
+from deskctl.store.dbapi import SQLITE_BUSY_TIMEOUT_MS, prepare_sqlite_file, sqlite_pragmas
 
 
 def _sqlite_begin(conn: Any) -> None:
@@ -48,10 +32,9 @@ def make_engine(url: str) -> Engine:
         shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
         raise ConfigError(f"invalid database URL {shown!r}: {type(exc).__name__}") from exc
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite_file(parsed.database or "")
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     try:

@@ -8,31 +8,30 @@ newest migration.
 
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
-
 from deskctl.errors import SchemaBehind, Unreachable
+from deskctl.store.dbapi import Database
 
 SCHEMA_HEAD = "0007"
 
 
-def stored_revision(engine: Engine) -> str | None:
+def stored_revision(db: Database) -> str | None:
     try:
-        with engine.connect() as conn:
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except (OperationalError, ProgrammingError) as exc:
-        message = str(exc.orig).lower()
+        revision = db.scalar("SELECT version_num FROM alembic_version")
+    except db.errors as exc:
+        message = str(exc).lower()
         if "alembic_version" in message and (
             "no such table" in message or "does not exist" in message
         ):
             return None
-        raise Unreachable(f"cannot open the database: {exc.orig}") from exc
+        raise Unreachable(f"cannot open the database: {exc}") from exc
+    finally:
+        db.conn.rollback()  # end the driver's implicit transaction, or the failed one
+    return None if revision is None else str(revision)
 
 
-def ensure_current(engine: Engine) -> None:
+def ensure_current(db: Database) -> None:
     """Refuse to work on a database whose schema is behind the code."""
-    current = stored_revision(engine)
+    current = stored_revision(db)
     if current != SCHEMA_HEAD:
         where = "has no deskctl schema" if current is None else f"is at revision {current}"
         raise SchemaBehind(

@@ -1,0 +1,40 @@
+"""Who is acting, and what they have seen: the baseline of the collision check.
+
+Plain SQL over :class:`~deskctl.store.dbapi.Database`, so ``ticket show``
+records its view without loading the ORM, and the ORM paths (reply, note,
+assign) run the very same statements on their session's connection.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from deskctl.store.dbapi import Database
+
+
+def acting_agent_id(db: Database, name: str) -> int:
+    """The agent acting now, recorded on first use so every action has an author.
+
+    ``ON CONFLICT DO NOTHING`` lets two first actions of one agent at once
+    both succeed, on SQLite and PostgreSQL alike.
+    """
+    db.execute(
+        "INSERT INTO agents (name, created_at) VALUES (:name, :now) ON CONFLICT (name) DO NOTHING",
+        name=name,
+        now=datetime.now(UTC),
+    )
+    return int(db.scalar("SELECT id FROM agents WHERE name = :name", name=name))
+
+
+def record_view(db: Database, ticket_id: int, agent_id: int, newest_message_id: int) -> None:
+    """Remember that the agent has now seen the ticket up to ``newest_message_id``."""
+    db.execute(
+        """INSERT INTO ticket_views (agent_id, ticket_id, last_message_id, seen_at)
+           VALUES (:agent_id, :ticket_id, :newest, :now)
+           ON CONFLICT (agent_id, ticket_id)
+           DO UPDATE SET last_message_id = excluded.last_message_id, seen_at = excluded.seen_at""",
+        agent_id=agent_id,
+        ticket_id=ticket_id,
+        newest=newest_message_id,
+        now=datetime.now(UTC),
+    )
