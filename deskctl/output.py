@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console
+from rich.text import Text
 
 from deskctl.mail.sanitize import safe_text
 
@@ -59,3 +62,50 @@ def fmt_time(value: datetime | None) -> str:
     local = value.astimezone()
     same_year = local.year == datetime.now().astimezone().year
     return local.strftime("%m-%d %H:%M" if same_year else "%Y-%m-%d")
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    header: str
+    max_width: int | None = None
+    right: bool = False
+    share: int = 0  # > 0: takes this share of the room the other columns leave
+
+
+def columns(specs: Sequence[Column], rows: Sequence[Sequence[Text]], width: int) -> Text:
+    """Rows laid out as aligned columns within ``width``, cut with an ellipsis.
+
+    rich's Table measures every cell through its full renderer, about a
+    millisecond a row here; ``ticket list`` prints fifty rows many times a
+    day, so it lays out its columns itself, from rich's own cell widths.
+    """
+    widths = []
+    for i, spec in enumerate(specs):
+        natural = max([cell_len(spec.header), *(row[i].cell_len for row in rows)])
+        widths.append(min(natural, spec.max_width) if spec.max_width else natural)
+    flexible = [i for i, spec in enumerate(specs) if spec.share]
+    fixed = sum(w for i, w in enumerate(widths) if i not in flexible) + 2 * (len(specs) - 1)
+    room = max(width - fixed, 8 * len(flexible))
+    # The narrowest first: a column that needs less than its share leaves
+    # the rest to the wider ones.
+    pending = sorted(flexible, key=lambda i: widths[i])
+    for n, i in enumerate(pending):
+        shares = sum(specs[j].share for j in pending[n:])
+        widths[i] = min(widths[i], room * specs[i].share // shares)
+        room -= widths[i]
+    lines = [Text("  ").join(_cells([Text(c.header) for c in specs], specs, widths))]
+    lines[0].stylize("bold")
+    lines += [Text("  ").join(_cells(row, specs, widths)) for row in rows]
+    for line in lines:
+        line.rstrip()
+    return Text("\n").join(lines)
+
+
+def _cells(row: Sequence[Text], specs: Sequence[Column], widths: list[int]) -> list[Text]:
+    cells = []
+    for cell, spec, width in zip(row, specs, widths, strict=True):
+        cell = cell.copy()
+        cell.truncate(width, overflow="ellipsis")
+        pad = " " * (width - cell.cell_len)
+        cells.append(Text(pad) + cell if spec.right else cell + Text(pad))
+    return cells

@@ -63,3 +63,12 @@ def test_reading_tickets_loads_neither_the_orm_nor_mail_libraries(desk: Run, db_
         assert "The printer is on fire" in printed, args
         slow = ["sqlalchemy", "pydantic", *HEAVY]
         assert [m for m in slow if loaded(modules, m)] == [], args
+        # Only the command that runs is built, not its neighbours.
+        assert not loaded(modules, "deskctl.commands.channels"), args
+
+
+def test_a_mistyped_command_is_refused_with_a_suggestion(run_deskctl: Run) -> None:
+    result = run_deskctl("tiket", "list")
+    assert result.exit_code == 2
+    assert "No such command 'tiket'" in result.stderr
+    assert "Did you mean 'ticket'?" in result.stderr

@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from deskctl.commands._common import app_context, read_file, read_text, report
 from deskctl.errors import UsageError
 from deskctl.mail.sanitize import safe_text
-from deskctl.output import emit, fmt_time, stderr
+from deskctl.output import Column, columns, emit, fmt_time, stderr
 
 if TYPE_CHECKING:
     from deskctl.mail.compose import OutgoingAttachment
@@ -55,30 +54,30 @@ def list_(
         if not rows:
             out.print("no tickets", markup=False)
             return
-        table = Table(box=None, expand=False)
-        table.add_column("#", justify="right", no_wrap=True)
-        table.add_column("status", no_wrap=True)
-        table.add_column("queue", no_wrap=True)
-        # The fixed columns take about 50 cells; title and customer share the rest.
-        spare = max(30, out.width - 58)
-        table.add_column("title", no_wrap=True, overflow="ellipsis", max_width=spare * 2 // 3)
-        table.add_column("customer", no_wrap=True, overflow="ellipsis", max_width=spare // 3)
-        table.add_column("assignee", no_wrap=True, max_width=10, overflow="ellipsis")
-        table.add_column("msgs", justify="right", no_wrap=True)
-        table.add_column("updated", no_wrap=True, min_width=11)
-        for row in rows:
-            cust = row["customer"]
-            table.add_row(
-                str(row["number"]),
-                row["status"],
+        specs = [
+            Column("#", right=True),
+            Column("status"),
+            Column("queue"),
+            Column("title", share=2),
+            Column("customer", share=1),
+            Column("assignee", max_width=10),
+            Column("msgs", right=True),
+            Column("updated"),
+        ]
+        cells = [
+            [
+                Text(str(row["number"])),
+                Text(row["status"]),
                 Text(safe_text(row["queue"]), style=colors[row["id"]]),
-                Text(safe_text(row["title"]), overflow="ellipsis", no_wrap=True),
-                Text(safe_text(cust["email"] or "")),
+                Text(safe_text(row["title"])),
+                Text(safe_text(row["customer"]["email"] or "")),
                 Text(safe_text(row["assignee"] or "")),
-                str(row["messages"]),
-                fmt_time(row["updated_at"]),
-            )
-        out.print(table)
+                Text(str(row["messages"])),
+                Text(fmt_time(row["updated_at"])),
+            ]
+            for row in rows
+        ]
+        out.print(columns(specs, cells, out.width))
 
     emit({"tickets": rows}, as_json=context.json, human=human)
 
