@@ -58,7 +58,12 @@ def sqlite_pragmas(conn: sqlite3.Connection, _record: Any = None) -> None:
 def prepare_sqlite_file(database: str) -> None:
     """Create the database file's folder, so a first run needs no mkdir."""
     if database and database != ":memory:":
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            message = f"cannot create the database folder {folder}: {exc.strerror}"
+            raise ConfigError(message) from exc
 
 
 def sqlite_database(url: str) -> str | None:
@@ -188,11 +193,14 @@ def from_engine(engine: Engine) -> Database:
     """A connection of ``engine``'s pool; closing it hands it back."""
     from sqlalchemy.exc import DBAPIError
 
+    driver: Any = engine.dialect.dbapi
     try:
         conn = engine.raw_connection()
     except DBAPIError as exc:
         raise Unreachable(f"database error: {exc.orig}") from exc
-    return Database(conn, engine.dialect.name, engine.dialect.dbapi)  # type: ignore[arg-type]
+    except driver.Error as exc:  # the pool hands the driver's own errors through
+        raise Unreachable(f"database error: {exc}") from exc
+    return Database(conn, engine.dialect.name, driver)
 
 
 def from_session(session: Session) -> Database:

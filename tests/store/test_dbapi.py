@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import pytest
 from sqlalchemy.engine import make_url
 
-from deskctl.store.dbapi import sqlite_database
+from conftest import Run
+from deskctl.store.dbapi import SQLITE_BUSY_TIMEOUT_MS, open_database, sqlite_database
 
 
 @pytest.mark.parametrize(
@@ -33,3 +37,36 @@ def test_a_plain_sqlite_url_names_the_file_sqlalchemy_would_open(url: str) -> No
 )
 def test_other_urls_are_left_to_sqlalchemy(url: str) -> None:
     assert sqlite_database(url) is None
+
+
+def test_the_read_path_sets_up_sqlite_like_the_engine(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'desk.db'}")
+    try:
+        assert db.scalar("PRAGMA journal_mode") == "wal"
+        assert db.scalar("PRAGMA busy_timeout") == SQLITE_BUSY_TIMEOUT_MS
+        assert db.scalar("PRAGMA foreign_keys") == 1
+    finally:
+        db.close()
+
+
+def test_a_database_server_that_is_down_exits_6_in_one_line(run_deskctl: Run) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql+psycopg://deskctl@127.0.0.1:{port}/deskctl?connect_timeout=3"
+    for args in (("ticket", "list"), ("ticket", "show", "1"), ("queue", "list")):
+        result = run_deskctl("--db", url, *args)
+        assert result.exit_code == 6, (args, result.stderr)
+        assert result.stderr.startswith("deskctl: error: database error:"), args
+        assert result.stderr.count("\n") == 1, args
+
+
+def test_a_database_folder_that_cannot_be_created_is_a_configuration_error(
+    tmp_path: Path, run_deskctl: Run
+) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    url = f"sqlite:///{tmp_path / 'file' / 'sub' / 'desk.db'}"
+    for args in (("ticket", "list"), ("db", "upgrade")):
+        result = run_deskctl("--db", url, *args)
+        assert result.exit_code == 5, (args, result.stderr)
+        assert "cannot create the database folder" in result.stderr, args
