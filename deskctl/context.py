@@ -81,11 +81,16 @@ class AppContext:
 
         engine = self.engine()
         bind = engine.execution_options(deskctl_write=True) if write else engine
+        # Services also send SQL straight to the driver on the session's
+        # connection (deskctl.services.seen); its errors arrive unwrapped.
+        driver_error: type[Exception] = engine.dialect.dbapi.OperationalError  # type: ignore[union-attr]
         session = Session(bind=bind, expire_on_commit=False)
         try:
             with session.begin():
                 yield session
         except OperationalError as exc:
             raise Unreachable(f"database error: {exc.orig}") from exc
+        except driver_error as exc:
+            raise Unreachable(f"database error: {exc}") from exc
         finally:
             session.close()

@@ -14,11 +14,14 @@ from deskctl.commands._common import app_context, read_file, read_text, report
 from deskctl.errors import UsageError
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import Column, columns, emit, fmt_time, stderr
+from deskctl.services.tickets import MAX_ID
 
 if TYPE_CHECKING:
     from deskctl.mail.compose import OutgoingAttachment
 
 app = typer.Typer(help="List, read and work tickets.", no_args_is_help=True)
+
+TicketNumber = Annotated[int, typer.Argument(help="ticket number", min=1, max=MAX_ID)]
 
 
 @app.command("list")
@@ -33,7 +36,9 @@ def list_(
     search: Annotated[
         str | None, typer.Option("--search", help="text in title, body or address")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="at most this many")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=MAX_ID, help="at most this many")
+    ] = 50,
 ) -> None:
     """List tickets, newest activity first.
 
@@ -125,7 +130,7 @@ def _render_ticket(out: Console, data: dict[str, Any], color: str) -> None:
 @app.command("show")
 def show(
     ctx: typer.Context,
-    number: Annotated[int, typer.Argument(help="ticket number")],
+    number: TicketNumber,
     raw: Annotated[
         str | None,
         typer.Option("--raw", help="print the stored source of this message (id or Message-ID)"),
@@ -223,7 +228,7 @@ def _attachments(paths: list[str]) -> tuple[OutgoingAttachment, ...]:
 @app.command("reply")
 def reply(
     ctx: typer.Context,
-    number: Annotated[int, typer.Argument(help="ticket number")],
+    number: TicketNumber,
     body: Annotated[str | None, typer.Option("--body", help="the reply text")] = None,
     body_file: Annotated[
         str | None, typer.Option("--body-file", help="file, or - for stdin")
@@ -277,7 +282,7 @@ def reply(
 @app.command("note")
 def note(
     ctx: typer.Context,
-    number: Annotated[int, typer.Argument(help="ticket number")],
+    number: TicketNumber,
     body: Annotated[str | None, typer.Option("--body", help="the note")] = None,
     body_file: Annotated[
         str | None, typer.Option("--body-file", help="file, or - for stdin")
@@ -302,7 +307,7 @@ def note(
 @app.command("assign")
 def assign_(
     ctx: typer.Context,
-    number: Annotated[int, typer.Argument(help="ticket number")],
+    number: TicketNumber,
     agent: Annotated[str, typer.Argument(help="agent name, 'me', or 'nobody'")],
     force: Annotated[bool, typer.Option("--force", help="take it from another agent")] = False,
 ) -> None:
@@ -330,7 +335,7 @@ def assign_(
 @app.command("status")
 def status_(
     ctx: typer.Context,
-    number: Annotated[int, typer.Argument(help="ticket number")],
+    number: TicketNumber,
     status: Annotated[str, typer.Argument(help="new|open|pending|solved|closed")],
 ) -> None:
     """Change a ticket's status.

@@ -15,26 +15,40 @@ from deskctl.store.dbapi import Database
 def acting_agent_id(db: Database, name: str) -> int:
     """The agent acting now, recorded on first use so every action has an author.
 
-    ``ON CONFLICT DO NOTHING`` lets two first actions of one agent at once
-    both succeed, on SQLite and PostgreSQL alike.
+    Looked up first, so PostgreSQL spends no sequence value on an agent it
+    knows; ``ON CONFLICT DO NOTHING`` lets two first actions at once both win.
     """
-    db.execute(
-        "INSERT INTO agents (name, created_at) VALUES (:name, :now) ON CONFLICT (name) DO NOTHING",
-        name=name,
-        now=datetime.now(UTC),
-    )
-    return int(db.scalar("SELECT id FROM agents WHERE name = :name", name=name))
+    find = "SELECT id FROM agents WHERE name = :name"
+    found = db.scalar(find, name=name)
+    if found is None:
+        db.execute(
+            "INSERT INTO agents (name, created_at) VALUES (:name, :now)"
+            " ON CONFLICT (name) DO NOTHING",
+            name=name,
+            now=datetime.now(UTC),
+        )
+        found = db.scalar(find, name=name)
+    return int(found)
 
 
 def record_view(db: Database, ticket_id: int, agent_id: int, newest_message_id: int) -> None:
     """Remember that the agent has now seen the ticket up to ``newest_message_id``."""
-    db.execute(
-        """INSERT INTO ticket_views (agent_id, ticket_id, last_message_id, seen_at)
-           VALUES (:agent_id, :ticket_id, :newest, :now)
-           ON CONFLICT (agent_id, ticket_id)
-           DO UPDATE SET last_message_id = excluded.last_message_id, seen_at = excluded.seen_at""",
-        agent_id=agent_id,
-        ticket_id=ticket_id,
-        newest=newest_message_id,
-        now=datetime.now(UTC),
+    values = {
+        "agent_id": agent_id,
+        "ticket_id": ticket_id,
+        "newest": newest_message_id,
+        "now": datetime.now(UTC),
+    }
+    updated = db.execute(
+        """UPDATE ticket_views SET last_message_id = :newest, seen_at = :now
+           WHERE agent_id = :agent_id AND ticket_id = :ticket_id""",
+        **values,
     )
+    if not updated:  # the first look; two at once both land through the upsert
+        db.execute(
+            """INSERT INTO ticket_views (agent_id, ticket_id, last_message_id, seen_at)
+               VALUES (:agent_id, :ticket_id, :newest, :now)
+               ON CONFLICT (agent_id, ticket_id) DO UPDATE
+               SET last_message_id = excluded.last_message_id, seen_at = excluded.seen_at""",
+            **values,
+        )

@@ -16,6 +16,9 @@ from deskctl.store.dbapi import Database, as_datetime, as_json
 
 STATUSES = ("new", "open", "pending", "solved", "closed")
 
+#: The largest id or number a column holds on both databases (PostgreSQL's integer).
+MAX_ID = 2**31 - 1
+
 _SUMMARY = """
 SELECT t.id, t.number, t.title, t.status, q.name AS queue, q.color AS queue_color,
        c.name AS customer_name, c.email AS customer_email, a.name AS assignee,
@@ -201,12 +204,12 @@ def ticket_detail(db: Database, number: int) -> tuple[dict[str, Any], dict[str, 
     messages = [
         _message(m, attachments.get(m["id"], [])) for m in db.rows(_MESSAGES, ticket_id=row["id"])
     ]
-    detail = {
-        **_ticket(row),
-        "channel": row["channel"],
-        "created_at": as_datetime(row["created_at"]),
-        "messages": messages,
-    }
+    head = _ticket(row)
+    detail = {key: head[key] for key in ("id", "number", "title", "status", "queue")}
+    detail["channel"] = row["channel"]
+    detail |= {key: head[key] for key in ("customer", "assignee")}
+    detail["created_at"] = as_datetime(row["created_at"])
+    detail |= {"updated_at": head["updated_at"], "messages": messages}
     return detail, row
 
 
@@ -214,7 +217,8 @@ def raw_source(db: Database, number: int, message_ref: str) -> bytes:
     """The stored source of one message of ticket ``number``, by our id or its Message-ID."""
     ticket_id = get_row(db, number)["id"]
     ref = message_ref.strip().strip("<>")
-    column, value = ("id", int(ref)) if ref.isdigit() else ("message_id", ref)
+    by_id = ref.isascii() and ref.isdigit() and int(ref) <= MAX_ID
+    column, value = ("id", int(ref)) if by_id else ("message_id", ref)
     raw = db.scalar(
         f"SELECT raw FROM messages WHERE ticket_id = :ticket_id AND {column} = :value",
         ticket_id=ticket_id,

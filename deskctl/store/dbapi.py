@@ -3,10 +3,11 @@
 ``import sqlalchemy`` alone takes about a third of a second on a small
 machine: more than the whole budget of a ``ticket list``. The ticket read
 path (list, search, show) therefore speaks SQL to the DB-API driver itself:
-the standard library's ``sqlite3`` for SQLite, psycopg for PostgreSQL. Any
-other URL borrows a connection from SQLAlchemy's engine, so every backend
-still works, only without the fast start. Statements are written once, with
-``:name`` parameters, in the SQL both databases share.
+the standard library's ``sqlite3`` for SQLite, psycopg for PostgreSQL.
+Another driver for either (a URL SQLAlchemy must interpret) borrows a
+connection from SQLAlchemy's engine, without the fast start. Statements are
+written once, with ``:name`` parameters, in the SQL both databases share;
+deskctl supports those two databases and no others.
 """
 
 from __future__ import annotations
@@ -85,6 +86,11 @@ def as_datetime(value: Any) -> datetime | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     assert isinstance(value, datetime)
+    return _utc(value)
+
+
+def _utc(value: datetime) -> datetime:
+    """Naive values are UTC, as the ORM's ``UTCDateTime`` takes them."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -109,7 +115,7 @@ class Database:
     def _bind(self, sql: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         if self.dialect == "sqlite":  # sqlite3 names "qmark" but takes ":name" too
             params = {
-                k: v.astimezone(UTC).strftime(SQLITE_DATETIME) if isinstance(v, datetime) else v
+                k: _utc(v).strftime(SQLITE_DATETIME) if isinstance(v, datetime) else v
                 for k, v in params.items()
             }
             return sql, params
@@ -134,8 +140,12 @@ class Database:
         row = self._run(sql, params).fetchone()
         return None if row is None else row[0]
 
-    def execute(self, sql: str, **params: Any) -> None:
-        self._run(sql, params).close()
+    def execute(self, sql: str, **params: Any) -> int:
+        """Run a statement; the number of rows it changed."""
+        cur = self._run(sql, params)
+        count = int(cur.rowcount)
+        cur.close()
+        return count
 
     @contextmanager
     def transaction(self, *, write: bool = False) -> Iterator[Database]:
@@ -150,14 +160,14 @@ class Database:
             yield self
             self.conn.commit()
         except self.driver.OperationalError as exc:
-            self._rollback()
+            self.rollback()
             raise Unreachable(f"database error: {exc}") from exc
         except BaseException:
-            self._rollback()
+            self.rollback()
             raise
 
-    def _rollback(self) -> None:
-        # A connection that is gone cannot roll back; the original error says why.
+    def rollback(self) -> None:
+        """Roll back; a connection that is gone cannot, and the error at hand says why."""
         with suppress(self.driver.Error):
             self.conn.rollback()
 

@@ -25,7 +25,7 @@ def stored_revision(db: Database) -> str | None:
             return None
         raise Unreachable(f"cannot open the database: {exc}") from exc
     finally:
-        db.conn.rollback()  # end the driver's implicit transaction, or the failed one
+        db.rollback()  # end the driver's implicit transaction, or the failed one
     return None if revision is None else str(revision)
 
 

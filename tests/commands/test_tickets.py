@@ -156,3 +156,18 @@ def test_search_finds_words_in_titles_bodies_and_addresses_through_the_index(
     assert titles('"wifi" (coupe* -') == ["Réseau lent au bureau"]
     assert titles("nothing-like-this") == []
     assert desk("ticket", "list", "--search", "   ").exit_code == 2
+
+
+def test_json_keys_come_in_the_order_cli_md_lists_them(desk: Run, tmp_path: Path) -> None:
+    """Scripts may diff the text; the key order is part of what they see."""
+    doc = ingest(desk, tmp_path, "a.eml", make_mail())
+    listed = desk("--json", "ticket", "list").json()["tickets"][0]
+    assert list(listed) == [
+        "id", "number", "title", "status", "queue", "customer", "assignee", "updated_at",
+        "messages",
+    ]  # fmt: skip
+    shown = desk("--json", "ticket", "show", str(doc["ticket"])).json()
+    assert list(shown) == [
+        "id", "number", "title", "status", "queue", "channel", "customer", "assignee",
+        "created_at", "updated_at", "messages",
+    ]  # fmt: skip

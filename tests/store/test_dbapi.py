@@ -11,6 +11,11 @@ from sqlalchemy.engine import make_url
 from conftest import Run
 from deskctl.store.dbapi import SQLITE_BUSY_TIMEOUT_MS, open_database, sqlite_database
 
+MAIL = (
+    b"From: Ada <ada@example.test>\r\nTo: support@example.test\r\n"
+    b"Subject: Locked out\r\nMessage-ID: <locked@example.test>\r\n\r\nHelp.\r\n"
+)
+
 
 @pytest.mark.parametrize(
     "url",
@@ -70,3 +75,27 @@ def test_a_database_folder_that_cannot_be_created_is_a_configuration_error(
         result = run_deskctl("--db", url, *args)
         assert result.exit_code == 5, (args, result.stderr)
         assert "cannot create the database folder" in result.stderr, args
+
+
+def test_a_lock_wait_that_times_out_exits_6_on_every_path(desk: Run, db_url: str) -> None:
+    """Statements sent to the driver inside an ORM transaction fail like the ORM's own."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("lock timeouts are PostgreSQL's; SQLite writers queue on the busy timeout")
+    import psycopg
+
+    desk("channel", "add", "support", "--kind", "pipe", "--address", "support@example.test")
+    assert desk("ingest", "--channel", "support", "-", stdin=MAIL).exit_code == 0
+    assert desk("ticket", "show", "1").exit_code == 0  # the view row the holder will lock
+    holder = psycopg.connect(db_url.replace("postgresql+psycopg://", "postgresql://"))
+    try:
+        holder.execute("SELECT * FROM ticket_views FOR UPDATE")
+        url = db_url + ("&" if "?" in db_url else "?") + "options=-c%20lock_timeout%3D300"
+        for args in (("ticket", "show", "1"), ("ticket", "reply", "1", "--force", "--body", "x")):
+            result = desk("--db", url, *args)
+            assert result.exit_code == 6, (args, result.stderr)
+            assert "lock timeout" in result.stderr and result.stderr.count("\n") == 1, args
+    finally:
+        holder.rollback()
+        holder.close()
+    shown = desk("--json", "ticket", "show", "1").json()
+    assert [m["direction"] for m in shown["messages"]] == ["in"]  # the failed reply left nothing
