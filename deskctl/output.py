@@ -13,16 +13,34 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from rich.cells import cell_len
-from rich.console import Console
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from deskctl.mail.sanitize import safe_text
 
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    # rich Consoles on the process's streams, made on first use (see __getattr__).
+    stdout: Console
+    stderr: Console
+
+_consoles: dict[str, Console] = {}
+
+
+def _console(name: str) -> Console:
+    if name not in _consoles:
+        from rich.console import Console
+
+        _consoles[name] = Console(stderr=name == "stderr", highlight=False, soft_wrap=True)
+    return _consoles[name]
+
+
+def __getattr__(name: str) -> Console:
+    """``stdout`` and ``stderr`` come to life when first used, so ``--json`` never loads rich."""
+    if name in ("stdout", "stderr"):
+        return _console(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def scrub(value: Any) -> Any:
@@ -48,11 +66,11 @@ def emit(document: Any, *, as_json: bool, human: Callable[[Console], None]) -> N
     if as_json:
         print_json(document)
     else:
-        human(stdout)
+        human(_console("stdout"))
 
 
 def warn(message: str) -> None:
-    stderr.print(f"deskctl: warning: {safe_text(message)}", markup=False)
+    _console("stderr").print(f"deskctl: warning: {safe_text(message)}", markup=False)
 
 
 def fmt_time(value: datetime | None) -> str:
@@ -79,6 +97,9 @@ def columns(specs: Sequence[Column], rows: Sequence[Sequence[Text]], width: int)
     millisecond a row here; ``ticket list`` prints fifty rows many times a
     day, so it lays out its columns itself, from rich's own cell widths.
     """
+    from rich.cells import cell_len
+    from rich.text import Text
+
     widths = []
     for i, spec in enumerate(specs):
         natural = max([cell_len(spec.header), *(row[i].cell_len for row in rows)])
@@ -102,6 +123,8 @@ def columns(specs: Sequence[Column], rows: Sequence[Sequence[Text]], width: int)
 
 
 def _cells(row: Sequence[Text], specs: Sequence[Column], widths: list[int]) -> list[Text]:
+    from rich.text import Text
+
     cells = []
     for cell, spec, width in zip(row, specs, widths, strict=True):
         cell = cell.copy()

@@ -63,8 +63,9 @@ def test_reading_tickets_loads_neither_the_orm_nor_mail_libraries(desk: Run, db_
         assert "The printer is on fire" in printed, args
         slow = ["sqlalchemy", "pydantic", *HEAVY]
         assert [m for m in slow if loaded(modules, m)] == [], args
-        # Only the command that runs is built, not its neighbours.
+        # Only the command that runs is built, not its neighbours; JSON needs no rich.
         assert not loaded(modules, "deskctl.commands.channels"), args
+        assert not loaded(modules, "rich"), args
 
 
 def test_a_mistyped_command_is_refused_with_a_suggestion(run_deskctl: Run) -> None:

@@ -7,16 +7,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
 from deskctl.commands._common import app_context, read_file, read_text, report
 from deskctl.errors import UsageError
 from deskctl.mail.sanitize import safe_text
-from deskctl.output import Column, columns, emit, fmt_time, stderr
+from deskctl.output import Column, columns, emit, fmt_time
 from deskctl.services.tickets import MAX_ID
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from deskctl.mail.compose import OutgoingAttachment
 
 app = typer.Typer(help="List, read and work tickets.", no_args_is_help=True)
@@ -56,6 +56,8 @@ def list_(
     colors = {row["id"]: row["queue_color"] for row in found}
 
     def human(out: Console) -> None:
+        from rich.text import Text
+
         if not rows:
             out.print("no tickets", markup=False)
             return
@@ -88,6 +90,8 @@ def list_(
 
 
 def _render_ticket(out: Console, data: dict[str, Any], color: str) -> None:
+    from rich.text import Text
+
     cust = data["customer"]
     head = Text()
     head.append(f"#{data['number']} ", style="bold")
@@ -258,6 +262,8 @@ def reply(
         quote = "".join(f"# > {line}\n" for line in (last[-1]["body"] if last else "").splitlines())
         text = _edit_body(quote)
         if not text:
+            from deskctl.output import stderr
+
             stderr.print("reply cancelled: the body is empty; nothing was queued", markup=False)
             return
     request = ReplyRequest(
