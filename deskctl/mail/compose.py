@@ -19,9 +19,28 @@ from email.utils import format_datetime, make_msgid
 from deskctl.mail.parsed import Address
 from deskctl.mail.sanitize import safe_header_value
 
-#: deskctl marks everything it sends; seeing it on incoming mail means our own
-#: mail came back (a loop), not a customer writing.
+#: deskctl marks everything it sends with this header, naming the installation
+#: (``deskctl <instance> ticket <N>``): seeing our own instance on incoming mail
+#: means our mail came back (a loop); another instance is another company's
+#: help desk writing to us, which is a customer like any other.
 LOOP_HEADER = "X-Deskctl-Loop"
+_INSTANCE = re.compile(r"^deskctl ([0-9a-f]{16})(?: |$)")
+
+
+def loop_token(instance: str, ticket_number: int) -> str:
+    return f"deskctl {instance} ticket {ticket_number}"
+
+
+def loop_instance(token: str) -> str | None:
+    """The installation that sent mail with loop header ``token``.
+
+    None for the header deskctl wrote before it named its installation
+    (``deskctl ticket N``), and for anything else a sender put there.
+    """
+    found = _INSTANCE.match(token)
+    return found.group(1) if found else None
+
+
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|vs|antw|wg|fw|fwd)\s*(\[\d+\])?\s*:\s*)+", re.I)
 
 

@@ -22,6 +22,7 @@ from deskctl.services.customers import find_or_create_customer
 from deskctl.services.loops import (
     OwnMailReturned,
     bounced_reply,
+    instance_id,
     own_addresses,
     own_mail_reason,
 )
@@ -56,6 +57,7 @@ class IngestCache:
     acking_queues: frozenset[int]
     default_queue_id: int
     own_addresses: dict[str, str]
+    instance: str
 
     def route(self, reader: int | None, recipients: tuple[str, ...]) -> ChannelInfo | None:
         """The channel a message belongs to: the first support address it was sent to.
@@ -84,6 +86,7 @@ def load_ingest_cache(session: Session) -> IngestCache:
         acking_queues=frozenset(q.id for q in queues if q.ack_template),
         default_queue_id=default_queue(session).id,
         own_addresses=own_addresses(session),
+        instance=instance_id(session),
     )
 
 
@@ -156,7 +159,7 @@ def ingest_mail(
         )
     channel = cache.route(reader, mail.original_recipients)
 
-    own = own_mail_reason(session, mail, cache.own_addresses)
+    own = own_mail_reason(session, mail, cache.own_addresses, cache.instance)
     bounced = bounced_reply(session, mail)
     match = (
         ThreadMatch(bounced.message.ticket, "bounce")

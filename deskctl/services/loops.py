@@ -1,7 +1,7 @@
 """Recognising our own mail and our bounced replies, so nothing can loop (promise 5).
 
-Own mail is a message deskctl sent (its Message-ID, its loop header) or one
-claiming to come from one of our channel addresses. It is recorded on the
+Own mail is a message this installation sent (its Message-ID, its loop header)
+or one claiming to come from one of our channel addresses. It is recorded on the
 ticket it belongs to, and never opens a ticket of its own.
 """
 
@@ -10,9 +10,10 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from deskctl.mail.compose import LOOP_HEADER
+from deskctl.errors import ConfigError
+from deskctl.mail.compose import LOOP_HEADER, loop_instance
 from deskctl.mail.parsed import ParsedMail
-from deskctl.store.models import IncomingChannel, Message, OutboxItem, OutgoingChannel
+from deskctl.store.models import IncomingChannel, Message, OutboxItem, OutgoingChannel, Setting
 
 
 class OwnMailReturned(Exception):
@@ -37,9 +38,24 @@ def own_addresses(session: Session) -> dict[str, str]:
     return found
 
 
-def own_mail_reason(session: Session, mail: ParsedMail, ours: dict[str, str]) -> str | None:
-    """Why ``mail`` is our own, or None; ``ours`` is :func:`own_addresses`."""
-    if mail.loop_token:
+def instance_id(session: Session) -> str:
+    """This installation's id (made by ``db upgrade``), named in the loop header it sends."""
+    setting = session.get(Setting, "instance_id")
+    if setting is None:
+        raise ConfigError("the database has no instance id: restore the settings table")
+    return setting.value
+
+
+def own_mail_reason(
+    session: Session, mail: ParsedMail, ours: dict[str, str], instance: str
+) -> str | None:
+    """Why ``mail`` is our own, or None; ``ours`` is :func:`own_addresses`.
+
+    A loop header naming another installation is another deskctl's mail: a
+    help desk writing to ours is a customer, and its mail opens a ticket.
+    """
+    sender_instance = loop_instance(mail.loop_token) if mail.loop_token else None
+    if mail.loop_token and sender_instance in (None, instance):
         return f"own mail: carries our {LOOP_HEADER} header ({mail.loop_token})"
     if mail.message_id and session.scalar(
         select(Message.id).where(Message.direction == "out", Message.message_id == mail.message_id)

@@ -21,6 +21,7 @@ from deskctl.mail.compose import (
     Quoted,
     Reply,
     compose,
+    loop_token,
     new_message_id,
     reply_subject,
     to_wire,
@@ -29,6 +30,7 @@ from deskctl.mail.parsed import Address, ParsedAttachment
 from deskctl.services.agents import acting_agent, get_agent
 from deskctl.services.attachments import store_attachment
 from deskctl.services.filters import load_patterns, matching_pattern
+from deskctl.services.loops import instance_id
 from deskctl.services.seen import record_view
 from deskctl.services.threading import ticket_token
 from deskctl.services.tickets import check_status
@@ -195,7 +197,7 @@ def queue_mail(
         else None,
         attachments=attachments,
         date=now,
-        loop_token=f"deskctl ticket {ticket.number}",
+        loop_token=loop_token(instance_id(session), ticket.number or ticket.id),
         auto_submitted=auto_submitted,
     )
     try:

@@ -304,6 +304,15 @@ class OutgoingFilter(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Setting(Base):
+    """One value for the whole installation, e.g. ``instance_id``, made at ``db upgrade``."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
 class QuarantinedMessage(Base):
     """Mail that could not be parsed or stored, kept byte for byte with the reason."""
 

@@ -407,3 +407,31 @@ def test_doctor_finds_loop_risks_before_mail_moves(desk: Run) -> None:
     assert result.exit_code == 5
     checks = {f["check"] for f in result.json()["findings"]}
     assert "agent-address" in checks
+
+
+def test_another_companys_deskctl_is_a_customer_but_our_own_mail_is_not(
+    desk: Run, replying_inbox: tuple[str, str], smtp_relay: SmtpRelay, tmp_path: Path
+) -> None:
+    """A vendor on deskctl answers a customer whose support inbox runs deskctl too."""
+    customer_desk = "help@customer.example"
+    number, _ = ticket_with_reply(
+        desk, make_mail(subject="Licence renewal", sender=customer_desk, to="inbox@example.test")
+    )
+    assert desk("send-outbox").exit_code == 0
+    (sent,) = [m for m in smtp_relay.messages if customer_desk in m.rcpt_tos]
+    assert sent.message()["X-Deskctl-Loop"].startswith("deskctl ")
+
+    # The customer's own deskctl (its own database) reads our reply: a ticket, not a loop.
+    theirs = f"sqlite:///{tmp_path / 'customer.db'}"
+    assert desk("--db", theirs, "db", "upgrade").exit_code == 0
+    desk("--db", theirs, "channel", "add", "help", "--kind", "pipe", "--address", customer_desk)
+    there = desk("--db", theirs, "--json", "ingest", "--channel", "help", stdin=sent.raw)
+    assert there.exit_code == 0, there.stderr
+    assert there.json()["created"] is True and "own" not in there.json()["flags"]
+
+    # The same header coming back to us (a copy under a new Message-ID) is our own mail.
+    copy = sent.raw.replace(b"Message-ID: <", b"Message-ID: <copy.", 1)
+    here = desk("--json", "ingest", "--channel", "inbox", stdin=copy).json()
+    assert here["ticket"] == number and here["created"] is False
+    assert "own" in here["flags"]
+    assert any("X-Deskctl-Loop" in reason for reason in here["flag_reasons"])
