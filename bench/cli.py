@@ -118,7 +118,8 @@ def sqlite_database(
         raise SystemExit("no sqlite3 client: apt-get install sqlite3")
     db = Database(url, "sqlite", [client, "-batch", "-readonly", str(path)])
     if path.exists() and ticket_count(url) == tickets:
-        print(f"reusing {path} ({tickets:,} tickets)\n")
+        print(f"reusing {path} ({tickets:,} tickets), upgraded to the current schema\n")
+        run_child(deskctl_argv("--db", url, "db", "upgrade"), child_env(work / "gen-home")).check()
     else:
         for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             stale.unlink(missing_ok=True)
