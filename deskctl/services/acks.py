@@ -1,9 +1,9 @@
 """Acknowledging new tickets, safely.
 
 An acknowledgement is automatic mail, so it follows RFC 3834: it is never
-sent to automatic, bulk, list or own mail, never to a filtered address, is
-marked ``Auto-Submitted: auto-replied`` with our loop header, and a sender
-gets at most a few an hour. Every suppression is recorded with its reason.
+sent to automatic, bulk, list or own mail, nor to another help desk, never to
+a filtered address, is marked ``Auto-Submitted: auto-replied`` with our loop
+header, and a sender gets at most a few an hour. Every suppression is recorded with its reason.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from deskctl.mail.parsed import ParsedMail
 from deskctl.services.filters import load_patterns, matching_pattern
 from deskctl.store.models import Message, Ticket, TicketEvent
 
-SUPPRESSING_FLAGS = ("auto_reply", "bounce", "bulk", "own")
+SUPPRESSING_FLAGS = ("auto_reply", "bounce", "bulk", "own", "help_desk")
 
 
 def render_ack(template: str, ticket: Ticket) -> str:

@@ -23,6 +23,7 @@ from deskctl.services.loops import (
     OwnMailReturned,
     bounced_reply,
     instance_id,
+    other_desk_reason,
     own_addresses,
     own_mail_reason,
 )
@@ -168,8 +169,9 @@ def ingest_mail(
     )
     if own is not None and match.ticket is None:
         raise OwnMailReturned(own)
-    flags = [*mail.flags, *(["own"] if own else [])]
-    reasons = [*mail.flag_reasons, *([own] if own else [])]
+    desk = other_desk_reason(mail, cache.instance)
+    flags = [*mail.flags, *(["own"] if own else []), *(["help_desk"] if desk else [])]
+    reasons = [*mail.flag_reasons, *(r for r in (own, desk) if r)]
     customer = (
         find_or_create_customer(session, mail.sender)
         if mail.sender is not None and mail.sender.email

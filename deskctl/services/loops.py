@@ -51,11 +51,10 @@ def own_mail_reason(
 ) -> str | None:
     """Why ``mail`` is our own, or None; ``ours`` is :func:`own_addresses`.
 
-    A loop header naming another installation is another deskctl's mail: a
-    help desk writing to ours is a customer, and its mail opens a ticket.
+    A loop header naming another installation is not ours: see
+    :func:`other_desk_reason`.
     """
-    sender_instance = loop_instance(mail.loop_token) if mail.loop_token else None
-    if mail.loop_token and sender_instance in (None, instance):
+    if mail.loop_token and loop_instance(mail.loop_token) in (None, instance):
         return f"own mail: carries our {LOOP_HEADER} header ({mail.loop_token})"
     if mail.message_id and session.scalar(
         select(Message.id).where(Message.direction == "out", Message.message_id == mail.message_id)
@@ -66,6 +65,19 @@ def own_mail_reason(
     if channel:
         return f"own mail: From {sender} is the address of {channel}"
     return None
+
+
+def other_desk_reason(mail: ParsedMail, instance: str) -> str | None:
+    """Why ``mail`` comes from another deskctl installation, or None.
+
+    Another company's help desk writing to ours is a customer: its mail opens
+    a ticket. It is never answered automatically, though, so two help desks
+    cannot acknowledge each other even where a relay strips Auto-Submitted.
+    """
+    sender = loop_instance(mail.loop_token) if mail.loop_token else None
+    if sender is None or sender == instance:
+        return None
+    return f"another help desk: its {LOOP_HEADER} header names deskctl installation {sender}"
 
 
 def bounced_reply(session: Session, mail: ParsedMail) -> OutboxItem | None:

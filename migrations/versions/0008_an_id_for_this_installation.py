@@ -1,5 +1,8 @@
 """Settings, and the id that tells this installation's loop header from another deskctl's.
 
+A downgrade drops the id; upgrading again makes a new one, and our mail sent
+before then is recognised as ours only by its Message-ID and its From.
+
 Revision ID: 0008
 Revises: 0007
 Create Date: 2026-11-26

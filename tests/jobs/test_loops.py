@@ -421,17 +421,27 @@ def test_another_companys_deskctl_is_a_customer_but_our_own_mail_is_not(
     (sent,) = [m for m in smtp_relay.messages if customer_desk in m.rcpt_tos]
     assert sent.message()["X-Deskctl-Loop"].startswith("deskctl ")
 
-    # The customer's own deskctl (its own database) reads our reply: a ticket, not a loop.
+    # The customer's own deskctl (its own database, acknowledging new tickets) reads our
+    # reply: a ticket, not a loop, and never an automatic answer to another help desk.
     theirs = f"sqlite:///{tmp_path / 'customer.db'}"
+    ack = tmp_path / "ack.txt"
+    ack.write_text(ACK)
     assert desk("--db", theirs, "db", "upgrade").exit_code == 0
     desk("--db", theirs, "channel", "add", "help", "--kind", "pipe", "--address", customer_desk)
+    desk("--db", theirs, "queue", "set", "general", "--ack-file", str(ack))
     there = desk("--db", theirs, "--json", "ingest", "--channel", "help", stdin=sent.raw)
     assert there.exit_code == 0, there.stderr
-    assert there.json()["created"] is True and "own" not in there.json()["flags"]
+    doc = there.json()
+    assert doc["created"] is True and "own" not in doc["flags"] and not doc["is_auto_reply"]
+    assert "help_desk" in doc["flags"] and doc["ack"] == "suppressed: the message is help_desk"
 
-    # The same header coming back to us (a copy under a new Message-ID) is our own mail.
-    copy = sent.raw.replace(b"Message-ID: <", b"Message-ID: <copy.", 1)
-    here = desk("--json", "ingest", "--channel", "inbox", stdin=copy).json()
-    assert here["ticket"] == number and here["created"] is False
-    assert "own" in here["flags"]
-    assert any("X-Deskctl-Loop" in reason for reason in here["flag_reasons"])
+    # The same header coming back to us (a copy under a new Message-ID) is our own mail,
+    # and so is the header deskctl wrote before installations had ids.
+    header = sent.message()["X-Deskctl-Loop"].encode()
+    for label, token in (("copy", header), ("legacy", f"deskctl ticket {number}".encode())):
+        copy = sent.raw.replace(b"Message-ID: <", b"Message-ID: <" + label.encode() + b".", 1)
+        copy = copy.replace(b"X-Deskctl-Loop: " + header, b"X-Deskctl-Loop: " + token, 1)
+        here = desk("--json", "ingest", "--channel", "inbox", stdin=copy).json()
+        assert here["ticket"] == number and here["created"] is False, label
+        assert "own" in here["flags"], label
+        assert any(token.decode() in reason for reason in here["flag_reasons"]), label
