@@ -7,12 +7,14 @@ ticket it belongs to, and never opens a ticket of its own.
 
 from __future__ import annotations
 
+import secrets
+
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from deskctl.errors import ConfigError
 from deskctl.mail.compose import LOOP_HEADER, loop_instance
 from deskctl.mail.parsed import ParsedMail
+from deskctl.store.dbapi import from_session
 from deskctl.store.models import IncomingChannel, Message, OutboxItem, OutgoingChannel, Setting
 
 
@@ -41,8 +43,13 @@ def own_addresses(session: Session) -> dict[str, str]:
 def instance_id(session: Session) -> str:
     """This installation's id (made by ``db upgrade``), named in the loop header it sends."""
     setting = session.get(Setting, "instance_id")
-    if setting is None:
-        raise ConfigError("the database has no instance id: restore the settings table")
+    if setting is None:  # only a hand-edited database lacks it; mail must keep flowing
+        from_session(session).execute(
+            "INSERT INTO settings (key, value) VALUES ('instance_id', :value)"
+            " ON CONFLICT (key) DO NOTHING",
+            value=secrets.token_hex(8),
+        )
+        setting = session.get_one(Setting, "instance_id")
     return setting.value
 
 

@@ -445,3 +445,16 @@ def test_another_companys_deskctl_is_a_customer_but_our_own_mail_is_not(
         assert here["ticket"] == number and here["created"] is False, label
         assert "own" in here["flags"], label
         assert any(token.decode() in reason for reason in here["flag_reasons"]), label
+
+
+def test_a_lost_instance_id_is_made_anew_and_mail_keeps_flowing(desk: Run, db_url: str) -> None:
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        before = conn.scalar(text("SELECT value FROM settings WHERE key = 'instance_id'"))
+        conn.execute(text("DELETE FROM settings"))
+    result = desk("--json", "ingest", "-", stdin=make_mail(message_id="<after-loss@example.org>"))
+    assert result.exit_code == 0 and result.json()["created"] is True
+    with engine.connect() as conn:
+        after = conn.scalar(text("SELECT value FROM settings WHERE key = 'instance_id'"))
+    engine.dispose()
+    assert len(before) == len(after) == 16 and after != before
