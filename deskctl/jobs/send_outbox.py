@@ -19,7 +19,7 @@ from deskctl.auth import credentials
 from deskctl.context import AppContext
 from deskctl.errors import DeskError, ExitCode
 from deskctl.jobs.workers import dead_local_owner, worker_id
-from deskctl.mail.compose import without_recipients
+from deskctl.mail.compose import wire_address, without_recipients
 from deskctl.services import outbox as svc
 from deskctl.services.filters import load_patterns, matching_pattern
 
@@ -135,8 +135,12 @@ def _send_one(
         log.warning("outbox item %s blocked: %s", env.item_id, reason)
         return
     dropped = {a for a in env.cc if matching_pattern(a, patterns)}
-    raw = without_recipients(env.raw, dropped) if dropped else env.raw
-    recipients = [*env.to, *(a for a in env.cc if a not in dropped)]
+    raw = (
+        without_recipients(env.raw, {wire_address(a).lower() for a in dropped})
+        if dropped
+        else env.raw
+    )
+    recipients = [wire_address(a) for a in (*env.to, *(a for a in env.cc if a not in dropped))]
     now = datetime.now(UTC)
     with context.transaction() as session:
         # A run slower than its claim must not send what another run has taken over.
@@ -144,7 +148,7 @@ def _send_one(
             log.warning("outbox item %s: claim lost to another run, not sending", env.item_id)
             return
     try:
-        refused = sender.send(raw, env.sender, recipients)
+        refused = sender.send(raw, wire_address(env.sender), recipients)
     except SendError as exc:
         with context.transaction() as session:
             if exc.permanent:

@@ -123,8 +123,25 @@ def html_part(reply: Reply) -> str:
     return "<!DOCTYPE html><html><body>" + "".join(out) + "</body></html>"
 
 
+def wire_address(email: str) -> str:
+    """``email`` with its domain in ASCII (IDNA), as SMTP and mail headers carry it.
+
+    A customer at bücher.example is reachable without SMTPUTF8 as
+    xn--bcher-kva.example, and a header must not RFC 2047-encode a domain.
+    A non-ASCII local part still needs SMTPUTF8; it stays as it is, and the
+    send fails with the reason.
+    """
+    local, at, domain = email.rpartition("@")
+    if not at or domain.isascii():
+        return email
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return email
+
+
 def _header_address(addr: Address) -> HeaderAddress:
-    local, _, domain = addr.email.partition("@")
+    local, _, domain = wire_address(addr.email).rpartition("@")
     return HeaderAddress(display_name=safe_header_value(addr.name), username=local, domain=domain)
 
 

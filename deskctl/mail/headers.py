@@ -306,7 +306,7 @@ def message_ids(value: str | None) -> tuple[str, ...]:
     """Message-IDs in a References/In-Reply-To value, without angle brackets."""
     if not value:
         return ()
-    text = unfold(value)
+    text = raw_text(value, ())  # an id in raw UTF-8 (RFC 6532) must not keep surrogates
     ids = [_clean_id(m) for m in _MSG_ID.findall(text)]
     if not ids:
         ids = [tok.strip("<>") for tok in text.split() if "@" in tok]
@@ -324,7 +324,7 @@ def first_message_id(value: str | None) -> str | None:
     ids = message_ids(value)
     if ids:
         return ids[0]
-    cleaned = _clean_id(unfold(value)).strip("<>")
+    cleaned = _clean_id(raw_text(value, ())).strip("<>")
     return cleaned or None
 
 

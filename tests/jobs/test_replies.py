@@ -296,3 +296,21 @@ def test_notes_assignments_and_status_changes_record_who_did_them(
         )).all()  # fmt: skip
     assert [tuple(e) for e in events] == [("assign", "alice", "alice"), ("status", "solved", "bob")]
     assert desk("--json", "outbox", "list").json()["outbox"] == [], "a note is never mailed"
+
+
+def test_a_customer_at_an_internationalised_domain_gets_the_reply(
+    desk: Run, replying_inbox: tuple[str, str], smtp_relay: SmtpRelay
+) -> None:
+    """Mail written with UTF-8 headers (RFC 6532) names the domain in Unicode."""
+    raw = (
+        "From: Jürgen <kunde@bücher.example>\r\nTo: inbox@example.test\r\n"
+        "Subject: Rechnung fehlt\r\nMessage-ID: <idn-1@bücher.example>\r\n\r\nHallo.\r\n"
+    ).encode()
+    number, _ = ticket_with_reply(desk, raw)
+    done = desk("--json", "send-outbox")
+    assert done.exit_code == 0 and done.json()["sent"] == 1, done.stdout
+    (sent,) = [m for m in smtp_relay.messages if "kunde@xn--bcher-kva.example" in m.rcpt_tos]
+    assert sent.message()["To"].addresses[0].addr_spec == "kunde@xn--bcher-kva.example"
+    shown = desk("--json", "ticket", "show", str(number)).json()
+    assert shown["customer"]["email"] == "kunde@bücher.example"  # kept as the customer wrote it
+    assert [m["delivery"] for m in shown["messages"] if m["direction"] == "out"] == ["sent"]

@@ -321,3 +321,15 @@ def test_only_input_that_is_not_a_mail_at_all_is_refused(raw: bytes, reason: str
 def test_a_headers_only_mail_without_body_still_parses() -> None:
     mail = parse_mail(b"From: a@example.com\r\nSubject: empty")
     assert (mail.subject, mail.text, mail.attachments) == ("empty", "", ())
+
+
+def test_message_ids_in_raw_utf8_are_read_as_text() -> None:
+    """RFC 6532 mail may name an internationalised domain in its Message-ID."""
+    raw = (
+        "From: Jürgen <kunde@bücher.example>\r\nTo: support@example.test\r\nSubject: x\r\n"
+        "Message-ID: <a1@bücher.example>\r\nIn-Reply-To: <r1@bücher.example>\r\n\r\nHallo.\r\n"
+    ).encode()
+    mail = parse_mail(raw)
+    assert mail.message_id == "a1@bücher.example"
+    assert mail.in_reply_to == ("r1@bücher.example",)
+    assert mail.message_id.encode("utf-8")  # no surrogates left to fail storage
