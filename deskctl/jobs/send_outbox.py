@@ -19,7 +19,8 @@ from deskctl.auth import credentials
 from deskctl.context import AppContext
 from deskctl.errors import DeskError, ExitCode
 from deskctl.jobs.workers import dead_local_owner, worker_id
-from deskctl.mail.compose import wire_address, without_recipients
+from deskctl.mail.addresses import address_key, wire_address
+from deskctl.mail.compose import without_recipients
 from deskctl.services import outbox as svc
 from deskctl.services.filters import load_patterns, matching_pattern
 
@@ -168,7 +169,8 @@ def _send_one(
             svc.mark_failed(session, env.item_id, owner, f"{type(exc).__name__}: {exc}")
         report.failed += 1
         return
-    refused_to = [r for r in refused if r.split(":")[0] in env.to]
+    customers = {address_key(a) for a in env.to}
+    refused_to = [r for r in refused if address_key(r.split(":")[0]) in customers]
     with context.transaction() as session:
         if refused_to:
             # The customer did not get it; whoever on Cc did should not get it twice

@@ -16,6 +16,7 @@ from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+from deskctl.mail.addresses import wire_address
 from deskctl.mail.parsed import Address
 from deskctl.mail.sanitize import safe_header_value
 
@@ -123,23 +124,6 @@ def html_part(reply: Reply) -> str:
     return "<!DOCTYPE html><html><body>" + "".join(out) + "</body></html>"
 
 
-def wire_address(email: str) -> str:
-    """``email`` with its domain in ASCII (IDNA), as SMTP and mail headers carry it.
-
-    A customer at bücher.example is reachable without SMTPUTF8 as
-    xn--bcher-kva.example, and a header must not RFC 2047-encode a domain.
-    A non-ASCII local part still needs SMTPUTF8; it stays as it is, and the
-    send fails with the reason.
-    """
-    local, at, domain = email.rpartition("@")
-    if not at or domain.isascii():
-        return email
-    try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError:
-        return email
-
-
 def _header_address(addr: Address) -> HeaderAddress:
     local, _, domain = wire_address(addr.email).rpartition("@")
     return HeaderAddress(display_name=safe_header_value(addr.name), username=local, domain=domain)
@@ -156,9 +140,11 @@ def compose(reply: Reply) -> EmailMessage:
     if reply.date is not None:
         msg["Date"] = format_datetime(reply.date)
     msg["Message-ID"] = f"<{reply.message_id}>"
-    if reply.in_reply_to:
+    # An id with a non-ASCII domain (RFC 6532 mail) cannot go in these headers
+    # without SMTPUTF8; the [#N] subject token still carries the thread.
+    if reply.in_reply_to and reply.in_reply_to.isascii():
         msg["In-Reply-To"] = f"<{safe_header_value(reply.in_reply_to)}>"
-    refs = [r for r in reply.references if r]
+    refs = [r for r in reply.references if r and r.isascii()]
     if refs:
         msg["References"] = " ".join(f"<{safe_header_value(r)}>" for r in refs)
     msg[LOOP_HEADER] = safe_header_value(reply.loop_token)

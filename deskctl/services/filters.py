@@ -12,6 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from deskctl.errors import Conflict, NotFound, UsageError
+from deskctl.mail.addresses import address_key
 from deskctl.store.models import OutgoingFilter
 
 
@@ -43,15 +44,17 @@ def matching_pattern(address: str, patterns: list[str]) -> str | None:
     """The filter pattern that forbids mailing ``address``, if any."""
     from fnmatch import fnmatchcase
 
-    email = address.strip().lower()
+    # Either form of an internationalised domain matches either form of a pattern.
+    emails = {address.strip().lower(), address_key(address)}
     for pattern in patterns:
+        forms = {pattern, address_key(pattern)}
         if pattern.startswith("@"):
-            if email.endswith(pattern):
+            if any(e.endswith(p) for e in emails for p in forms):
                 return pattern
         elif any(ch in pattern for ch in "*?["):
-            if fnmatchcase(email, pattern):
+            if any(fnmatchcase(e, pattern) for e in emails):
                 return pattern
-        elif email == pattern:
+        elif emails & forms:
             return pattern
     return None
 

@@ -12,6 +12,7 @@ import secrets
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from deskctl.mail.addresses import address_key
 from deskctl.mail.compose import LOOP_HEADER, loop_instance
 from deskctl.mail.parsed import ParsedMail
 from deskctl.store.dbapi import from_session
@@ -27,16 +28,16 @@ class OwnMailReturned(Exception):
 
 
 def own_addresses(session: Session) -> dict[str, str]:
-    """Every address deskctl reads or sends as, mapped to the channel that uses it."""
+    """Every address deskctl reads or sends as (by :func:`address_key`), and its channel."""
     found = {
-        address: f"incoming channel {name}"
+        address_key(address): f"incoming channel {name}"
         for name, address in session.execute(select(IncomingChannel.name, IncomingChannel.address))
     }
     for name, address in session.execute(
         select(OutgoingChannel.name, OutgoingChannel.from_address)
     ):
         if address:
-            found.setdefault(address, f"outgoing channel {name}")
+            found.setdefault(address_key(address), f"outgoing channel {name}")
     return found
 
 
@@ -68,7 +69,7 @@ def own_mail_reason(
     ):
         return "own mail: a Message-ID deskctl generated"
     sender = mail.sender.email if mail.sender else ""
-    channel = ours.get(sender) if sender else None
+    channel = ours.get(address_key(sender)) if sender else None
     if channel:
         return f"own mail: From {sender} is the address of {channel}"
     return None

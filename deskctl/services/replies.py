@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from deskctl.errors import ConfigError, Conflict, NotFound, UsageError
+from deskctl.mail.addresses import wire_address
 from deskctl.mail.compose import (
     OutgoingAttachment,
     Quoted,
@@ -174,7 +175,7 @@ def queue_mail(
             seen.add(addr.email)
             cc.append(addr)
     now = datetime.now(UTC)
-    message_id = new_message_id(from_email.partition("@")[2])
+    message_id = new_message_id(wire_address(from_email).rpartition("@")[2])
     references = (
         (*(answered.references or []), answered.message_id)
         if answered is not None and answered.message_id

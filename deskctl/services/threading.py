@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from deskctl.mail.addresses import address_key
 from deskctl.mail.parsed import ParsedMail
 from deskctl.store.models import Message, Ticket
 
@@ -37,7 +38,7 @@ class ThreadMatch:
 
 
 def participants(session: Session, ticket: Ticket) -> set[str]:
-    """Every address that took part in the ticket's conversation."""
+    """Every address that took part in the ticket's conversation, by :func:`address_key`."""
     found: set[str] = set()
     if ticket.customer is not None:
         found.add(ticket.customer.email)
@@ -50,7 +51,7 @@ def participants(session: Session, ticket: Ticket) -> set[str]:
         for addr in (*(to or []), *(cc or [])):
             if addr.get("email"):
                 found.add(addr["email"])
-    return found
+    return {address_key(a) for a in found}
 
 
 def find_thread(session: Session, mail: ParsedMail) -> ThreadMatch:
@@ -69,7 +70,7 @@ def find_thread(session: Session, mail: ParsedMail) -> ThreadMatch:
         ticket = session.scalar(select(Ticket).where(Ticket.number == number))
         if ticket is not None:
             sender = mail.sender.email if mail.sender else ""
-            if sender and sender in participants(session, ticket):
+            if sender and address_key(sender) in participants(session, ticket):
                 return ThreadMatch(ticket, "token")
             return ThreadMatch(None, "token-untrusted")
     return ThreadMatch(None, "new")

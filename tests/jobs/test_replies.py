@@ -311,6 +311,22 @@ def test_a_customer_at_an_internationalised_domain_gets_the_reply(
     assert done.exit_code == 0 and done.json()["sent"] == 1, done.stdout
     (sent,) = [m for m in smtp_relay.messages if "kunde@xn--bcher-kva.example" in m.rcpt_tos]
     assert sent.message()["To"].addresses[0].addr_spec == "kunde@xn--bcher-kva.example"
+    assert sent.message()["In-Reply-To"] is None  # the customer's id has a Unicode domain
     shown = desk("--json", "ticket", "show", str(number)).json()
     assert shown["customer"]["email"] == "kunde@bücher.example"  # kept as the customer wrote it
     assert [m["delivery"] for m in shown["messages"] if m["direction"] == "out"] == ["sent"]
+
+    # Writing back from the ASCII form of the same mailbox is the same customer.
+    again = make_mail(
+        subject=f"Re: Rechnung fehlt [#{number}]", sender="kunde@xn--bcher-kva.example",
+        to="inbox@example.test",
+    )  # fmt: skip
+    joined = desk("--json", "ingest", "--channel", "inbox", stdin=again).json()
+    assert joined["ticket"] == number and joined["rule"] == "token"
+
+    # A filter written in either form keeps deskctl from mailing the other.
+    desk("filter", "add", "@xn--bcher-kva.example", "--reason", "asked us to stop")
+    desk("ticket", "show", str(number))
+    assert desk("ticket", "reply", str(number), "--body", "One more thing").exit_code == 0
+    blocked = desk("--json", "send-outbox").json()
+    assert blocked["blocked"] == 1 and blocked["sent"] == 0
