@@ -61,3 +61,16 @@ def test_a_message_id_in_unicode_is_left_out_rather_than_encoded_into_noise() ->
     parsed = message_from_bytes(to_wire(compose(reply)), policy=policy.default)
     assert parsed["In-Reply-To"] is None
     assert str(parsed["References"]) == "<a0@example.org>"
+
+
+def test_a_support_address_at_an_internationalised_domain_can_send() -> None:
+    reply = Reply(
+        sender=Address("Kundendienst", "hilfe@bücher.example"),
+        to=(Address("", "ada@example.org"),),
+        cc=(),
+        subject="Re: Frage [#3]",
+        body="Gern.",
+        message_id="r3@xn--bcher-kva.example",
+    )
+    head = to_wire(compose(reply)).split(b"\r\n\r\n", 1)[0]
+    assert b"hilfe@xn--bcher-kva.example" in head
