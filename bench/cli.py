@@ -320,7 +320,7 @@ def report(db: Database, env: dict[str, str], runs: int, warmup: int) -> list[Ca
 def explain(db: Database, word: str, number: int) -> None:
     """The SQL each command's service calls issue, with time and plan."""
     from deskctl.services import tickets as svc
-    from deskctl.services.seen import acting_agent_id, record_view
+    from deskctl.services.seen import record_shown
     from deskctl.store import dbapi
 
     captured: list[tuple[str, dict[str, Any], float]] = []
@@ -352,11 +352,10 @@ def explain(db: Database, word: str, number: int) -> None:
 
     def show() -> None:
         with conn.transaction():
-            data, row = svc.ticket_detail(conn, number)
+            data, _row = svc.ticket_detail(conn, number)
         try:
             with conn.transaction(write=True):
-                agent_id = acting_agent_id(conn, "bench-explain")
-                record_view(conn, row["id"], agent_id, max(m["id"] for m in data["messages"]))
+                record_shown(conn, "bench-explain", data)
                 raise KeyboardInterrupt  # roll the view back: the bench leaves no trace
         except KeyboardInterrupt:
             pass

@@ -145,7 +145,7 @@ def show(
     Example: deskctl ticket show 1042
     """
     from deskctl.services import tickets as svc
-    from deskctl.services.seen import acting_agent_id, record_view
+    from deskctl.services.seen import record_shown
 
     context = app_context(ctx)
     with context.database() as db:
@@ -155,12 +155,8 @@ def show(
         else:
             with db.transaction():
                 data, row = svc.ticket_detail(db, number)
-            # What was shown is what the agent has seen, even if mail came in
-            # since; the write waits for its own short transaction.
-            newest = max((m["id"] for m in data["messages"]), default=0)
-            with db.transaction(write=True):
-                agent_id = acting_agent_id(db, context.settings.agent)
-                record_view(db, row["id"], agent_id, newest)
+            with db.transaction(write=True):  # its own short write, after the read
+                record_shown(db, context.settings.agent, data)
     if raw is not None:
         # Exactly the stored bytes for pipes and files; a terminal gets them
         # sanitised, because raw mail may carry escape sequences.

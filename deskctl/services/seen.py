@@ -8,6 +8,7 @@ assign) run the very same statements on their session's connection.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from deskctl.store.dbapi import Database
 
@@ -52,3 +53,13 @@ def record_view(db: Database, ticket_id: int, agent_id: int, newest_message_id: 
                SET last_message_id = excluded.last_message_id, seen_at = excluded.seen_at""",
             **values,
         )
+
+
+def record_shown(db: Database, agent_name: str, detail: dict[str, Any]) -> None:
+    """``ticket show`` printed ``detail``: that is what the agent has now seen.
+
+    The newest message printed, not the newest stored: mail that arrived
+    after the read is still news at the next collision check.
+    """
+    newest = max((m["id"] for m in detail["messages"]), default=0)
+    record_view(db, detail["id"], acting_agent_id(db, agent_name), newest)

@@ -119,10 +119,7 @@ class Database:
                 for k, v in params.items()
             }
             return sql, params
-        style = self.driver.paramstyle
-        if style == "named":
-            return sql, params
-        if style == "pyformat":
+        if self.driver.paramstyle == "pyformat":  # psycopg, psycopg2
             return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%")), params
         raise ConfigError(f"the database driver {self.driver.__name__} is not supported")
 
