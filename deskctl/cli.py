@@ -122,7 +122,18 @@ class RunState:
 
 
 class _SafeFormatter(logging.Formatter):
-    """Log lines can quote mail (a subject, a header); none may reach the terminal raw."""
+    """Log lines can quote mail (a subject, a header); none may reach the terminal raw.
+
+    A message is one line: a newline in what it quotes (a file name, a header)
+    is written as ``\\n``, so it cannot forge a log line of its own. A traceback
+    (``-vv``) keeps its lines.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        from deskctl.mail.sanitize import one_line
+
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         from deskctl.mail.sanitize import safe_text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import typer
@@ -37,16 +38,31 @@ def report(context: AppContext, document: Any, line: str) -> None:
     )
 
 
-def read_file(path: str) -> bytes:
-    """A file named on the command line; a missing or unreadable one is a usage error."""
+def read_file(path: str, *, limit: int | None = None, over_limit: str = "") -> bytes:
+    """A file named on the command line; a missing or unreadable one is a usage error.
+
+    Only a regular file (a link to one is fine): a FIFO, a device or a directory
+    is refused at once, before anything could block on it or read it forever.
+    With ``limit``, a file of more than that many bytes is refused too, with
+    ``over_limit`` as the reason (no more than ``limit + 1`` bytes are read).
+    """
     from pathlib import Path
 
     from deskctl.errors import UsageError
+    from deskctl.transport.files import NotRegularFile, open_regular
 
     try:
-        return Path(path).expanduser().read_bytes()
+        with open_regular(Path(path).expanduser()) as fh:
+            if limit is not None and os.fstat(fh.fileno()).st_size > limit:
+                raise UsageError(over_limit or f"{path} is over the limit of {limit} bytes")
+            data = fh.read() if limit is None else fh.read(limit + 1)
+    except NotRegularFile as exc:
+        raise UsageError(f"cannot read {path}: it is {exc.strerror}, not a regular file") from exc
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    if limit is not None and len(data) > limit:  # it grew while we read it
+        raise UsageError(over_limit or f"{path} is over the limit of {limit} bytes")
+    return data
 
 
 def read_text(path: str) -> str:

@@ -72,6 +72,8 @@ def fetch(
                     f"{r.quarantined} quarantined"
                 )
             out.print(line)
+            for entry in r.unread:
+                out.print(Text(safe_text(f"{r.name}: not read: {entry}"), style="yellow"))
 
     emit({"channels": [r.to_dict() for r in reports]}, as_json=context.json, human=human)
     for r in reports:

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from deskctl.commands._common import app_context, finish, read_file, report
 from deskctl.errors import ExitCode
-from deskctl.mail.sanitize import safe_text
+from deskctl.mail.sanitize import one_line, safe_text
 from deskctl.output import emit, fmt_time
 
 app = typer.Typer(
@@ -71,8 +71,9 @@ def show(
         return
 
     def human(out: Console) -> None:
+        # One line per field: a newline in a source (a file name) cannot add a field.
         for key, value in data.items():
-            out.print(Text(f"{key}: {safe_text(str(value))}"))
+            out.print(Text(f"{key}: {one_line(safe_text(str(value)))}"))
 
     emit(data, as_json=context.json, human=human)
 

@@ -125,7 +125,7 @@ def _render_ticket(out: Console, data: dict[str, Any], color: str) -> None:
             out.print(
                 Text(
                     f"  attachment: {safe_text(att['filename'])} "
-                    f"({att['content_type']}, {att['size']} bytes)",
+                    f"({safe_text(att['content_type'])}, {att['size']} bytes)",
                     style="cyan",
                 )
             )
@@ -212,14 +212,22 @@ def _read_body(body: str | None, body_file: str | None) -> str | None:
     return body
 
 
-def _attachments(paths: list[str]) -> tuple[OutgoingAttachment, ...]:
+#: The attachments of one reply together, by default: what most mail servers accept.
+MAX_ATTACHMENTS = 25 * 1024 * 1024
+
+
+def _attachments(paths: list[str], limit: int) -> tuple[OutgoingAttachment, ...]:
+    """The files to attach, regular files only, at most ``limit`` bytes in all."""
     import mimetypes
 
     from deskctl.mail.compose import OutgoingAttachment
 
     found = []
+    total = 0
+    over = f"the attachments are over the limit of {limit} bytes for one reply (--max-size)"
     for path in paths:
-        data = read_file(path)
+        data = read_file(path, limit=limit - total, over_limit=over)
+        total += len(data)
         ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
         found.append(OutgoingAttachment(Path(path).name, ctype, data))
     return tuple(found)
@@ -239,6 +247,9 @@ def reply(
     force: Annotated[
         bool, typer.Option("--force", help="reply even if the ticket changed")
     ] = False,
+    max_size: Annotated[
+        int, typer.Option("--max-size", min=0, help="bytes of attachments in all, at most")
+    ] = MAX_ATTACHMENTS,
 ) -> None:
     """Answer the customer; the mail is queued for `deskctl send-outbox`.
 
@@ -250,6 +261,8 @@ def reply(
     from deskctl.services.replies import ReplyRequest, reply_to_ticket
 
     context = app_context(ctx)
+    # Files first: a wrong --attach fails at once, not after the agent wrote the reply.
+    attachments = _attachments(attach or [], max_size)
     text = _read_body(body, body_file)
     if text is None:
         with context.database() as db, db.transaction():
@@ -266,7 +279,7 @@ def reply(
         body=text,
         cc=tuple(cc or ()),
         status=status,
-        attachments=_attachments(attach or []),
+        attachments=attachments,
         force=force,
     )
     with context.transaction() as session:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -34,6 +34,9 @@ from deskctl.services.leases import (
     renew_channel,
 )
 from deskctl.store.models import FetchedKey, IncomingChannel
+
+if TYPE_CHECKING:
+    from deskctl.transport.maildir import MaildirInbox
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,9 @@ class ChannelReport:
     error: str | None = None
     exit_code: int = ExitCode.OK
     skipped: str | None = None
+    #: Mailbox entries that were not mail deskctl could read (a link, a FIFO, an
+    #: unreadable file, a name that is not UTF-8), each "name: why", printable.
+    unread: list[str] = field(default_factory=list)
 
     def count(self, outcome: Outcome) -> None:
         self.fetched += 1
@@ -67,6 +73,13 @@ class ChannelReport:
         else:
             self.messages_added += 1
 
+    def problem(self) -> str | None:
+        """What goes into the channel's last_error: the failure, or what was left unread."""
+        if self.error or not self.unread:
+            return self.error
+        more = f" (and {len(self.unread) - 1} more)" if len(self.unread) > 1 else ""
+        return f"not read: {self.unread[0]}{more}"
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "name": self.name,
@@ -76,6 +89,7 @@ class ChannelReport:
             "quarantined": self.quarantined,
             "skipped_duplicates": self.skipped_duplicates,
             "error": self.error,
+            "unread": self.unread,
         }
         if self.skipped:
             data["skipped"] = self.skipped
@@ -280,6 +294,23 @@ def _maildir(
     from deskctl.transport.maildir import MaildirInbox
 
     inbox = MaildirInbox(ch.path or "")
+    try:
+        _read_maildir(context, ch, opts, report, owner, inbox)
+    finally:
+        # Entries that are not mail we can read: reported, never fatal (promise 7).
+        report.unread = [str(entry) for entry in inbox.skipped]
+        for line in report.unread:
+            log.warning("%s: not read: %s", ch.name, line)
+
+
+def _read_maildir(
+    context: AppContext,
+    ch: Snapshot,
+    opts: FetchOptions,
+    report: ChannelReport,
+    owner: str,
+    inbox: MaildirInbox,
+) -> None:
     cache = ingest_cache(context)
     with context.transaction(write=False) as session:
         known = set(
@@ -327,7 +358,7 @@ def _record(context: AppContext, ch: Snapshot, report: ChannelReport, owner: str
     now = datetime.now(UTC)
     values: dict[str, Any] = {
         "last_fetch_at": now,
-        "last_error": report.error,
+        "last_error": report.problem(),
         "last_counts": {k: v for k, v in report.to_dict().items() if isinstance(v, int)},
     }
     if report.error is None:
@@ -374,11 +405,15 @@ def fetch_all(context: AppContext, names: list[str], opts: FetchOptions) -> list
 
 
 def exit_code(reports: Iterable[ChannelReport]) -> ExitCode:
-    """0 all good; 5 or 6 when every channel failed for that reason; else 7 (partial)."""
+    """0 all good; 5 or 6 when every channel failed for that reason; else 7 (partial).
+
+    Mail left in quarantine, or a mailbox entry that could not be read, is partial too.
+    """
     reports = list(reports)
     failed = [r for r in reports if r.error]
     if not failed:
-        return ExitCode.PARTIAL if any(r.quarantined for r in reports) else ExitCode.OK
+        partial = any(r.quarantined or r.unread for r in reports)
+        return ExitCode.PARTIAL if partial else ExitCode.OK
     codes = {r.exit_code for r in failed}
     if len(failed) == len(reports) and len(codes) == 1:
         return ExitCode(codes.pop())

@@ -12,16 +12,20 @@ import re
 import unicodedata
 
 # ESC-introduced sequences: CSI (ESC [ ... final byte), OSC/DCS/SOS/PM/APC strings
-# ended by BEL or ST (ESC \), and two-byte ESC sequences. The 8-bit C1 forms
-# (CSI = U+009B, OSC = U+009D, ...) are covered by the same patterns.
+# ended by BEL or ST (ESC \) on the same line, and two-byte ESC sequences. The
+# 8-bit C1 forms (CSI = U+009B, OSC = U+009D, ...) are covered by the same patterns.
+# A string whose terminator never comes (a stray C1 OSC, an ``ESC ]`` left open) is
+# not a sequence to remove up to the end: only its introducer goes (the last
+# alternative, or _CONTROLS for a lone C1), and the text after it stays readable.
+# The string body cannot hold another introducer, so each character is scanned once.
 _ESCAPES = re.compile(
     r"""
     (?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?               # CSI
     | (?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])        # OSC, DCS, SOS, PM, APC ...
-      .*?(?:\x07|\x1b\\|\x9c|$)                      # ... up to BEL or ST
+      [^\x07\x1b\n\x90-\x9f]*(?:\x07|\x1b\\|\x9c)     # ... up to BEL or ST, same line
     | \x1b[ -/]*[0-~]?                               # other ESC sequences
     """,
-    re.VERBOSE | re.DOTALL,
+    re.VERBOSE,
 )
 # C0 except \t and \n, DEL, C1, and the bidi embedding/override/isolate controls.
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
@@ -36,6 +40,28 @@ def safe_text(s: str) -> str:
     if s.isprintable():
         return s
     return _CONTROLS.sub("", _ESCAPES.sub("", s))
+
+
+def one_line(s: str) -> str:
+    """``s`` as one line of characters that show as themselves.
+
+    For names deskctl did not choose (a Maildir file name) in a log line, an
+    error or a ``key: value`` listing, where a newline would forge a line of
+    its own: control and format characters are written as escapes (``\\n``,
+    ``\\x1b``, ``\\u202e``), and bytes that were not UTF-8 (a name decoded with
+    ``surrogateescape``) as ``\\xNN``.
+    """
+    if s.isprintable():
+        return s
+    out = []
+    for ch in s:
+        if ch.isprintable():
+            out.append(ch)
+        elif "\udc80" <= ch <= "\udcff":
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
 
 
 _FILENAME_MAX = 200

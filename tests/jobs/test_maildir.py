@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+from sqlalchemy import create_engine, text
 
 from conftest import Run
 from mailfactory import make_mail
@@ -78,3 +84,169 @@ def test_a_folder_that_is_not_a_maildir_is_a_clear_error(desk: Run, tmp_path: Pa
     )
     result = desk("fetch")
     assert result.exit_code == 5 and "is not a Maildir" in result.stderr
+
+
+def maildir(tmp_path: Path, name: str = "Maildir") -> Path:
+    box = tmp_path / name
+    for sub in ("cur", "new", "tmp"):
+        (box / sub).mkdir(parents=True)
+    return box
+
+
+def add_maildir_channel(desk: Run, box: Path, *extra: str) -> None:
+    added = desk("channel", "add", "md", "--kind", "maildir", "--address", "md@example.test",
+                 "--path", str(box), *extra)  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+
+
+def stored_bytes(db_url: str) -> bytes:
+    """Every raw source and attachment the database holds, to look for a leak in."""
+    with create_engine(db_url).connect() as conn:
+        chunks = [
+            bytes(row[0] or b"")
+            for table in ("messages", "quarantine", "blobs")
+            for row in conn.execute(
+                text(f"SELECT {'data' if table == 'blobs' else 'raw'} FROM {table}")
+            )
+        ]
+    return b"\n".join(chunks)
+
+
+def test_a_link_to_a_secret_file_never_reaches_the_database_or_the_quarantine(
+    desk: Run, db_url: str, tmp_path: Path
+) -> None:
+    secret = tmp_path / "shadow"
+    secret.write_bytes(b"root:$6$SECRET-HASH-b1:19000:0:99999:7:::\n")
+    box = maildir(tmp_path)
+    (box / "new" / "1000.a.host").write_bytes(make_mail(subject="before", message_id="<a@x>"))
+    (box / "new" / "1001.link.host").symlink_to(secret)
+    (box / "cur" / "1002.shadow.host:2,S").symlink_to("/etc/shadow")
+    (box / "new" / "1003.b.host").write_bytes(make_mail(subject="after", message_id="<b@x>"))
+    add_maildir_channel(desk, box)
+
+    result = desk("--json", "fetch")
+    assert result.exit_code == 7, result.stderr
+    report = result.json()["channels"][0]
+    assert report["tickets_created"] == 2 and report["quarantined"] == 0
+    assert report["unread"] == [
+        "new/1001.link.host: a symbolic link, not a mail file: skipped",
+        "cur/1002.shadow.host:2,S: a symbolic link, not a mail file: skipped",
+    ]
+    assert b"SECRET-HASH-b1" not in stored_bytes(db_url)
+    assert desk("--json", "quarantine", "list").json()["quarantine"] == []
+    shown = desk("--json", "channel", "show", "md").json()
+    assert shown["last_error"].startswith("not read: new/1001.link.host: a symbolic link")
+    # The link stays where it is and is reported again; the mail is not fetched twice.
+    again = desk("--json", "fetch")
+    assert again.exit_code == 7 and again.json()["channels"][0]["fetched"] == 0
+
+
+def test_a_fifo_a_folder_and_a_socket_are_skipped_without_waiting(
+    desk: Run, tmp_path: Path
+) -> None:
+    import socket
+
+    box = maildir(tmp_path)
+    os.mkfifo(box / "new" / "1000.fifo.host")
+    (box / "cur" / "1001.dir.host:2,").mkdir()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(box / "new" / "1002.sock.host"))
+    (box / "new" / "1003.mail.host").write_bytes(make_mail(subject="real mail"))
+    add_maildir_channel(desk, box)
+
+    # A FIFO with no writer would block a reader that opens it for good.
+    run = subprocess.run([sys.executable, "-m", "deskctl", "--json", "fetch"],
+                         capture_output=True, timeout=60, env=dict(os.environ))  # fmt: skip
+    assert run.returncode == 7, run.stderr
+    report = json.loads(run.stdout)["channels"][0]
+    assert report["tickets_created"] == 1
+    assert sorted(report["unread"]) == [
+        "cur/1001.dir.host:2,: a directory, not a mail file: skipped",
+        "new/1000.fifo.host: a FIFO, not a mail file: skipped",
+        "new/1002.sock.host: a socket, not a mail file: skipped",
+    ]
+
+
+def test_an_unreadable_entry_is_recorded_and_the_mail_after_it_is_fetched(
+    desk: Run, tmp_path: Path
+) -> None:
+    box = maildir(tmp_path)
+    locked = box / "new" / "1000.locked.host"
+    locked.write_bytes(make_mail(subject="locked away"))
+    locked.chmod(0)
+    (box / "new" / "1001.open.host").write_bytes(make_mail(subject="readable"))
+    add_maildir_channel(desk, box)
+
+    # root reads a mode-000 file anyway; without the two file-access capabilities
+    # root is held to the mode bits like any user.
+    as_user = (
+        ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]
+        if os.geteuid() == 0
+        else []
+    )
+    run = subprocess.run([*as_user, sys.executable, "-m", "deskctl", "--json", "fetch"],
+                         capture_output=True, timeout=60, env=dict(os.environ))  # fmt: skip
+    assert run.returncode == 7, run.stderr
+    report = json.loads(run.stdout)["channels"][0]
+    assert report["tickets_created"] == 1 and report["quarantined"] == 0
+    assert report["unread"] == ["new/1000.locked.host: cannot be read: Permission denied"]
+    assert b"not read: new/1000.locked.host" in run.stderr
+    titles = [t["title"] for t in desk("--json", "ticket", "list").json()["tickets"]]
+    assert titles == ["readable"]
+
+
+def test_a_name_that_is_not_utf8_is_skipped_with_its_bytes_escaped(
+    desk: Run, tmp_path: Path
+) -> None:
+    box = maildir(tmp_path)
+    bad = os.path.join(os.fsencode(box / "new"), b"1000.\xff\xfe.host")
+    with open(bad, "wb") as fh:
+        fh.write(make_mail(subject="odd name"))
+    (box / "new" / "1001.fine.host").write_bytes(make_mail(subject="fine name"))
+    add_maildir_channel(desk, box)
+
+    result = desk("--json", "fetch")
+    assert result.exit_code == 7, result.stderr
+    report = result.json()["channels"][0]
+    assert report["tickets_created"] == 1
+    assert report["unread"] == ["new/1000.\\xff\\xfe.host: its name is not valid UTF-8"]
+
+
+def test_an_entry_gone_between_listing_and_reading_is_recorded_not_fatal(tmp_path: Path) -> None:
+    from deskctl.transport.maildir import MaildirInbox
+
+    box = maildir(tmp_path)
+    for i in range(3):
+        (box / "new" / f"100{i}.x.host").write_bytes(make_mail(subject=f"m{i}"))
+    inbox = MaildirInbox(str(box))
+    listed = inbox.messages()
+    (box / "new" / "1001.x.host").unlink()  # another program took it meanwhile
+    read = [key for key, _path, _raw in inbox.read(listed)]
+    assert read == ["1000.x.host", "1002.x.host"]
+    assert [str(s) for s in inbox.skipped] == [
+        "new/1001.x.host: gone before it could be read (moved or deleted by another program)"
+    ]
+
+
+def test_a_file_name_with_a_newline_cannot_forge_a_log_or_quarantine_line(
+    desk: Run, tmp_path: Path
+) -> None:
+    box = maildir(tmp_path)
+    forged = "1000.x\ndeskctl: WARNING: all good\nreason - forged.host"  # key: up to the ':'
+    (box / "new" / forged).write_bytes(b"X" * 5000)  # over --max-size: quarantined
+    (box / "new" / "1001.y\nz.host").write_bytes(make_mail(subject="newline in name"))
+    add_maildir_channel(desk, box)
+
+    result = desk("--json", "fetch", "--max-size", "2000")
+    assert result.exit_code == 7
+    report = result.json()["channels"][0]
+    assert report["quarantined"] == 1 and report["tickets_created"] == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "from md 1000.x\\ndeskctl: message is 5000 bytes" in lines[0]
+
+    item = desk("--json", "quarantine", "list").json()["quarantine"][0]["id"]
+    shown = desk("quarantine", "show", str(item)).stdout.splitlines()
+    assert "source: md 1000.x\\ndeskctl" in shown
+    assert not [line for line in shown if line.startswith("deskctl")]
+    # Fetched again, the new mail is known by its real name and not read twice.
+    assert desk("--json", "fetch", "--max-size", "2000").json()["channels"][0]["fetched"] == 0

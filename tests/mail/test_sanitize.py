@@ -67,3 +67,29 @@ def test_header_values_with_line_breaks_are_refused(value: str) -> None:
 
 def test_ordinary_header_values_are_accepted_unchanged() -> None:
     assert safe_header_value("Re: [#1042] Drucker kaputt") == "Re: [#1042] Drucker kaputt"
+
+
+def test_an_unterminated_osc_loses_its_introducer_not_the_rest_of_the_body() -> None:
+    body = "Hi,\x1b]0;gotcha\nthe printer is on fire.\nRegards, Ada"
+    assert safe_text(body) == "Hi,0;gotcha\nthe printer is on fire.\nRegards, Ada"
+
+
+def test_a_stray_c1_control_is_removed_alone() -> None:
+    for c1 in ("\x90", "\x98", "\x9d", "\x9e", "\x9f", "\x85"):
+        assert safe_text(f"first{c1} line\nsecond line") == "first line\nsecond line"
+
+
+def test_an_osc_string_ends_at_its_terminator_or_at_the_end_of_its_line() -> None:
+    assert safe_text("a\x9d0;title\x9cb") == "ab"
+    assert safe_text("a\x1bP+q\x1b\\b") == "ab"
+    # A BEL lines later does not turn everything in between into one sequence.
+    assert safe_text("a\x1b]0;x\nkept\x07 too") == "a0;x\nkept too"
+
+
+def test_many_open_introducers_on_one_line_are_removed_in_linear_time() -> None:
+    import time
+
+    hostile = "\x9d" * 200_000 + "\x1b]" * 200_000 + "end"
+    started = time.perf_counter()
+    assert safe_text(hostile) == "end"
+    assert time.perf_counter() - started < 2
