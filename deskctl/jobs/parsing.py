@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeVar
 
+from deskctl.jobs.workers import die_with_parent
 from deskctl.mail.errors import MalformedMail
 from deskctl.mail.parse import parse_mail
 from deskctl.mail.parsed import ParsedMail
@@ -49,10 +50,13 @@ def parse_stream(
             too_big = max_size is not None and len(raw) > max_size
             yield key, raw, None if too_big else parse_or_error(raw)
         return
-    # spawn: a clean child (never a fork of a process that may hold locks) whose
-    # only link is our pipe, so it ends when this process dies, even by SIGKILL.
+    # spawn: a clean child, never a fork of a process that may hold locks. It
+    # dies with us, even when we are SIGKILLed (workers.die_with_parent), and so
+    # the resource tracker does too.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=1, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         pending: deque[tuple[K, bytes, Future[ParsedMail | MalformedMail] | None]] = deque()
         in_flight = 0
         for key, raw in items:

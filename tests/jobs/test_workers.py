@@ -2,16 +2,24 @@
 
 The heavy story runs in the PostgreSQL pass of the suite (DESKCTL_TEST_DB=postgres),
 where workers on several hosts meet; the lease stories run on both backends.
+
+A killed run also leaves nothing behind: cron and systemd kill a run that takes
+too long (SIGKILL, no chance to clean up), and the parse worker and resource
+tracker it started must go with it, or every such kill leaves two processes on
+the host for good.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from jobs.conftest import SUPPORT, AddImap, deskctl_process, fill, new_user
@@ -186,3 +194,92 @@ def test_two_agents_assigning_at_once_one_wins_the_other_hears_who(desk: Run, db
             )
             == 1
         )
+
+
+def group_members(pgid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of every live process in process group ``pgid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat.rpartition(")")[2].split()
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state != "Z":  # a zombie has exited; only its entry is left
+            found.append((int(entry.name), cmdline))
+    return found
+
+
+def big_batch(tmp_path: Path, count: int = 400) -> list[Path]:
+    """Enough mail, and heavy enough to parse, that the run uses its parse worker."""
+    html = "<html><body>" + "<p>Der Drucker brennt <b>wieder</b>.</p>" * 2000 + "</body></html>"
+    paths = []
+    for i in range(count):
+        path = tmp_path / "mail" / f"{1_700_000_000 + i}.m{i}.host"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(make_mail(subject=f"batch {i}", body=html))
+        paths.append(path)
+    return paths
+
+
+def kill_while_the_worker_runs(args: list[str]) -> tuple[list[tuple[int, str]], list]:
+    """Start deskctl in its own process group, SIGKILL it once its worker runs.
+
+    Returns the processes it had started and those still alive afterwards.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deskctl", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ),
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    started: list[tuple[int, str]] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        started = [m for m in group_members(proc.pid) if m[0] != proc.pid]
+        if any("spawn_main" in cmd for _pid, cmd in started):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before its parse worker started"
+    time.sleep(0.3)  # the worker is parsing now
+    started = [m for m in group_members(proc.pid) if m[0] != proc.pid]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = group_members(proc.pid)
+    for _ in range(100):
+        if not left:
+            break
+        time.sleep(0.1)
+        left = group_members(proc.pid)
+    for pid, _cmd in left:  # do not leave them to the next test either
+        os.kill(pid, signal.SIGKILL)
+    return started, left
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_ingest_leaves_no_worker_or_resource_tracker(desk: Run, tmp_path: Path) -> None:
+    paths = big_batch(tmp_path)
+    started, left = kill_while_the_worker_runs(["-q", "ingest", *map(str, paths)])
+    assert any("spawn_main" in cmd for _pid, cmd in started), started
+    assert left == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_fetch_leaves_no_worker_or_resource_tracker(desk: Run, tmp_path: Path) -> None:
+    paths = big_batch(tmp_path)
+    box = tmp_path / "mail"
+    (box / "new").mkdir()
+    for sub in ("cur", "tmp"):
+        (box / sub).mkdir()
+    for path in paths:
+        path.rename(box / "new" / path.name)
+    desk("channel", "add", "md", "--kind", "maildir", "--address", "md@example.test",
+         "--path", str(box))  # fmt: skip
+    started, left = kill_while_the_worker_runs(["-q", "fetch"])
+    assert any("spawn_main" in cmd for _pid, cmd in started), started
+    assert left == []
