@@ -11,7 +11,7 @@ from rich.text import Text
 
 from deskctl.commands._common import app_context, finish, read_file
 from deskctl.errors import DeskError, ExitCode, TempFail, UsageError
-from deskctl.mail.sanitize import safe_text
+from deskctl.mail.sanitize import one_line, safe_text
 from deskctl.output import emit
 
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
@@ -77,7 +77,7 @@ def ingest(
                 return
             prefix = "would be " if dry_run else ""
             for source, o in zip(sources, outcomes, strict=True):
-                name = "stdin" if source == "-" else source
+                name = "stdin" if source == "-" else one_line(source)
                 if o.quarantined is not None:
                     out.print(
                         Text(safe_text(f"{name}: quarantined as {o.quarantined}: {o.reason}"))

@@ -229,3 +229,21 @@ def test_escapes_in_a_quoted_header_never_reach_the_terminal(desk: Run) -> None:
     assert result.exit_code == 7
     assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stderr
     assert "own mail" in result.stdout
+
+
+def test_a_file_name_with_a_newline_cannot_forge_an_output_log_or_quarantine_line(
+    desk: Run, tmp_path: Path
+) -> None:
+    forged = write(tmp_path, "junk\nreason: all fine.eml", b"\x00\x01 junk")
+    result = desk("ingest", forged)
+    assert result.exit_code == 7
+    escaped = forged.replace("\n", "\\n")
+    (line,) = result.stdout.splitlines()
+    assert line.startswith(f"{escaped}: quarantined as 1: cannot parse")
+    (warning,) = result.stderr.splitlines()
+    assert warning.startswith(
+        f"deskctl: WARNING: deskctl.jobs.pipeline: quarantined message 1 from {escaped}: "
+    )
+    shown = desk("quarantine", "show", "1").stdout.splitlines()
+    assert f"source: {escaped}" in shown
+    assert [line.partition(":")[0] for line in shown].count("reason") == 1

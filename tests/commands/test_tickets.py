@@ -171,3 +171,23 @@ def test_json_keys_come_in_the_order_cli_md_lists_them(desk: Run, tmp_path: Path
         "id", "number", "title", "status", "queue", "channel", "customer", "assignee",
         "created_at", "updated_at", "messages",
     ]  # fmt: skip
+
+
+def test_an_attachments_content_type_and_an_open_escape_in_a_body_reach_no_terminal(
+    desk: Run, tmp_path: Path
+) -> None:
+    raw = (
+        b"From: Eve <eve@example.org>\r\nTo: support@example.test\r\nSubject: logs\r\n"
+        b"Message-ID: <ctype@example.org>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"Hello,\xc2\x9d the log \x1b]0;retitled is attached.\r\nPlease look.\r\n"
+        b"--b\r\nContent-Type: application/x-\x1b[31mred\x1b]2\x07\x1b[2Jlog\r\n"
+        b'Content-Disposition: attachment; filename="app.log"\r\n\r\nlog lines\r\n--b--\r\n'
+    )
+    doc = ingest(desk, tmp_path, "ctype.eml", raw)
+    shown = desk("ticket", "show", str(doc["ticket"])).stdout
+    assert "\x1b" not in shown and "\x07" not in shown and "\x9d" not in shown
+    assert "attachment: app.log (application/x-redlog, 9 bytes)" in shown
+    # Only the open sequence's introducer went: the rest of the body is there.
+    assert "Hello, the log 0;retitled is attached.\nPlease look." in shown
