@@ -91,8 +91,21 @@ def search_words(text: str) -> list[str]:
     return [w for w in re.findall(r"\w+", text.lower()) if w]
 
 
+#: The longest search, in UTF-8 bytes: PostgreSQL's longest indexed word. Far
+#: longer ones hit the databases' own limits (SQLite's LIKE pattern length,
+#: PostgreSQL's stack depth for a query of many thousand words): a usage
+#: error naming the limit, not a database error.
+MAX_SEARCH_BYTES = 2047
+
+
 def search_clause(dialect: str, text: str) -> tuple[str, dict[str, Any]]:
     """The WHERE condition (on ``tickets t``) of a search, and its parameters."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SEARCH_BYTES:
+        raise UsageError(
+            f"--search is too long for the index: at most {MAX_SEARCH_BYTES} bytes, "
+            f"this one has {size}"
+        )
     words = search_words(text)
     if not words:
         raise UsageError("--search needs at least one word")

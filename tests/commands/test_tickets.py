@@ -191,3 +191,17 @@ def test_an_attachments_content_type_and_an_open_escape_in_a_body_reach_no_termi
     assert "attachment: app.log (application/x-redlog, 9 bytes)" in shown
     # Only the open sequence's introducer went: the rest of the body is there.
     assert "Hello, the log 0;retitled is attached.\nPlease look." in shown
+
+
+def test_a_search_too_long_for_the_index_is_a_usage_error_naming_the_limit(
+    desk: Run, tmp_path: Path
+) -> None:
+    ingest(desk, tmp_path, "a.eml", make_mail(subject="Drucker kaputt"))
+    # Each of these failed in the database before (exit 6), on one backend or the other.
+    for text in ("x" * 60_000, " ".join(["drucker"] * 30_000), "ü" * 1024):
+        result = desk("ticket", "list", "--search", text)
+        assert result.exit_code == 2, result.stderr
+        assert "--search is too long for the index: at most 2047 bytes" in result.stderr
+    for text in ("drucker " + "x" * 2039, " ".join(["d"] * 1024)):
+        at_limit = desk("--json", "ticket", "list", "--search", text)
+        assert at_limit.exit_code == 0, at_limit.stderr
