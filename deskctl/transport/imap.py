@@ -104,8 +104,10 @@ class ImapInbox:
         try:
             if s.oauth_token is not None:
                 box.xoauth2(s.username, s.oauth_token, initial_folder=None)
-            else:
+            elif (s.username + s.password).isascii():
                 box.login(s.username, s.password, initial_folder=None)
+            else:
+                self._login_utf8(box)
         except (MailboxLoginError, imaplib.IMAP4.error) as exc:
             self.close()
             if s.oauth_token is not None:
@@ -125,11 +127,31 @@ class ImapInbox:
         except OSError as exc:
             self.close()
             raise network_error(exc, s.host, s.port, "IMAP") from exc
+        except ConfigError:
+            self.close()
+            raise
         try:
             self._guarded(self._select)
         except BaseException:
             self.close()
             raise
+
+    def _login_utf8(self, box: BaseMailBox) -> None:
+        """Log in with a password (or name) that is not ASCII, without ever quoting it.
+
+        IMAP LOGIN is ASCII only, and imaplib's encoding error names the first
+        character it could not encode and where it is: a piece of the password
+        in an error message, a log and the channel's last_error. SASL PLAIN
+        (RFC 4616) carries UTF-8, so the login goes that way instead.
+        """
+        s = self.settings
+        if "AUTH=PLAIN" not in box.client.capabilities:
+            raise ConfigError(
+                f"IMAP server {s.host} offers no login for a password that is not ASCII "
+                "(it does not announce AUTH=PLAIN)"
+            )
+        secret = f"\0{s.username}\0{s.password}".encode()
+        box.client.authenticate("PLAIN", lambda _challenge: secret)
 
     def _select(self) -> None:
         assert self.box is not None

@@ -250,3 +250,31 @@ def test_plaintext_imap_needs_an_explicit_flag(desk: Run) -> None:
     assert refused.exit_code == 2 and "--allow-plaintext" in refused.stderr
     accepted = desk(*base, "--allow-plaintext")
     assert accepted.exit_code == 0 and "unencrypted" in accepted.stderr
+
+
+def test_a_password_that_is_not_ascii_logs_in_and_never_leaks_when_wrong(
+    desk: Run, dovecot: Dovecot, add_imap: AddImap
+) -> None:
+    import smtplib
+    import uuid
+
+    password = "Grüße-ñandú-秘密"
+    user = (f"umlaut-{uuid.uuid4().hex[:8]}@example.test", password)
+    dovecot.add_user(*user)
+    with smtplib.LMTP("127.0.0.1", dovecot.lmtp_port) as lmtp:
+        lmtp.sendmail("ada@example.org", [user[0]], make_mail(subject="Passwort mit Umlaut"))
+    add_imap("umlaut", user)
+    fetched = desk("--json", "fetch")
+    assert fetched.exit_code == 0, fetched.stderr
+    assert fetched.json()["channels"][0]["tickets_created"] == 1
+
+    for wrong in ("Grüße-ñandú-秘密!", "ñ", "pässword"):
+        add_imap("wrong", (user[0], wrong))
+        refused = desk("-vv", "--json", "fetch", "--channel", "wrong")
+        assert refused.exit_code == 5, refused.stderr
+        last_error = desk("--json", "channel", "show", "wrong").json()["last_error"]
+        assert "login refused" in last_error
+        seen = refused.stdout + refused.stderr + last_error
+        assert not [c for c in set(wrong) if not c.isascii() and c in seen], seen
+        assert "position" not in seen and "codec" not in seen
+        desk("channel", "remove", "wrong")
