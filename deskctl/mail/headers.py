@@ -296,10 +296,18 @@ def parse_addresses(values: Iterable[str], fallbacks: Sequence[str] = ()) -> lis
 
 
 _MSG_ID = re.compile(r"<([^<>]*)>")
+#: The longest Message-ID kept, in UTF-8 bytes: what one header line may hold
+#: (RFC 5322). A longer one is cut, the same way wherever it appears (Message-ID,
+#: In-Reply-To, References), so it still finds the message it names; and it stays
+#: well inside what a database index may hold (PostgreSQL: 2,704 bytes).
+MAX_ID_BYTES = 998
 
 
 def _clean_id(value: str) -> str:
-    return "".join(_COMMENT.sub("", value).split())
+    ident = "".join(_COMMENT.sub("", value).split())
+    if len(ident) * 4 <= MAX_ID_BYTES:  # no UTF-8 character has more than 4 bytes
+        return ident
+    return ident.encode("utf-8", "surrogatepass")[:MAX_ID_BYTES].decode("utf-8", "ignore")
 
 
 def message_ids(value: str | None) -> tuple[str, ...]:
@@ -309,7 +317,7 @@ def message_ids(value: str | None) -> tuple[str, ...]:
     text = raw_text(value, ())  # an id in raw UTF-8 (RFC 6532) must not keep surrogates
     ids = [_clean_id(m) for m in _MSG_ID.findall(text)]
     if not ids:
-        ids = [tok.strip("<>") for tok in text.split() if "@" in tok]
+        ids = [_clean_id(tok.strip("<>")) for tok in text.split() if "@" in tok]
     seen: dict[str, None] = {}
     for ident in ids:
         if ident:

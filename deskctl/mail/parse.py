@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import fields, is_dataclass, replace
 from email.message import Message
 from email.parser import BytesParser
+from typing import TypeVar
 
 from deskctl.mail.classify import MailSignals, classify
 from deskctl.mail.compose import LOOP_HEADER
@@ -82,7 +84,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
     )
     message_id = first_message_id(_first(headers, "message-id"))
     auto_submitted = _first(headers, "auto-submitted")
-    return ParsedMail(
+    parsed = ParsedMail(
         message_id=message_id,
         in_reply_to=message_ids(_first(headers, "in-reply-to")),
         references=message_ids(" ".join(headers.get("references", ()))),
@@ -104,6 +106,34 @@ def parse_mail(raw: bytes) -> ParsedMail:
         auto_submitted=" ".join(auto_submitted.split()).lower() if auto_submitted else None,
         loop_token=_loop_token(_first(headers, LOOP_HEADER.lower())),
     )
+    return _storable(parsed)
+
+
+# Text no database can store: NUL (PostgreSQL refuses it in text) and lone
+# surrogates (no UTF-8 encodes them; a UTF-7 body or word can decode to one).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+T = TypeVar("T")
+
+
+def _storable(value: T) -> T:
+    """``value`` with NUL removed and every lone surrogate made U+FFFD, in every
+    string it holds, so a mail is a ticket on SQLite and PostgreSQL alike (the
+    raw source keeps the original bytes)."""
+    if isinstance(value, str):
+        if _UNSTORABLE.search(value) is None:
+            return value
+        return _UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", value)  # type: ignore[return-value]
+    if isinstance(value, tuple):
+        items = tuple(_storable(item) for item in value)
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items  # type: ignore[return-value]
+    if is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for f in fields(value):
+            old = getattr(value, f.name)
+            if (new := _storable(old)) is not old:
+                changes[f.name] = new
+        return replace(value, **changes) if changes else value
+    return value
 
 
 def _loop_token(value: str | None) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from deskctl.mail.parsed import ParsedAttachment
+from deskctl.store.fit import fit
 from deskctl.store.models import Attachment, Blob, Message
 
 
@@ -22,9 +23,9 @@ def store_attachment(session: Session, message: Message, part: ParsedAttachment)
     attachment = Attachment(
         blob_sha256=digest,
         filename=part.filename,
-        content_type=part.content_type,
+        content_type=fit(Attachment.content_type, part.content_type),
         size=part.size,
-        content_id=part.content_id,
+        content_id=fit(Attachment.content_id, part.content_id) if part.content_id else None,
         inline=part.inline,
     )
     message.attachments.append(attachment)

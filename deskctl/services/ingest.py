@@ -29,6 +29,7 @@ from deskctl.services.loops import (
 )
 from deskctl.services.queues import default_queue
 from deskctl.services.threading import ThreadMatch, find_thread
+from deskctl.store.fit import fit
 from deskctl.store.models import IncomingChannel, Message, Queue, Ticket
 
 NO_SUBJECT = "(no subject)"
@@ -206,8 +207,8 @@ def ingest_mail(
         in_reply_to=mail.in_reply_to[0] if mail.in_reply_to else None,
         references=list(mail.references),
         subject=mail.subject,
-        from_name=mail.sender.name if mail.sender else "",
-        from_email=mail.sender.email if mail.sender else "",
+        from_name=fit(Message.from_name, mail.sender.name) if mail.sender else "",
+        from_email=fit(Message.from_email, mail.sender.email) if mail.sender else "",
         to=_addresses(mail.to),
         cc=_addresses(mail.cc),
         date=mail.date,

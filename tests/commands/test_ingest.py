@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from conftest import Run
 from mailfactory import make_mail
 
@@ -247,3 +249,75 @@ def test_a_file_name_with_a_newline_cannot_forge_an_output_log_or_quarantine_lin
     shown = desk("quarantine", "show", "1").stdout.splitlines()
     assert f"source: {escaped}" in shown
     assert [line.partition(":")[0] for line in shown].count("reason") == 1
+
+
+def raw_mail(headers: bytes, body: bytes = b"hello\r\n") -> bytes:
+    return (
+        b"To: support@example.test\r\nDate: Mon, 2 Nov 2026 09:30:00 +0000\r\n"
+        + headers
+        + b"\r\n"
+        + body
+    )
+
+
+def mixed(headers: bytes, part_headers: bytes) -> bytes:
+    return raw_mail(
+        headers + b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n",
+        b"--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\n"
+        + part_headers
+        + b"\r\ndata\r\n--b--\r\n",
+    )
+
+
+LONG_ID = "<" + "秘" * 990 + "@example.org>"  # 2,970 bytes: beyond a PostgreSQL index row
+HOSTILE = {
+    "long Message-ID": raw_mail(
+        b"From: a@example.org\r\nMessage-ID: " + LONG_ID.encode() + b"\r\n"
+    ),
+    "long From address": raw_mail(b"From: " + b"b" * 400 + b"@example.org\r\n"),
+    "long display name": raw_mail(b"From: " + b"N" * 500 + b" <c@example.org>\r\n"),
+    "long Content-Type": mixed(
+        b"From: d@example.org\r\n",
+        b"Content-Type: application/" + b"x" * 400 + b"\r\nContent-ID: <" + b"c" * 1200 + b">\r\n",
+    ),
+    "NUL in a part header": mixed(
+        b"From: e@example.org\r\n",
+        b"Content-Type: application/x\x00y\r\nContent-ID: <i\x00d>\r\n"
+        b'Content-Disposition: attachment; filename="f\x00g.txt"\r\n',
+    ),
+    "lone surrogate from UTF-7": raw_mail(
+        b"From: =?utf-7?q?Ren+2D0-?= <f@example.org>\r\nSubject: =?utf-7?q?a+2D0-b?=\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-7\r\n",
+        b"x+2D0-y\r\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=list(HOSTILE))
+def test_values_the_schema_cannot_hold_still_make_a_ticket_on_either_backend(
+    desk: Run, case: str
+) -> None:
+    raw = HOSTILE[case]
+    result = desk("--json", "ingest", stdin=raw)
+    assert result.exit_code == 0, result.stdout
+    doc = result.json()
+    assert doc["created"] is True
+    kept = desk("ticket", "show", str(doc["ticket"]), "--raw", str(doc["message"]))
+    assert kept.stdout.encode() == raw  # the raw source is kept whole
+    shown = desk("--json", "ticket", "show", str(doc["ticket"])).json()["messages"][0]
+    assert len(shown["from"]["email"]) <= 320 and len(shown["from"]["name"]) <= 320
+    for att in shown["attachments"]:
+        assert len(att["content_type"]) <= 255 and "\x00" not in att["content_type"]
+    assert "\ud800" not in shown["body"] + shown["subject"] + shown["from"]["name"]
+    again = desk("--json", "ingest", stdin=raw).json()
+    assert again["duplicate"] is True and again["ticket"] == doc["ticket"]
+
+
+def test_a_cut_message_id_still_threads_the_answer_to_it(desk: Run) -> None:
+    first = desk("--json", "ingest", stdin=HOSTILE["long Message-ID"]).json()
+    answer = raw_mail(
+        b"From: a@example.org\r\nSubject: more\r\nMessage-ID: <more@x>\r\n"
+        b"In-Reply-To: " + LONG_ID.encode() + b"\r\nReferences: " + LONG_ID.encode() + b"\r\n"
+    )
+    joined = desk("--json", "ingest", stdin=answer).json()
+    assert joined["ticket"] == first["ticket"] and joined["rule"] in ("in-reply-to", "references")
