@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import typer
@@ -53,14 +52,12 @@ def read_file(path: str, *, limit: int | None = None, over_limit: str = "") -> b
 
     try:
         with open_regular(Path(path).expanduser()) as fh:
-            if limit is not None and os.fstat(fh.fileno()).st_size > limit:
-                raise UsageError(over_limit or f"{path} is over the limit of {limit} bytes")
             data = fh.read() if limit is None else fh.read(limit + 1)
     except NotRegularFile as exc:
         raise UsageError(f"cannot read {path}: it is {exc.strerror}, not a regular file") from exc
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
-    if limit is not None and len(data) > limit:  # it grew while we read it
+    if limit is not None and len(data) > limit:
         raise UsageError(over_limit or f"{path} is over the limit of {limit} bytes")
     return data
 
