@@ -7,6 +7,7 @@ A server that does not offer STARTTLS is an error, never a plaintext fall-back.
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import ssl
 import subprocess
@@ -60,6 +61,26 @@ class _XOAuth2:
         return self.initial if challenge is None else ""
 
 
+def _login_utf8(client: smtplib.SMTP, host: str, username: str, password: str) -> None:
+    """AUTH PLAIN with UTF-8 (RFC 4616), for a password (or name) that is not ASCII.
+
+    smtplib encodes every AUTH exchange as ASCII, and its encoding error names
+    the first character it could not encode and where it is: a piece of the
+    password in the outbox's last_error and the logs. So the exchange is written
+    here, and a refusal raises the same SMTPAuthenticationError smtplib would.
+    """
+    client.ehlo_or_helo_if_needed()
+    if "PLAIN" not in client.esmtp_features.get("auth", "").upper().split():
+        raise ConfigError(
+            f"SMTP server {host} offers no login for a password that is not ASCII "
+            "(it does not announce AUTH PLAIN)"
+        )
+    blob = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
+    code, answer = client.docmd("AUTH", f"PLAIN {blob}")
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, answer)
+
+
 class SmtpSender:
     """One SMTP connection, used for every item of one channel in a run."""
 
@@ -90,7 +111,10 @@ class SmtpSender:
                 client.ehlo_or_helo_if_needed()
                 client.auth("XOAUTH2", _XOAuth2(s.username, s.oauth_token))
             elif s.username and s.password is not None:
-                client.login(s.username, s.password)
+                if (s.username + s.password).isascii():
+                    client.login(s.username, s.password)
+                else:
+                    _login_utf8(client, s.host, s.username, s.password)
         except smtplib.SMTPAuthenticationError as exc:
             self.close()
             answer = _answer(exc.smtp_code, exc.smtp_error)
@@ -111,6 +135,9 @@ class SmtpSender:
             if isinstance(exc, ConfigError):
                 raise
             raise network_error(exc, s.host, s.port, "SMTP") from exc
+        except ConfigError:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

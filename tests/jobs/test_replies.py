@@ -330,3 +330,30 @@ def test_a_customer_at_an_internationalised_domain_gets_the_reply(
     assert desk("ticket", "reply", str(number), "--body", "One more thing").exit_code == 0
     blocked = desk("--json", "send-outbox").json()
     assert blocked["blocked"] == 1 and blocked["sent"] == 0
+
+
+def test_an_smtp_password_that_is_not_ascii_sends_and_never_leaks_when_wrong(
+    desk: Run,
+    dovecot: Dovecot,
+    smtp_relay: SmtpRelay,
+    add_smtp,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    agent = (f"agent-{uuid.uuid4().hex[:8]}@example.test", "Grüße-ñandú-秘密")
+    dovecot.add_user(*agent)
+    add_smtp("out", agent)
+    desk("channel", "add", "inbox", "--kind", "pipe", "--address", "inbox@example.test",
+         "--reply-via", "out")  # fmt: skip
+    _, queued = ticket_with_reply(desk, make_mail(sender="umlaut@example.test"))
+    sent = desk("--json", "send-outbox")
+    assert sent.exit_code == 0 and sent.json()["sent"] == 1, sent.stdout + sent.stderr
+    assert smtp_relay.wait_for(lambda m: m.message()["Message-ID"] == f"<{queued['message_id']}>")
+
+    monkeypatch.setenv("SMTP_PW_OUT", "Grüße-ñandú-秘密!")
+    ticket_with_reply(desk, make_mail(sender="umlaut2@example.test", subject="second"))
+    refused = desk("-vv", "--json", "send-outbox")
+    (item,) = desk("--json", "outbox", "list", "--state", "queued").json()["outbox"]
+    seen = refused.stdout + refused.stderr + (item["last_error"] or "")
+    assert "login refused" in seen, seen
+    assert not [c for c in set("Grüße-ñandú-秘密!") if not c.isascii() and c in seen], seen
+    assert "position" not in seen and "codec" not in seen
