@@ -16,6 +16,20 @@ from deskctl.store.dbapi import Database, as_datetime, as_json
 
 STATUSES = ("new", "open", "pending", "solved", "closed")
 
+#: The event kind of a ticket that mail opened but that is no one's work (an
+#: out-of-office answering none of our mail): it is closed on arrival and the
+#: default list leaves it out; ``--status`` or ``--flag`` show it.
+FILED = "filed"
+_NOT_FILED = f"""NOT (t.status = 'closed' AND EXISTS (
+    SELECT 1 FROM ticket_events e WHERE e.ticket_id = t.id AND e.kind = '{FILED}'))"""
+
+# Tickets with a message flagged so (auto_reply, bounce, bulk, own, help_desk, ...).
+_FLAGGED = {
+    "sqlite": """t.id IN (SELECT m.ticket_id FROM messages m, json_each(m.flags) f
+                          WHERE f.value = :flag)""",
+    "postgresql": "t.id IN (SELECT m.ticket_id FROM messages m WHERE m.flags::jsonb ? :flag)",
+}
+
 #: The largest id or number a column holds on both databases (PostgreSQL's integer).
 MAX_ID = 2**31 - 1
 
@@ -84,6 +98,7 @@ class TicketFilter:
     customer: str | None = None
     search: str | None = None
     limit: int = 50
+    flag: str | None = None
 
 
 def search_words(text: str) -> list[str]:
@@ -125,6 +140,13 @@ def _where(dialect: str, flt: TicketFilter) -> tuple[list[str], dict[str, Any]]:
         clause, search_params = search_clause(dialect, flt.search)
         where.append(clause)
         params.update(search_params)
+    if flt.flag:
+        if dialect not in _FLAGGED:
+            raise ConfigError(f"--flag needs SQLite or PostgreSQL, not {dialect}")
+        where.append(_FLAGGED[dialect])
+        params["flag"] = flt.flag.strip().lower()
+    elif not flt.status:
+        where.append(_NOT_FILED)
     return where, params
 
 
