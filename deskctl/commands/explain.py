@@ -47,7 +47,10 @@ def explain(
         if outcome.duplicate:
             out.print(Text(f"ticket: already stored on #{outcome.ticket}; nothing would change"))
         elif outcome.created:
-            why = {"token-untrusted": " (its ticket token is not trusted from this sender)"}
+            why = {
+                "token-untrusted": " (its ticket token is not trusted from this sender)",
+                "auto-reply-filed": ", filed as closed (an automatic reply to none of our mail)",
+            }
             out.print(Text(f"ticket: a new ticket{why.get(outcome.rule or '', '')}"))
         else:
             out.print(Text(f"ticket: joins #{outcome.ticket} by {outcome.rule}"))
