@@ -168,3 +168,11 @@ def test_an_out_of_office_joins_only_within_the_window_after_we_wrote(
     late = ingest(support, subject="Vacation", sender=ADA, headers=OOO)
     assert late["created"] is True and late["rule"] == "auto-reply-filed"
     assert listed(support) == [number]
+
+
+def test_an_outlook_mail_with_an_empty_subject_is_titled_by_its_thread_topic(
+    support: Run,
+) -> None:
+    doc = ingest(support, subject="AW: ", sender=ADA, headers={"Thread-Topic": "Toner leer"})
+    assert doc["title"] == "Toner leer"
+    assert ingest(support, subject="", sender=BOB)["title"] == "(no subject)"
