@@ -61,6 +61,7 @@ _PREFIX = re.compile(rf"\s*(?:{_WORDS})\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*[:：]", 
 _LIST_TAG = re.compile(r"\s*\[[^\[\]#]{1,64}\]")
 #: ``[#12]`` or ``[ACME #12]``: deskctl's ticket token, and RT's, which has the same shape.
 TOKEN = re.compile(r"\[\s*(?:(?P<tag>[^\W_][\w.-]{0,31})\s*)?#\s*(?P<number>\d{1,12})\s*\]")
+_LEADING_TOKEN = re.compile(r"\s*" + TOKEN.pattern)
 _TAG = re.compile(r"^[^\W_][\w.-]{0,31}$")
 
 PLAIN_TAG = "#"
@@ -113,7 +114,7 @@ def clean_title(subject: str, *, list_mail: bool = False) -> str:
     while True:
         if prefix := _PREFIX.match(subject, pos):
             pos, marked = prefix.end(), True
-        elif (token := TOKEN.match(subject, _skip_blanks(subject, pos))) is not None:
+        elif token := _LEADING_TOKEN.match(subject, pos):
             pos = token.end()
         elif (tag := _LIST_TAG.match(subject, pos)) and (
             marked or list_mail or _PREFIX.match(subject, tag.end())
@@ -122,12 +123,6 @@ def clean_title(subject: str, *, list_mail: bool = False) -> str:
         else:
             break
     return " ".join(TOKEN.sub(" ", subject[pos:]).split())
-
-
-def _skip_blanks(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos].isspace():
-        pos += 1
-    return pos
 
 
 def ticket_title(subject: str, thread_topic: str = "", *, list_mail: bool = False) -> str:

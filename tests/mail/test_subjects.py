@@ -48,6 +48,7 @@ TITLES = [
     ("RE: AW: SV: Fwd:Re: the chain", "a thread across four countries", "the chain"),
     ("[users] Re: crash on start", "Mailman tag before the marker", "crash on start"),
     ("Re: [dev-list] patch for #12", "a list mail answered", "patch for #12"),
+    ("[EXTERNAL] RE: Invoice 4471", "a mail gateway's tag before a marker", "Invoice 4471"),
     ("Re: VPN drops every hour [#12]", "our reply answered", "VPN drops every hour"),
     ("Re: [ACME #12] VPN", "another tag's token at the front", "VPN"),
     ("Fwd: Re: VPN drops every hour [#12]", "our reply forwarded", "VPN drops every hour"),
