@@ -24,10 +24,13 @@ _NOT_FILED = f"""NOT (t.status = 'closed' AND EXISTS (
     SELECT 1 FROM ticket_events e WHERE e.ticket_id = t.id AND e.kind = '{FILED}'))"""
 
 # Tickets with a message flagged so (auto_reply, bounce, bulk, own, help_desk, ...).
+# The "not []" term matches the partial index ix_messages_flagged, so only the
+# few flagged messages are read.
 _FLAGGED = {
     "sqlite": """t.id IN (SELECT m.ticket_id FROM messages m, json_each(m.flags) f
-                          WHERE f.value = :flag)""",
-    "postgresql": "t.id IN (SELECT m.ticket_id FROM messages m WHERE m.flags::jsonb ? :flag)",
+                          WHERE m.flags <> '[]' AND f.value = :flag)""",
+    "postgresql": """t.id IN (SELECT m.ticket_id FROM messages m
+                              WHERE m.flags::text <> '[]' AND m.flags::jsonb ? :flag)""",
 }
 
 #: The largest id or number a column holds on both databases (PostgreSQL's integer).

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
@@ -221,6 +222,13 @@ class Message(Base):
         UniqueConstraint("dedupe_scope", "dedupe_key", name="uq_messages_dedupe"),
         Index("ix_messages_ticket_id", "ticket_id"),
         Index("ix_messages_message_id", "message_id"),
+        # The few messages with flags, for `ticket list --flag` (migration 0010).
+        Index(
+            "ix_messages_flagged",
+            "ticket_id",
+            sqlite_where=text("flags <> '[]'"),
+            postgresql_where=text("flags::text <> '[]'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
