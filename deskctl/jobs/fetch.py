@@ -33,7 +33,9 @@ from deskctl.services.leases import (
     release_channel,
     renew_channel,
 )
+from deskctl.services.quarantine import uids_left_on_server
 from deskctl.store.models import FetchedKey, IncomingChannel
+from deskctl.transport.spool import Oversize, spool_dir
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class ChannelReport:
     messages_added: int = 0
     quarantined: int = 0
     skipped_duplicates: int = 0
+    left_on_server: int = 0
     error: str | None = None
     exit_code: int = ExitCode.OK
     skipped: str | None = None
@@ -75,6 +78,7 @@ class ChannelReport:
             "messages_added": self.messages_added,
             "quarantined": self.quarantined,
             "skipped_duplicates": self.skipped_duplicates,
+            "left_on_server": self.left_on_server,
             "error": self.error,
         }
         if self.skipped:
@@ -229,8 +233,11 @@ def _imap(
                 )
 
         if not opts.dry_run and ch.after_fetch != "keep" and acted_uid < last_uid:
-            # A run that died between commit and action left these behind.
-            act(inbox.uids_between(acted_uid, last_uid), last_uid)
+            # A run that died between commit and action left these behind; mail
+            # too large to download stays where it is, whatever the action.
+            with context.transaction(write=False) as session:
+                left = uids_left_on_server(session, ch.id, validity)
+            act([u for u in inbox.uids_between(acted_uid, last_uid) if u not in left], last_uid)
 
         def checkpoint_for(uid: int) -> Callable[[Session], None]:
             def checkpoint(session: Session) -> None:
@@ -247,7 +254,8 @@ def _imap(
 
             return checkpoint
 
-        stream = parse_stream(inbox.fetch(uids), expected=len(uids), max_size=opts.max_size)
+        fetched = inbox.fetch(uids, opts.max_size)
+        stream = parse_stream(fetched, expected=len(uids), max_size=opts.max_size)
         for uid, raw, parsed in stream:
             outcome = store_raw(
                 context,
@@ -261,7 +269,10 @@ def _imap(
                 mail=parsed,
             )
             report.count(outcome)
-            done.append(uid)
+            if isinstance(raw, Oversize):
+                report.left_on_server += 1  # listed in the quarantine, untouched on the server
+            else:
+                done.append(uid)
             if opts.progress:
                 opts.progress(ch.name, report.fetched, len(uids))
             if len(done) >= ACTION_BATCH and not opts.dry_run:
@@ -294,7 +305,12 @@ def _maildir(
     todo = [(k, p) for k, p in present if k not in known][: opts.limit]
     paths = dict(todo)
     stream = parse_stream(
-        ((key, raw) for key, _path, raw in inbox.read(todo)),
+        (
+            (key, raw)
+            for key, _path, raw in inbox.read(
+                todo, opts.max_size, None if opts.dry_run else spool_dir(context.settings.home)
+            )
+        ),
         expected=len(todo),
         max_size=opts.max_size,
     )
