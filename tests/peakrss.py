@@ -8,6 +8,7 @@ hands back that child's own peak, measured with ``os.wait4``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -31,8 +32,12 @@ class Measured:
     peak_mib: float
 
 
-def run_deskctl_measured(*args: str, stdin: Iterable[bytes] = ()) -> Measured:
-    """Run ``deskctl ARGS`` as its own process, feeding ``stdin`` chunk by chunk."""
+def run_deskctl_measured(*args: str, stdin: Iterable[bytes] = (), digest: bool = False) -> Measured:
+    """Run ``deskctl ARGS`` as its own process, feeding ``stdin`` chunk by chunk.
+
+    With ``digest``, ``stdout`` is the SHA-256 (hex) of what deskctl printed, so
+    hundreds of MB of output never sit in the test's memory.
+    """
     with tempfile.NamedTemporaryFile("r") as rss, tempfile.TemporaryFile() as out:
         argv = [sys.executable, "-c", _LAUNCHER, rss.name, sys.executable, "-m", "deskctl"]
         proc = subprocess.Popen(
@@ -52,4 +57,9 @@ def run_deskctl_measured(*args: str, stdin: Iterable[bytes] = ()) -> Measured:
             proc.stdin.close()
         code = proc.wait()
         out.seek(0)
+        if digest:
+            printed = hashlib.sha256()
+            while chunk := out.read(1 << 20):
+                printed.update(chunk)
+            return Measured(code, printed.hexdigest().encode(), int(rss.read() or 0) / 1024)
         return Measured(code, out.read(), int(rss.read() or 0) / 1024)

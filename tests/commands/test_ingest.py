@@ -263,3 +263,7 @@ def test_a_200_mb_mail_on_stdin_is_spooled_in_chunks_never_held_in_memory(
     (item,) = desk("--json", "quarantine", "list").json()["quarantine"]
     assert item["size"] == sent and item["sender"] == "ada@example.org"
     assert item["subject"] == "Disk image" and item["kept"] == f"spool file {spooled}"
+
+    shown = run_deskctl_measured("quarantine", "show", str(item["id"]), "--raw", digest=True)
+    assert shown.exit_code == 0 and shown.stdout == digest.hexdigest().encode()
+    assert shown.peak_mib < 120, f"show --raw: peak RSS {shown.peak_mib:.0f} MiB"
