@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from peakrss import run_deskctl_measured
+
 from conftest import Run
 from mailfactory import make_mail
 
@@ -78,6 +80,14 @@ def test_explain_measures_a_huge_file_without_reading_it_in_and_stores_nothing(
     assert spool_files(isolated_home) == []
     assert desk("--json", "quarantine", "list").json()["quarantine"] == []
     assert "ticket: a new ticket" in desk("explain", str(path)).stdout
+
+    huge = tmp_path / "huge.eml"
+    with huge.open("wb") as fh:
+        fh.write(make_mail(subject="sparse"))
+        fh.truncate(200 * 1000 * 1000)  # a sparse file: 200 MB to read, nothing on disk
+    run = run_deskctl_measured("explain", str(huge))
+    assert run.exit_code == 0 and b"over the limit of 26214400" in run.stdout
+    assert run.peak_mib < 120, f"explain: peak RSS {run.peak_mib:.0f} MiB for a 200 MB file"
 
 
 def test_show_raw_streams_a_large_stored_source_slice_by_slice_unchanged(desk: Run) -> None:
