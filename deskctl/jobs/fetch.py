@@ -14,16 +14,16 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from deskctl.auth import credentials
 from deskctl.context import AppContext
-from deskctl.errors import DeskError, ExitCode
+from deskctl.errors import DeskError, ExitCode, NotFound
 from deskctl.jobs.parsing import parse_stream
-from deskctl.jobs.pipeline import Outcome, ingest_cache, store_raw
+from deskctl.jobs.pipeline import Outcome, ingest_cache, still_over, store_raw
 from deskctl.jobs.workers import dead_local_owner, worker_id
 from deskctl.services.leases import (
     LEASE,
@@ -36,6 +36,9 @@ from deskctl.services.leases import (
 from deskctl.services.quarantine import uids_left_on_server
 from deskctl.store.models import FetchedKey, IncomingChannel
 from deskctl.transport.spool import Oversize, spool_dir
+
+if TYPE_CHECKING:
+    from deskctl.transport.imap import ImapSettings
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +143,6 @@ def select_channels(context: AppContext, names: list[str]) -> list[Snapshot]:
         channels = list(session.scalars(query))
         missing = sorted(set(names) - {c.name for c in channels})
         if missing:
-            from deskctl.errors import NotFound
-
             raise NotFound(f"no incoming channel named {missing[0]!r} (see `deskctl channel list`)")
         return [
             Snapshot(
@@ -181,10 +182,9 @@ def hold_lease(session: Session, channel_id: int, owner: str) -> None:
         raise LeaseLost(LOST)
 
 
-def _imap(
-    context: AppContext, ch: Snapshot, opts: FetchOptions, report: ChannelReport, owner: str
-) -> None:
-    from deskctl.transport.imap import ImapInbox, ImapSettings
+def imap_settings(ch: Snapshot) -> ImapSettings:
+    """How to reach the channel's folder, with its secret resolved now."""
+    from deskctl.transport.imap import ImapSettings
 
     username = ch.username or ch.address
     login = credentials.for_channel(
@@ -194,7 +194,7 @@ def _imap(
         secret_source=ch.secret_source,
         secret_ref=ch.secret_ref,
     )
-    settings = ImapSettings(
+    return ImapSettings(
         host=ch.host or "",
         port=ch.port or 993,
         security=ch.security or "ssl",
@@ -206,8 +206,50 @@ def _imap(
         oauth_token=login.oauth_token,
         relogin_hint=login.relogin_hint,
     )
+
+
+def retry_left_on_server(context: AppContext, item_id: int, max_size: int) -> Outcome:
+    """Download a message that was too large, now under ``max_size``, and store it.
+
+    Once stored (as a ticket, or its bytes in the quarantine) the entry that
+    pointed at the server goes and the channel's after-fetch action runs on
+    the message, as a fetch would have done.
+    """
+    from deskctl.services.quarantine import drop_quarantined, get_quarantined
+    from deskctl.transport.imap import ImapInbox
+
+    with context.transaction(write=False) as session:
+        item = get_quarantined(session, item_id)
+        name = item.channel.name if item.channel is not None else ""
+        uid, validity = item.remote_uid or 0, item.remote_uidvalidity
+    (ch,) = select_channels(context, [name])
+    with ImapInbox(imap_settings(ch)) as inbox:
+        if inbox.uidvalidity != validity:
+            raise NotFound(
+                f"{ch.folder} on {ch.name} was renumbered (UIDVALIDITY changed) since; "
+                "the next fetch reads the folder again"
+            )
+        got = [raw for _uid, raw in inbox.fetch([uid], max_size)]
+        if not got:
+            raise NotFound(f"UID {uid} is no longer in {ch.folder} on {ch.name}")
+        if isinstance(got[0], Oversize):
+            return Outcome(quarantined=item_id, reason=still_over(got[0].size, max_size))
+        outcome = store_raw(
+            context, got[0], channel_id=ch.id, source=f"{ch.name} uid {uid}", max_size=max_size
+        )
+        with context.transaction() as session:
+            drop_quarantined(session, item_id)
+        inbox.after_fetch(ch.after_fetch, [uid])
+    return outcome
+
+
+def _imap(
+    context: AppContext, ch: Snapshot, opts: FetchOptions, report: ChannelReport, owner: str
+) -> None:
+    from deskctl.transport.imap import ImapInbox
+
     cache = ingest_cache(context)
-    with ImapInbox(settings) as inbox:
+    with ImapInbox(imap_settings(ch)) as inbox:
         last_uid, acted_uid = ch.last_uid, ch.acted_uid
         if ch.uidvalidity is not None and ch.uidvalidity != inbox.uidvalidity:
             log.warning(

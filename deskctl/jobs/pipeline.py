@@ -277,6 +277,10 @@ def ingest_cache(context: AppContext) -> IngestCache:
         return load_ingest_cache(session)
 
 
+def still_over(size: int, max_size: int) -> str:
+    return f"still {size} bytes, over the limit of {max_size} (see --max-size)"
+
+
 def retry_quarantined(
     context: AppContext, item_id: int, replacement: bytes | None, max_size: int
 ) -> Outcome:
@@ -285,9 +289,9 @@ def retry_quarantined(
     The quarantine entry is removed only when the message is now stored, in
     the transaction after the store committed, so a crash in between leaves
     at worst an entry whose retry reports a duplicate. Spooled mail is read
-    back within ``max_size``; mail left on the IMAP server needs ``replacement``.
+    back, and mail left on the IMAP server downloaded, within ``max_size``.
     """
-    from deskctl.errors import NotFound, UsageError
+    from deskctl.errors import NotFound
     from deskctl.services.quarantine import drop_quarantined, get_quarantined
 
     with context.transaction(write=False) as session:
@@ -298,11 +302,9 @@ def retry_quarantined(
         if raw is None and spool is None and uid is None:
             raw = item.raw or b""
     if raw is None and uid is not None:
-        raise UsageError(
-            f"quarantined message {item_id} was never downloaded: it is still on the server "
-            f"as UID {uid}; save it from there and run "
-            f"`deskctl quarantine retry {item_id} --file saved.eml`"
-        )
+        from deskctl.jobs.fetch import retry_left_on_server  # fetch builds on this module
+
+        return retry_left_on_server(context, item_id, max_size)
     if raw is None and spool is not None:
         try:
             with open(spool, "rb") as fh:
@@ -312,10 +314,7 @@ def retry_quarantined(
                 f"the spool file of quarantined message {item_id} cannot be read: {exc.strerror}"
             ) from exc
         if isinstance(read, Oversize):
-            return Outcome(
-                quarantined=item_id,
-                reason=f"still {read.size} bytes, over the limit of {max_size} (see --max-size)",
-            )
+            return Outcome(quarantined=item_id, reason=still_over(read.size, max_size))
         raw = read
     assert raw is not None
     outcome = store_raw(context, raw, channel_id=channel_id, source=source, max_size=max_size)

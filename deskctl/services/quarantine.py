@@ -20,6 +20,18 @@ from deskctl.store.models import QuarantinedMessage
 from deskctl.transport.spool import CHUNK, Oversize
 
 
+def _already_kept(session: Session, key: str, channel_id: int | None) -> QuarantinedMessage | None:
+    """The entry this channel already holds for ``key``: the same mail is listed once."""
+    return session.scalar(
+        select(QuarantinedMessage).where(
+            QuarantinedMessage.dedupe_key == key,
+            QuarantinedMessage.channel_id.is_(None)
+            if channel_id is None
+            else QuarantinedMessage.channel_id == channel_id,
+        )
+    )
+
+
 def quarantine_raw(
     session: Session,
     raw: bytes,
@@ -30,14 +42,7 @@ def quarantine_raw(
 ) -> QuarantinedMessage:
     """Keep ``raw``; the same bytes from the same channel are kept only once."""
     key = "sha256:" + hashlib.sha256(raw).hexdigest()
-    existing = session.scalar(
-        select(QuarantinedMessage).where(
-            QuarantinedMessage.dedupe_key == key,
-            QuarantinedMessage.channel_id.is_(None)
-            if channel_id is None
-            else QuarantinedMessage.channel_id == channel_id,
-        )
-    )
+    existing = _already_kept(session, key, channel_id)
     if existing is not None:
         existing.reason = reason
         return existing
@@ -72,14 +77,7 @@ def quarantine_oversize(
     """
     on_server = over.uid is not None
     key = f"imap:{over.uidvalidity}:{over.uid}" if on_server else f"sha256:{over.sha256}"
-    existing = session.scalar(
-        select(QuarantinedMessage).where(
-            QuarantinedMessage.dedupe_key == key,
-            QuarantinedMessage.channel_id.is_(None)
-            if channel_id is None
-            else QuarantinedMessage.channel_id == channel_id,
-        )
-    )
+    existing = _already_kept(session, key, channel_id)
     if existing is not None:
         existing.reason = reason[:2000]
         return existing, False

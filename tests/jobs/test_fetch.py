@@ -227,6 +227,16 @@ def test_a_message_over_the_size_limit_stays_on_the_server_listed_with_its_sende
         assert [m.subject for m in box.fetch(mark_seen=False)] == ["huge"]
     assert len(desk("--json", "quarantine", "list").json()["quarantine"]) == 1
 
+    # An agent raises the limit for this one: it is downloaded, stored, then deleted.
+    still = desk("--json", "quarantine", "retry", str(item["id"]), "--max-size", "10000")
+    assert still.exit_code == 7 and "over the limit of 10000" in still.json()["reason"]
+    stored = desk("--json", "quarantine", "retry", str(item["id"]))
+    assert stored.exit_code == 0, stored.stderr
+    assert stored.json()["title"] == "huge" and stored.json()["attachments"] == ["big.bin"]
+    assert desk("--json", "quarantine", "list").json()["quarantine"] == []
+    with dovecot.mailbox(*SUPPORT, folder=fresh_folder) as box:
+        assert box.uids() == [], "the channel's after-fetch action ran once it was stored"
+
 
 def test_a_40_mb_message_is_not_downloaded_under_the_default_limit(
     desk: Run, dovecot: Dovecot, add_imap: AddImap, fresh_folder: str
