@@ -70,6 +70,11 @@ def fetch(
                     f"{r.name}: {r.fetched} fetched, {r.tickets_created} new tickets, "
                     f"{r.messages_added} added to tickets, {r.skipped_duplicates} duplicates, "
                     f"{r.quarantined} quarantined"
+                    + (
+                        f" ({r.left_on_server} too large, left on the server)"
+                        if r.left_on_server
+                        else ""
+                    )
                 )
             out.print(line)
 

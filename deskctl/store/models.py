@@ -330,10 +330,17 @@ class QuarantinedMessage(Base):
     channel_id: Mapped[int | None] = mapped_column(ForeignKey("incoming_channels.id"))
     source: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
-    raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    # None when the bytes are elsewhere: over the size limit, they wait in
+    # ``spool_path`` (a file under DESKCTL_HOME) or on the IMAP server as ``remote_uid``.
+    raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     size: Mapped[int] = mapped_column(Integer)
     dedupe_key: Mapped[str | None] = mapped_column(String(998))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    spool_path: Mapped[str | None] = mapped_column(Text)
+    remote_uid: Mapped[int | None] = mapped_column(Integer)
+    remote_uidvalidity: Mapped[int | None] = mapped_column(Integer)
+    sender: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
 
     channel: Mapped[IncomingChannel | None] = relationship()
 

@@ -23,6 +23,7 @@ from imap_tools.mailbox import BaseMailBox
 
 from deskctl.errors import ConfigError, Unreachable
 from deskctl.transport.errors import network_error
+from deskctl.transport.spool import HEAD_BYTES, Oversize
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -199,14 +200,26 @@ class ImapInbox:
                     found[int(uid.group(1))] = int(size.group(1))
         return found
 
-    def fetch(self, uids: list[int]) -> Iterator[tuple[int, bytes]]:
-        """Yield (uid, raw bytes) in UID order, in batches bounded by count and size."""
+    def fetch(
+        self, uids: list[int], max_size: int | None = None
+    ) -> Iterator[tuple[int, bytes | Oversize]]:
+        """Yield (uid, raw bytes) in UID order, in batches bounded by count and size.
+
+        A message whose RFC822.SIZE is over ``max_size`` is never downloaded: it
+        comes as an :class:`Oversize` holding the start of its header only.
+        """
         sizes = self.sizes(uids)
         batch: list[int] = []
         batch_bytes = 0
         for uid in uids:
             if uid not in sizes:
                 continue  # expunged since the search
+            if max_size is not None and sizes[uid] > max_size:
+                if batch:  # UID order is kept: the watermark must never pass a message
+                    yield from self._fetch_batch(batch)
+                    batch, batch_bytes = [], 0
+                yield uid, self._oversize(uid, sizes[uid], max_size)
+                continue
             if batch and (len(batch) >= BATCH_COUNT or batch_bytes + sizes[uid] > BATCH_BYTES):
                 yield from self._fetch_batch(batch)
                 batch, batch_bytes = [], 0
@@ -226,6 +239,15 @@ class ImapInbox:
         for uid in uids:
             if uid in got:
                 yield uid, got[uid]
+
+    def _oversize(self, uid: int, size: int, limit: int) -> Oversize:
+        """Size and the first bytes of the header (a partial FETCH), never the body."""
+        spec = f"(UID BODY.PEEK[HEADER]<0.{HEAD_BYTES}>)"
+        typ, data = self._guarded(partial(self._client().uid, "FETCH", str(uid), spec))
+        if typ != "OK":
+            raise Unreachable(f"IMAP FETCH failed on {self.settings.host}: {typ}")
+        head = next((item[1] for item in data if isinstance(item, tuple)), b"")
+        return Oversize(size, limit, head[:HEAD_BYTES], uid=uid, uidvalidity=self.uidvalidity)
 
     def after_fetch(self, action: str, uids: list[int]) -> None:
         """Apply the channel's after-fetch action, once the messages are committed."""
