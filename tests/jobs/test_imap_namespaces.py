@@ -12,6 +12,7 @@ from jobs.conftest import AddImap, fill, new_user
 from sqlalchemy import create_engine, text
 
 from conftest import Run
+from deskctl.transport.folders import Layout, Target, choose, parse_list, parse_namespace
 from mailfactory import make_mail
 from testbed.dovecot import Dovecot
 
@@ -161,3 +162,36 @@ def test_create_folder_needs_a_move(desk: Run, add_imap: AddImap) -> None:
     assert refused.exit_code == 2 and "--after-fetch move:FOLDER" in refused.stderr
     changed = desk("channel", "set", "support", "--after-fetch", "seen")
     assert changed.exit_code == 0 and "after fetch, seen" in changed.stdout
+
+
+def test_what_servers_answer_is_read_as_they_mean_it() -> None:
+    # NAMESPACE from Courier, Dovecot and a server that shares folders too.
+    assert parse_namespace([b'(("INBOX." ".")) NIL NIL']) == ("INBOX.", ".")
+    assert parse_namespace([b'(("" "/")) NIL NIL']) == ("", "/")
+    assert parse_namespace([b'(("" "/")("Archive/" "/")) (("~" "/")) NIL']) == ("", "/")
+    # LIST: quoted names, names sent as literals, modified UTF-7, NIL delimiters.
+    listed = parse_list(
+        [
+            b'(\\HasNoChildren \\Trash) "/" "[Gmail]/Trash"',
+            (b'(\\HasNoChildren) "." {15}', b'INBOX."quoted"'),
+            b'() "." INBOX.K&APY-ln',
+            b"(\\Noselect) NIL Flat",
+        ]
+    )
+    assert listed == [
+        ("[Gmail]/Trash", "/", ("\\hasnochildren", "\\trash")),
+        ('INBOX."quoted"', ".", ("\\hasnochildren",)),
+        ("INBOX.Köln", ".", ()),
+        ("Flat", "", ("\\noselect",)),
+    ]
+
+
+def test_the_folder_a_name_means_on_each_kind_of_server() -> None:
+    gmail = Layout("", "/", {"INBOX": (), "[Gmail]/Trash": ("\\trash",), "Done": ()})
+    assert choose("Trash", gmail) == Target("[Gmail]/Trash", "the folder marked \\Trash", True)
+    assert choose("Done", gmail) == Target("Done", "as named", True)
+    courier = Layout("INBOX.", ".", {"INBOX": (), "INBOX.Archive": (), "INBOX.Old.2024": ()})
+    assert choose("Archive", courier).name == "INBOX.Archive"
+    assert choose("Old/2024", courier).name == "INBOX.Old.2024"
+    assert choose("INBOX.Archive", courier) == Target("INBOX.Archive", "as named", True)
+    assert choose("New", courier) == Target("INBOX.New", "'New' in the server's naming", False)

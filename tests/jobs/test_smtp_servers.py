@@ -20,7 +20,7 @@ import pytest
 from jobs.conftest import AddSmtp, inbox_replying_via, ticket_with_reply
 
 from conftest import Run
-from mailfactory import make_mail
+from mailfactory import make_dsn, make_mail
 from testbed.certs import CertBundle
 from testbed.dovecot import Dovecot
 from testbed.smtp_relay import RelayedMessage, SmtpRelay
@@ -174,31 +174,6 @@ def test_a_session_closed_while_deskctl_waited_is_opened_again(
     assert {i["message_id"] for i in items} == {q["message_id"] for q in queued}
 
 
-def dsn(original: EmailMessage, to: str, recipient: str, diagnostic: str) -> bytes:
-    """A delivery status notification (RFC 3464) as Postfix writes one."""
-    report = EmailMessage()
-    report["From"] = "MAILER-DAEMON@mx.example.org (Mail Delivery System)"
-    report["To"] = to
-    report["Subject"] = "Undelivered Mail Returned to Sender"
-    report["Auto-Submitted"] = "auto-replied"
-    report.set_content(
-        "I'm sorry to have to inform you that your message could not be delivered.\n"
-    )
-    status = EmailMessage()
-    status.set_payload(
-        "Reporting-MTA: dns; mx.example.org\n\n"
-        f"Final-Recipient: rfc822; {recipient}\nAction: failed\nStatus: 5.1.1\n"
-        f"Diagnostic-Code: smtp; {diagnostic}\n"
-    )
-    report.add_attachment(original, disposition="inline")
-    raw = report.as_bytes()
-    head, _, rest = raw.partition(b"\n--")
-    boundary = rest.split(b"\n", 1)[0]
-    part = b"Content-Type: message/delivery-status\n\n" + status.get_payload().encode()
-    raw = head + b"\n--" + boundary + b"\n" + part + b"\n--" + rest
-    return raw.replace(b"multipart/mixed", b"multipart/report; report-type=delivery-status", 1)
-
-
 def test_a_bounced_reply_shows_what_the_remote_server_said(
     desk: Run, smtp_relay: SmtpRelay, replying_inbox: tuple[str, str]
 ) -> None:
@@ -206,7 +181,11 @@ def test_a_bounced_reply_shows_what_the_remote_server_said(
     number, queued = ticket_with_reply(desk, customer_mail("kim"), "Hello?")
     assert desk("--json", "send-outbox").json()["sent"] == 1
     sent = by_message_id(smtp_relay, queued["message_id"])
-    bounce = dsn(sent.message(), replying_inbox[0], "kim@example.org", said)
+    status = (
+        "Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822; kim@example.org\n"
+        f"Action: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; {said}\n"
+    )
+    bounce = make_dsn(sent.message(), replying_inbox[0], status)
     assert desk("ingest", "--channel", "inbox", stdin=bounce).exit_code == 0
 
     (item,) = desk("--json", "outbox", "list").json()["outbox"]
