@@ -51,6 +51,11 @@ def _answer(code: int, text: bytes | str) -> str:
     return f"{code} {text.decode('utf-8', 'replace') if isinstance(text, bytes) else text}".strip()
 
 
+def _refusals(refused: dict[str, tuple[int, bytes]]) -> str:
+    """``kim@example.org: 550 5.1.1 user unknown; ...``: each recipient with the server's words."""
+    return "; ".join(f"{r}: {_answer(c, m)}" for r, (c, m) in refused.items())
+
+
 class _XOAuth2:
     """smtplib authobject: the SASL string first, then an empty answer to the error challenge.
 
@@ -185,6 +190,7 @@ class SmtpSender:
                 body = to_7bit(raw)
         if client.has_extn("size"):
             options.insert(0, f"SIZE={len(body)}")  # RFC 1870: too big is refused before DATA
+        refused: dict[str, tuple[int, bytes]] = {}
         try:
             code, text = client.mail(sender, options)
             if code == 421:
@@ -192,11 +198,12 @@ class SmtpSender:
             if code != 250:
                 self._reset()
                 raise SendError(_answer(code, text), permanent=code >= 500)
-            refused: dict[str, tuple[int, bytes]] = {}
             for rcpt in recipients:
                 code, text = client.rcpt(rcpt)
                 if code == 421:
-                    raise _SessionClosed(_answer(code, text))
+                    # What it refused before hanging up is the reason the agent needs.
+                    before = f" (after {_refusals(refused)})" if refused else ""
+                    raise _SessionClosed(_answer(code, text) + before)
                 if code not in (250, 251):
                     refused[rcpt] = (code, text)
         except smtplib.SMTPServerDisconnected as exc:
@@ -210,8 +217,9 @@ class SmtpSender:
             raise _SessionClosed(f"connection trouble: {exc}") from exc
         if len(refused) == len(recipients):
             self._reset()
-            detail = "; ".join(f"{r}: {_answer(c, m)}" for r, (c, m) in refused.items())
-            raise SendError(detail, permanent=all(c >= 500 for c, _ in refused.values()))
+            raise SendError(
+                _refusals(refused), permanent=all(c >= 500 for c, _ in refused.values())
+            )
         try:
             code, text = client.data(body)
         except smtplib.SMTPDataError as exc:  # DATA itself refused: nothing was sent
@@ -230,7 +238,7 @@ class SmtpSender:
         if code != 250:
             self._reset()
             raise SendError(_answer(code, text), permanent=code >= 500)
-        return [f"{r}: {_answer(c, m)}" for r, (c, m) in refused.items()]
+        return [_refusals({r: refusal}) for r, refusal in refused.items()]
 
     def _reset(self) -> None:
         """RSET after a refusal, so the session is clean for the next item (or gone)."""

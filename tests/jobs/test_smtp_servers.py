@@ -133,6 +133,52 @@ def test_a_server_that_hangs_up_after_a_refusal_gets_the_rest_in_the_same_run(
     assert shows(shown, f"delivery: gone@example.org: {UNKNOWN}")
 
 
+def test_a_hang_up_in_the_middle_of_the_recipients_names_the_refusal_before_it(
+    desk: Run, dovecot: Dovecot, add_smtp: AddSmtp, make_relay: MakeRelay
+) -> None:
+    relay = make_relay(drop_after_refusals=1)
+    relay.refuse_recipient("gone@example.org", UNKNOWN)
+    inbox_replying_via(desk, dovecot, add_smtp, port=relay.smtps_port)
+    mail = make_mail(sender="gone@example.org", to="inbox@example.test", cc="lee@example.org")
+    ticket_with_reply(desk, mail, "Hello?")
+
+    result = desk("--json", "send-outbox")
+    assert result.exit_code == 6 and result.json()["deferred"] == 1, result.stdout
+    assert relay.hang_ups == 2 and relay.messages == []
+    (item,) = desk("--json", "outbox", "list").json()["outbox"]
+    assert item["state"] == "queued"
+    assert item["last_error"] == (
+        "the server ended the session twice: 421 4.7.0 Error: too many errors "
+        f"(after gone@example.org: {UNKNOWN})"
+    )
+
+
+def test_a_line_lost_after_the_data_waits_for_the_next_run_with_the_same_message_id(
+    desk: Run, dovecot: Dovecot, add_smtp: AddSmtp, make_relay: MakeRelay
+) -> None:
+    relay = make_relay()
+    relay.hang_up_after_data()
+    inbox_replying_via(desk, dovecot, add_smtp, port=relay.smtps_port)
+    first, second = (
+        ticket_with_reply(desk, customer_mail(who), "Fixed.")[1] for who in ("kim", "lee")
+    )
+
+    result = desk("--json", "send-outbox")
+    assert result.exit_code == 7, result.stderr
+    assert (result.json()["sent"], result.json()["deferred"]) == (1, 1)
+    (lost,) = relay.rejected
+    assert lost.message()["Message-ID"] == f"<{first['message_id']}>"
+    assert [m.message()["Message-ID"] for m in relay.messages] == [f"<{second['message_id']}>"]
+    assert relay.sessions == 2, "the next item went on a new session"
+    items = {i["message_id"]: i for i in desk("--json", "outbox", "list").json()["outbox"]}
+    waiting = items[first["message_id"]]
+    assert waiting["state"] == "queued" and "connection lost during DATA" in waiting["last_error"]
+
+    assert desk("outbox", "retry", str(waiting["id"])).exit_code == 0
+    assert desk("--json", "send-outbox").json()["sent"] == 1
+    assert by_message_id(relay, first["message_id"]).raw == lost.raw, "the same mail, same id"
+
+
 def hold_write_lock(db_url: str, seconds: float) -> None:
     """Another program's long write transaction: deskctl's next write waits ``seconds``."""
     if db_url.startswith("sqlite"):

@@ -183,6 +183,14 @@ class _Handler:
             listener=self.listener,
             mail_options=list(envelope.mail_options),
         )
+        if self.relay._take_hang_up():
+            # The worst moment: the data is here, the client never hears whether.
+            record.reply = "(hung up before replying)"
+            self.relay._record(record, accepted=False)
+            transport = server.transport
+            assert transport is not None
+            transport.close()
+            return record.reply
         injected = self.relay._take_failure()
         if injected is not None:
             record.reply = injected
@@ -376,6 +384,7 @@ class SmtpRelay:
         self.sessions = 0
         self.hang_ups = 0
         self.on_accept: Callable[[RelayedMessage], None] | None = None
+        self._hang_ups_in_data = 0
         self._timeout: dict[str, Any] = {"timeout": idle_timeout} if idle_timeout else {}
         self.users = users
         self.idp = idp
@@ -463,6 +472,22 @@ class SmtpRelay:
             raise ValueError("fail_next needs a 4xx or 5xx code")
         with self._lock:
             self._failures.extend([f"{code} {text}"] * count)
+
+    def hang_up_after_data(self, count: int = 1) -> None:
+        """Close the connection after the next ``count`` messages' data, before any reply.
+
+        The client cannot know whether the message was taken; it goes to
+        :attr:`rejected` with the reply ``(hung up before replying)``.
+        """
+        with self._lock:
+            self._hang_ups_in_data += count
+
+    def _take_hang_up(self) -> bool:
+        with self._lock:
+            if self._hang_ups_in_data <= 0:
+                return False
+            self._hang_ups_in_data -= 1
+            return True
 
     def refuse_recipient(self, address: str, reply: str) -> None:
         """Answer RCPT TO for ``address`` with ``reply``, e.g. ``550 5.1.1 user unknown``."""
