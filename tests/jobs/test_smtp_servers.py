@@ -103,12 +103,21 @@ def test_an_8bit_reply_to_a_7bit_server_goes_quoted_printable(
     assert f"[#{number}]" in str(parsed["Subject"]) and parsed["In-Reply-To"]
 
 
-def test_a_server_that_hangs_up_after_a_refusal_gets_the_rest_in_the_same_run(
+@pytest.fixture
+def fed_up_relay(
     desk: Run, dovecot: Dovecot, add_smtp: AddSmtp, make_relay: MakeRelay
-) -> None:
+) -> SmtpRelay:
+    """Replies go through a relay that hangs up after one refusal and knows no gone@."""
     relay = make_relay(drop_after_refusals=1)
     relay.refuse_recipient("gone@example.org", UNKNOWN)
     inbox_replying_via(desk, dovecot, add_smtp, port=relay.smtps_port)
+    return relay
+
+
+def test_a_server_that_hangs_up_after_a_refusal_gets_the_rest_in_the_same_run(
+    desk: Run, fed_up_relay: SmtpRelay
+) -> None:
+    relay = fed_up_relay
     gone, _ = ticket_with_reply(desk, customer_mail("gone"), "Hello?")
     later = [ticket_with_reply(desk, customer_mail(who), "Fixed.")[1] for who in ("kim", "lee")]
 
@@ -134,11 +143,9 @@ def test_a_server_that_hangs_up_after_a_refusal_gets_the_rest_in_the_same_run(
 
 
 def test_a_hang_up_in_the_middle_of_the_recipients_names_the_refusal_before_it(
-    desk: Run, dovecot: Dovecot, add_smtp: AddSmtp, make_relay: MakeRelay
+    desk: Run, fed_up_relay: SmtpRelay
 ) -> None:
-    relay = make_relay(drop_after_refusals=1)
-    relay.refuse_recipient("gone@example.org", UNKNOWN)
-    inbox_replying_via(desk, dovecot, add_smtp, port=relay.smtps_port)
+    relay = fed_up_relay
     mail = make_mail(sender="gone@example.org", to="inbox@example.test", cc="lee@example.org")
     ticket_with_reply(desk, mail, "Hello?")
 
