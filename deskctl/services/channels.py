@@ -302,6 +302,8 @@ def set_after_fetch(
     settings = dict(channel.settings or {})
     if create_folder is not None:
         settings["create_folder"] = create_folder
+    elif not channel.after_fetch.startswith("move:"):
+        settings.pop("create_folder", None)  # it went with the move given up
     _check_create_folder(channel.after_fetch, bool(settings.get("create_folder")))
     channel.settings = settings  # a new dict, so the JSON column is written
     return channel

@@ -56,8 +56,11 @@ class Layout:
     delimiter: str  # between levels; "" for a flat server
     folders: dict[str, tuple[str, ...]]  # name -> LIST attributes, lower-cased
 
-    def names(self) -> str:
-        return ", ".join(sorted(self.folders)) or "none"
+    def names(self, most: int = 12) -> str:
+        """The folders for an error line; a mailbox with hundreds stays one readable line."""
+        names = sorted(self.folders)
+        more = f" and {len(names) - most} more" if len(names) > most else ""
+        return (", ".join(names[:most]) or "none") + more
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +83,8 @@ def parse_namespace(data: list[bytes | tuple[bytes, bytes] | None]) -> tuple[str
     for item in data:
         line = item[0] if isinstance(item, tuple) else item
         if isinstance(line, bytes) and (m := _NAMESPACE.match(line)):
-            return utf7_decode(re.sub(rb"\\(.)", rb"\1", m.group(1))), (m.group(2) or b"").decode(
-                "ascii", "replace"
-            )
+            prefix = utf7_decode(_unquote(b'"' + m.group(1) + b'"'))
+            return prefix, (m.group(2) or b"").decode("ascii", "replace")
     return None
 
 

@@ -161,8 +161,11 @@ def test_create_folder_needs_a_move(desk: Run, add_imap: AddImap) -> None:
     add_imap("support", ("support@example.test", "support-pw"))
     refused = desk("channel", "set", "support", "--create-folder")
     assert refused.exit_code == 2 and "--after-fetch move:FOLDER" in refused.stderr
-    changed = desk("channel", "set", "support", "--after-fetch", "seen")
-    assert changed.exit_code == 0 and "after fetch, seen" in changed.stdout
+    moved = desk("channel", "set", "support", "--after-fetch", "move:Done", "--create-folder")
+    assert moved.exit_code == 0 and "move:Done, creating the folder when missing" in moved.stdout
+    changed = desk("--json", "channel", "set", "support", "--after-fetch", "seen")
+    assert changed.exit_code == 0, changed.stderr
+    assert changed.json()["after_fetch"] == "seen" and changed.json()["create_folder"] is False
 
 
 def test_what_servers_answer_is_read_as_they_mean_it() -> None:
