@@ -128,6 +128,8 @@ def _render_ticket(out: Console, data: dict[str, Any], color: str) -> None:
         out.print(line)
         if msg["flag_reasons"]:
             out.print(Text("  why: " + safe_text("; ".join(msg["flag_reasons"])), style="yellow"))
+        if msg.get("delivery_error"):
+            out.print(Text("  delivery: " + safe_text(msg["delivery_error"]), style="yellow"))
         out.print(Text(safe_text(msg["body"]).rstrip()))
         for att in msg["attachments"]:
             out.print(

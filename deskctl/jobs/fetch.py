@@ -24,6 +24,7 @@ from deskctl.context import AppContext
 from deskctl.errors import DeskError, ExitCode, NotFound
 from deskctl.jobs.parsing import parse_stream
 from deskctl.jobs.pipeline import Outcome, ingest_cache, still_over, store_raw
+from deskctl.jobs.probe import folder_error
 from deskctl.jobs.workers import dead_local_owner, worker_id
 from deskctl.services.leases import (
     LEASE,
@@ -38,7 +39,7 @@ from deskctl.store.models import FetchedKey, IncomingChannel
 from deskctl.transport.spool import Oversize, spool_dir
 
 if TYPE_CHECKING:
-    from deskctl.transport.imap import ImapSettings
+    from deskctl.transport.imap import ImapInbox, ImapSettings
 
 log = logging.getLogger(__name__)
 
@@ -239,17 +240,23 @@ def retry_left_on_server(context: AppContext, item_id: int, max_size: int) -> Ou
         )
         with context.transaction() as session:
             drop_quarantined(session, item_id)
-        inbox.after_fetch(ch.after_fetch, [uid])
+        action, problem = _resolved_action(inbox, ch, dry_run=False)
+        inbox.after_fetch(action, [uid])
+    if problem is not None:
+        raise problem
     return outcome
 
 
 def _imap(
     context: AppContext, ch: Snapshot, opts: FetchOptions, report: ChannelReport, owner: str
 ) -> None:
+    from deskctl.transport.folders import FolderProblem
     from deskctl.transport.imap import ImapInbox
 
+    problem: DeskError | None
     cache = ingest_cache(context)
     with ImapInbox(imap_settings(ch)) as inbox:
+        action, problem = _resolved_action(inbox, ch, dry_run=opts.dry_run)
         last_uid, acted_uid = ch.last_uid, ch.acted_uid
         if ch.uidvalidity is not None and ch.uidvalidity != inbox.uidvalidity:
             log.warning(
@@ -264,8 +271,20 @@ def _imap(
         done: list[int] = []
 
         def act(on: list[int], upto: int) -> None:
-            """Run the after-fetch action on committed UIDs, then move the watermark."""
-            inbox.after_fetch(ch.after_fetch, on)
+            """Run the after-fetch action on committed UIDs, then move the watermark.
+
+            An action the server refuses is recorded once and not tried again
+            this run: the mail stays where it is, stored, and the watermark
+            stays behind so a later run catches up once the folder is fixed.
+            """
+            nonlocal problem
+            if problem is not None:
+                return
+            try:
+                inbox.after_fetch(action, on)
+            except FolderProblem as exc:
+                problem = folder_error(ch.name, ch.after_fetch, ch.folder, exc)
+                return
             with context.transaction() as session:
                 session.execute(
                     update(IncomingChannel)
@@ -274,7 +293,7 @@ def _imap(
                     .execution_options(synchronize_session=False)
                 )
 
-        if not opts.dry_run and ch.after_fetch != "keep" and acted_uid < last_uid:
+        if not opts.dry_run and action != "keep" and acted_uid < last_uid:
             # A run that died between commit and action left these behind; mail
             # too large to download stays where it is, whatever the action.
             with context.transaction(write=False) as session:
@@ -325,6 +344,33 @@ def _imap(
                 checkpoint_for(last_uid)(session)
         if done and not opts.dry_run:
             act(done, done[-1])
+    if problem is not None:
+        raise problem
+
+
+def _resolved_action(
+    inbox: ImapInbox, ch: Snapshot, *, dry_run: bool
+) -> tuple[str, DeskError | None]:
+    """``move:FOLDER`` in the server's own naming; an unusable folder means keep, and why.
+
+    Asked before any mail is read, so a folder that cannot be used costs one
+    error line per run while the mail keeps arriving as tickets, left where
+    it is on the server.
+    """
+    from deskctl.transport.folders import FolderProblem
+
+    if not ch.after_fetch.startswith("move:"):
+        return ch.after_fetch, None
+    wanted = ch.after_fetch.removeprefix("move:")
+    try:
+        target = inbox.move_target(
+            wanted, create=bool(ch.settings.get("create_folder")), check_only=dry_run
+        )
+    except FolderProblem as exc:
+        return "keep", folder_error(ch.name, ch.after_fetch, ch.folder, exc)
+    if target.name != wanted:
+        log.info("%s: move:%s is %s here (%s)", ch.name, wanted, target.name, target.how)
+    return f"move:{target.name}", None
 
 
 def _maildir(

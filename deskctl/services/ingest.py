@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from deskctl.mail.bounces import bounce_diagnostic
 from deskctl.mail.parsed import ParsedMail
 from deskctl.mail.subjects import ticket_title
 from deskctl.services.acks import acknowledge
@@ -236,7 +237,8 @@ def ingest_mail(
     ticket.updated_at = now
     if bounced is not None:
         bounced.state = "bounced"
-        bounced.last_error = "; ".join(mail.flag_reasons) or "bounced"
+        # The remote server's words ("550 5.1.1 ... User Unknown"), shown with the reply.
+        bounced.last_error = bounce_diagnostic(mail) or "; ".join(mail.flag_reasons) or "bounced"
     session.flush()
     ack = None
     if created:

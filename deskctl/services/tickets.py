@@ -51,7 +51,9 @@ _MESSAGES = """
 SELECT m.id, m.direction, m.from_name, m.from_email, m."to", m.cc, m.subject, m.date,
        m.created_at, m.message_id, m.body_text, m.flags, m.flag_reasons, a.name AS author,
        (SELECT o.state FROM outbox_items o WHERE o.message_id = m.id
-        ORDER BY o.id DESC LIMIT 1) AS delivery
+        ORDER BY o.id DESC LIMIT 1) AS delivery,
+       (SELECT o.last_error FROM outbox_items o WHERE o.message_id = m.id
+        ORDER BY o.id DESC LIMIT 1) AS delivery_error
 FROM messages m
 LEFT JOIN agents a ON a.id = m.author_id
 WHERE m.ticket_id = :ticket_id
@@ -206,6 +208,8 @@ def _message(row: dict[str, Any], attachments: list[dict[str, Any]]) -> dict[str
     }
     if row["direction"] == "out":
         data["delivery"] = row["delivery"]
+        # The server's own words for a refusal or bounce ("550 5.1.1 user unknown").
+        data["delivery_error"] = row["delivery_error"]
     return data
 
 
