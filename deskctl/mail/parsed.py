@@ -62,6 +62,7 @@ class ParsedMail:
     bounced_message_ids: tuple[str, ...]
     auto_submitted: str | None
     loop_token: str | None = None  # our own X-Deskctl-Loop header: this is mail we sent
+    thread_topic: str = ""  # Outlook's Thread-Topic: the conversation's subject, no prefixes
 
     @property
     def is_automatic(self) -> bool:

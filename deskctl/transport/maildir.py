@@ -22,6 +22,7 @@ from pathlib import Path
 from deskctl.errors import ConfigError
 from deskctl.mail.sanitize import one_line
 from deskctl.transport.files import NotRegularFile, open_regular
+from deskctl.transport.spool import Oversize, read_bounded
 
 
 def unique_name(filename: str) -> str:
@@ -37,12 +38,6 @@ class SkippedEntry:
 
     def __str__(self) -> str:
         return f"{self.name}: {self.reason}"
-
-
-def read_entry(path: Path) -> bytes:
-    """The bytes of one entry: a regular file, never what a link points to."""
-    with open_regular(path, follow_links=False) as fh:
-        return fh.read()
 
 
 def _why_unreadable(exc: OSError) -> str:
@@ -84,11 +79,13 @@ class MaildirInbox:
                 found.append((unique_name(entry.name), Path(entry.path)))
         return sorted(found, key=lambda item: item[0])
 
-    def read(self, items: list[tuple[str, Path]]) -> Iterator[tuple[str, Path, bytes]]:
-        """(key, path, bytes) of each entry that is a readable regular file."""
+    def read(
+        self, items: list[tuple[str, Path]], max_size: int, spool: Path | None
+    ) -> Iterator[tuple[str, Path, bytes | Oversize]]:
+        """(key, path, contents) of each entry that is a readable regular file."""
         for key, path in items:
             try:
-                raw = read_entry(path)
+                raw = read_entry(path, max_size, spool)
             except OSError as exc:
                 self._skip(path.parent.name, path.name, _why_unreadable(exc))
                 continue
@@ -119,6 +116,15 @@ class MaildirInbox:
                 os.replace(path, target)
             return
         raise ConfigError(f"after-fetch action {action!r} is not available for a Maildir")
+
+
+def read_entry(path: Path, max_size: int, spool: Path | None) -> bytes | Oversize:
+    """One entry in chunks, never more than ``max_size`` in memory; larger is spooled.
+
+    Only a regular file is read, never what a link points to.
+    """
+    with open_regular(path, follow_links=False) as fh:
+        return read_bounded(fh, max_size, spool)
 
 
 def install_sample(dest: Path) -> Path:

@@ -221,7 +221,7 @@ def test_an_entry_gone_between_listing_and_reading_is_recorded_not_fatal(tmp_pat
     inbox = MaildirInbox(str(box))
     listed = inbox.messages()
     (box / "new" / "1001.x.host").unlink()  # another program took it meanwhile
-    read = [key for key, _path, _raw in inbox.read(listed)]
+    read = [key for key, _path, _raw in inbox.read(listed, 1 << 20, None)]
     assert read == ["1000.x.host", "1002.x.host"]
     assert [str(s) for s in inbox.skipped] == [
         "new/1001.x.host: gone before it could be read (moved or deleted by another program)"
@@ -250,3 +250,26 @@ def test_a_file_name_with_a_newline_cannot_forge_a_log_or_quarantine_line(
     assert not [line for line in shown if line.startswith("deskctl")]
     # Fetched again, the new mail is known by its real name and not read twice.
     assert desk("--json", "fetch", "--max-size", "2000").json()["channels"][0]["fetched"] == 0
+
+
+def test_a_maildir_entry_over_the_limit_is_spooled_whole_before_the_action_deletes_it(
+    desk: Run, tmp_path: Path, isolated_home: Path
+) -> None:
+    box = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (box / sub).mkdir(parents=True)
+    big = make_mail(subject="scan", body="page\n" * 50_000, message_id="<scan@x>")
+    (box / "new" / "1000.big.host").write_bytes(big)
+    (box / "new" / "1001.small.host").write_bytes(make_mail(subject="small", message_id="<s@x>"))
+    desk("channel", "add", "md", "--kind", "maildir", "--address", "md@example.test",
+         "--path", str(box), "--after-fetch", "delete")  # fmt: skip
+
+    result = desk("--json", "fetch", "--max-size", "100000")
+    assert result.exit_code == 7
+    assert result.json()["channels"][0]["tickets_created"] == 1
+    assert list((box / "new").iterdir()) == []
+    (item,) = desk("--json", "quarantine", "list").json()["quarantine"]
+    (spooled,) = (isolated_home / "spool").iterdir()
+    assert item["kept"] == f"spool file {spooled}" and item["size"] == len(big)
+    assert spooled.read_bytes() == big, "deleted from the Maildir, kept whole in the spool"
+    assert desk("quarantine", "show", str(item["id"]), "--raw").stdout.encode() == big
