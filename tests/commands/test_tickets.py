@@ -191,6 +191,10 @@ def test_an_attachments_content_type_and_an_open_escape_in_a_body_reach_no_termi
     assert "attachment: app.log (application/x-redlog, 9 bytes)" in shown
     # Only the open sequence's introducer went: the rest of the body is there.
     assert "Hello, the log 0;retitled is attached.\nPlease look." in shown
+    for args in (("explain",), ("--json", "explain"), ("--json", "ticket", "show")):
+        target = str(doc["ticket"]) if "show" in args else str(tmp_path / "ctype.eml")
+        out = desk(*args, target).stdout
+        assert "\x1b" not in out and "\x07" not in out and "\x9d" not in out, args
 
 
 def test_a_search_too_long_for_the_index_is_a_usage_error_naming_the_limit(
