@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from email import policy as email_policy
 from email.headerregistry import Address as HeaderAddress
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import format_datetime, make_msgid
+from typing import Any
 
-from deskctl.mail.addresses import wire_address
+from deskctl.mail.addresses import split_address, wire_address
+from deskctl.mail.headers import header_text, message_ids
 from deskctl.mail.parsed import Address
-from deskctl.mail.sanitize import safe_header_value
 
 #: deskctl marks everything it sends with this header, naming the installation
 #: (``deskctl <instance> ticket <N>``): seeing our own instance on incoming mail
@@ -77,7 +82,6 @@ class Reply:
     date: datetime | None = None
     loop_token: str = "deskctl"
     auto_submitted: str | None = None  # e.g. "auto-replied" for acknowledgements
-    extra_headers: dict[str, str] = field(default_factory=dict)
 
 
 def new_message_id(domain: str) -> str:
@@ -124,60 +128,135 @@ def html_part(reply: Reply) -> str:
     return "<!DOCTYPE html><html><body>" + "".join(out) + "</body></html>"
 
 
+#: The longest msg-id we write: with ``In-Reply-To: <...>`` it still fits the
+#: 998 characters SMTP allows on a line. A longer one is left out; the
+#: subject token threads instead.
+MAX_MSG_ID = 980
+_MSG_ID_TEXT = re.compile(r"[!-;=?-~]+")  # printable ASCII, no blank and no angle bracket
+
+
+def usable_msg_id(ident: str) -> bool:
+    """True for an id we can write as ``<id>``: printable ASCII, bounded.
+
+    An id with a non-ASCII domain (RFC 6532 mail) cannot go in these headers
+    without SMTPUTF8, and one with a blank or a control would not be a msg-id.
+    """
+    return len(ident) <= MAX_MSG_ID and _MSG_ID_TEXT.fullmatch(ident) is not None
+
+
+class MessageIdsHeader:
+    """In-Reply-To and References written as RFC 5322 3.6.4 says: msg-ids, as they are.
+
+    The email package treats these fields as unstructured text, so an id of
+    78 characters or more (the usual Microsoft 365 shape) came out as an
+    ``=?utf-8?q?...?=`` word, which no mail program matches. Here the value
+    is the ids themselves; a fold goes only between two ids, the first id
+    stays on the field's own line however long it is, and an id that does
+    not fit the line it would end stands unfolded on a line of its own.
+    Mixed into the email package's header class by :data:`REPLY_POLICY`.
+    """
+
+    max_count = 1
+    _name: str
+    ids: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, value: str | Iterable[str], kwds: dict[str, Any]) -> None:
+        ids = message_ids(value) if isinstance(value, str) else tuple(value)
+        kwds["ids"] = tuple(ident for ident in ids if usable_msg_id(ident))
+        kwds["decoded"] = " ".join(f"<{ident}>" for ident in kwds["ids"])
+
+    def init(self, name: str, *, ids: tuple[str, ...], defects: list[Any]) -> None:
+        self._name = name
+        self._defects = defects
+        self.ids = ids
+
+    def fold(self, *, policy: Policy) -> str:
+        width = policy.max_line_length or 0
+        lines = [f"{self._name}:"]
+        for number, ident in enumerate(self.ids):
+            word = f"<{ident}>"
+            if number == 0 or not width or len(lines[-1]) + 1 + len(word) <= width:
+                lines[-1] += " " + word
+            else:
+                lines.append(" " + word)
+        return policy.linesep.join(lines) + policy.linesep
+
+
+_REGISTRY = HeaderRegistry()
+for _field in ("in-reply-to", "references"):
+    _REGISTRY.map_to_type(_field, MessageIdsHeader)  # type: ignore[arg-type]  # BaseHeader is mixed in
+#: The policy our mail is built and re-read with: the email package's own,
+#: but with In-Reply-To and References as lists of msg-ids.
+REPLY_POLICY = email_policy.default.clone(header_factory=_REGISTRY)
+WIRE_POLICY = REPLY_POLICY.clone(linesep="\r\n")  # SMTP's line ends
+
+
 def _header_address(addr: Address) -> HeaderAddress:
-    local, _, domain = wire_address(addr.email).rpartition("@")
-    return HeaderAddress(display_name=safe_header_value(addr.name), username=local, domain=domain)
+    """A structured address: the display name made inert, the local part quoted once."""
+    local, domain = split_address(wire_address(addr.email))
+    return HeaderAddress(display_name=header_text(addr.name), username=local, domain=domain)
 
 
 def compose(reply: Reply) -> EmailMessage:
-    """The reply as a MIME message; header values with line breaks are refused."""
-    msg = EmailMessage()
+    """The reply as a MIME message, every header built from a value no decoder can open.
+
+    Addresses are :class:`~email.headerregistry.Address` objects, the ids
+    :class:`MessageIdsHeader` values, and every text from mail or from the
+    agent (subject, names, file names) has gone through
+    :func:`~deskctl.mail.headers.header_text`: fully decoded, no line break,
+    no control, no ``=?`` left for the email package or a reader to decode.
+    """
+    msg = EmailMessage(policy=REPLY_POLICY)
     msg["From"] = _header_address(reply.sender)
     msg["To"] = [_header_address(a) for a in reply.to]
     if reply.cc:
         msg["Cc"] = [_header_address(a) for a in reply.cc]
-    msg["Subject"] = safe_header_value(reply.subject)
+    msg["Subject"] = header_text(reply.subject)
     if reply.date is not None:
         msg["Date"] = format_datetime(reply.date)
     msg["Message-ID"] = f"<{reply.message_id}>"
-    # An id with a non-ASCII domain (RFC 6532 mail) cannot go in these headers
-    # without SMTPUTF8; the [#N] subject token still carries the thread.
-    if reply.in_reply_to and reply.in_reply_to.isascii():
-        msg["In-Reply-To"] = f"<{safe_header_value(reply.in_reply_to)}>"
-    refs = [r for r in reply.references if r and r.isascii()]
+    # The [#N] subject token still carries the thread when no id is usable.
+    if reply.in_reply_to and usable_msg_id(reply.in_reply_to):
+        msg["In-Reply-To"] = (reply.in_reply_to,)
+    refs = tuple(dict.fromkeys(r for r in reply.references if r and usable_msg_id(r)))
     if refs:
-        msg["References"] = " ".join(f"<{safe_header_value(r)}>" for r in refs)
-    msg[LOOP_HEADER] = safe_header_value(reply.loop_token)
+        msg["References"] = refs
+    msg[LOOP_HEADER] = header_text(reply.loop_token)
     if reply.auto_submitted:
         msg["Auto-Submitted"] = reply.auto_submitted
         msg["X-Auto-Response-Suppress"] = "All"
-    for name, value in reply.extra_headers.items():
-        msg[name] = safe_header_value(value)
     msg.set_content(text_part(reply))
     msg.add_alternative(html_part(reply), subtype="html")
     for att in reply.attachments:
         maintype, _, subtype = att.content_type.partition("/")
         msg.add_attachment(
-            att.data, maintype=maintype, subtype=subtype or "octet-stream", filename=att.filename
+            att.data,
+            maintype=maintype,
+            subtype=subtype or "octet-stream",
+            filename=header_text(att.filename) or "attachment",
         )
     return msg
 
 
 def to_wire(msg: EmailMessage) -> bytes:
     """The bytes as they go on the wire: CRLF line ends, as SMTP requires."""
-    from email import policy
-
-    return msg.as_bytes(policy=policy.SMTP)
+    return msg.as_bytes(policy=WIRE_POLICY)
 
 
 def without_recipients(raw: bytes, drop: set[str]) -> bytes:
-    """The same message with some Cc addresses removed; everything else unchanged."""
-    from email import message_from_bytes, policy
-    from email.utils import getaddresses
+    """The same message with some Cc addresses removed; everything else unchanged.
 
-    msg = message_from_bytes(raw, policy=policy.SMTP)
-    cc = [a for a in getaddresses(msg.get_all("Cc", [])) if a[1].lower() not in drop]
+    The kept addresses go back as the parsed Address objects, and the message
+    is re-read with :data:`WIRE_POLICY`, so a long References line is folded
+    between its ids again rather than encoded.
+    """
+    from email import message_from_bytes
+
+    msg = message_from_bytes(raw, _class=EmailMessage, policy=WIRE_POLICY)
+    cc = msg["Cc"]
+    kept = [a for a in cc.addresses if a.addr_spec.lower() not in drop] if cc else []
     del msg["Cc"]
-    if cc:
-        msg["Cc"] = ", ".join(str(HeaderAddress(display_name=n, addr_spec=e)) for n, e in cc)
+    if kept:
+        msg["Cc"] = kept
     return msg.as_bytes()
