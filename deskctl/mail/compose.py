@@ -8,6 +8,7 @@ their mail program honours.
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 from collections.abc import Iterable
@@ -15,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from email import policy as email_policy
 from email.headerregistry import Address as HeaderAddress
-from email.headerregistry import HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry, UniqueAddressHeader
 from email.message import EmailMessage
 from email.policy import Policy
 from email.utils import format_datetime, make_msgid
-from typing import Any
+from typing import Any, cast
 
 from deskctl.mail.addresses import split_address, wire_address
 from deskctl.mail.headers import header_text, message_ids
@@ -144,15 +145,29 @@ def usable_msg_id(ident: str) -> bool:
     return len(ident) <= MAX_MSG_ID and _MSG_ID_TEXT.fullmatch(ident) is not None
 
 
+def _fold_words(name: str, words: list[str], policy: Policy) -> str:
+    """``Name: w1 w2 ...`` folded only between words, never inside one.
+
+    The first word stays on the field's line however long it is; a word that
+    does not fit the line it would end starts a line of its own, unbroken.
+    """
+    width = policy.max_line_length or 0
+    lines = [f"{name}:"]
+    for number, word in enumerate(words):
+        if number == 0 or not width or len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(" " + word)
+    return policy.linesep.join(lines) + policy.linesep
+
+
 class MessageIdsHeader:
     """In-Reply-To and References written as RFC 5322 3.6.4 says: msg-ids, as they are.
 
     The email package treats these fields as unstructured text, so an id of
     78 characters or more (the usual Microsoft 365 shape) came out as an
     ``=?utf-8?q?...?=`` word, which no mail program matches. Here the value
-    is the ids themselves; a fold goes only between two ids, the first id
-    stays on the field's own line however long it is, and an id that does
-    not fit the line it would end stands unfolded on a line of its own.
+    is the ids themselves, folded only between two ids (:func:`_fold_words`).
     Mixed into the email package's header class by :data:`REPLY_POLICY`.
     """
 
@@ -172,30 +187,92 @@ class MessageIdsHeader:
         self.ids = ids
 
     def fold(self, *, policy: Policy) -> str:
-        width = policy.max_line_length or 0
-        lines = [f"{self._name}:"]
-        for number, ident in enumerate(self.ids):
-            word = f"<{ident}>"
-            if number == 0 or not width or len(lines[-1]) + 1 + len(word) <= width:
-                lines[-1] += " " + word
-            else:
-                lines.append(" " + word)
-        return policy.linesep.join(lines) + policy.linesep
+        return _fold_words(self._name, [f"<{ident}>" for ident in self.ids], policy)
+
+
+# A display name of these characters goes out as it is: atoms, no "=" or "?"
+# that could start an encoded word.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~ -]+")
+_EW_BYTES = 45  # base64 of 45 bytes: a 72-character encoded word (RFC 2047 allows 75)
+
+
+def _encoded_words(text: str) -> list[str]:
+    """``text`` as base64 UTF-8 encoded words, each whole and short enough for a line."""
+    chunks = [""]
+    for ch in text:
+        if len((chunks[-1] + ch).encode()) > _EW_BYTES:
+            chunks.append("")
+        chunks[-1] += ch
+    return [f"=?utf-8?b?{base64.b64encode(c.encode()).decode()}?=" for c in chunks]
+
+
+def _display_words(name: str) -> list[str]:
+    """A display name as words that fold cleanly and keep their meaning.
+
+    Plain atoms as they are; other ASCII as one quoted-string, never split
+    (the email package, 3.11, folds a long quoted name by dropping its
+    quotes, which turns ``"Invoice Bcc: victim@example.com ..."`` into a
+    group of recipients for whoever answers to all); anything else word by
+    word, encoded where needed. A decoder drops the blank between two
+    encoded words, so the blank goes inside the first one.
+    """
+    if _PLAIN_NAME.fullmatch(name):
+        return name.split()
+    if name.isascii():
+        return ['"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"']
+    parts = name.split(" ")
+    plain = [_PLAIN_NAME.fullmatch(p) is not None for p in parts]
+    words: list[str] = []
+    for i, part in enumerate(parts):
+        if plain[i]:
+            words.append(part)
+        else:
+            joined = i + 1 < len(parts) and not plain[i + 1]
+            words += _encoded_words(part + " " if joined else part)
+    return words
+
+
+class AddressListHeader(UniqueAddressHeader):
+    """From, To and Cc written from their Address objects by us, folded between words only."""
+
+    def fold(self, *, policy: Policy) -> str:
+        addresses = self.addresses
+        if not all(a.addr_spec.isascii() for a in addresses):
+            # RFC 6532 mail: the send fails with the reason (no SMTPUTF8 here).
+            return BaseHeader.fold(cast(BaseHeader, self), policy=policy)
+        words: list[str] = []
+        for number, addr in enumerate(addresses):
+            mailbox = (
+                [*_display_words(addr.display_name), f"<{addr.addr_spec}>"]
+                if addr.display_name
+                else [addr.addr_spec]
+            )
+            if number < len(addresses) - 1:
+                mailbox[-1] += ","
+            words += mailbox
+        return _fold_words(cast(BaseHeader, self).name, words, policy)
 
 
 _REGISTRY = HeaderRegistry()
 for _field in ("in-reply-to", "references"):
     _REGISTRY.map_to_type(_field, MessageIdsHeader)  # type: ignore[arg-type]  # BaseHeader is mixed in
+for _field in ("from", "to", "cc"):
+    _REGISTRY.map_to_type(_field, AddressListHeader)  # type: ignore[arg-type]
 #: The policy our mail is built and re-read with: the email package's own,
-#: but with In-Reply-To and References as lists of msg-ids.
+#: but with In-Reply-To, References, From, To and Cc written by the classes above.
 REPLY_POLICY = email_policy.default.clone(header_factory=_REGISTRY)
 WIRE_POLICY = REPLY_POLICY.clone(linesep="\r\n")  # SMTP's line ends
+
+#: Display names are cut here: a name is for people, and the line it is on
+#: must stay under SMTP's 998 characters.
+MAX_DISPLAY_NAME = 200
 
 
 def _header_address(addr: Address) -> HeaderAddress:
     """A structured address: the display name made inert, the local part quoted once."""
     local, domain = split_address(wire_address(addr.email))
-    return HeaderAddress(display_name=header_text(addr.name), username=local, domain=domain)
+    name = header_text(addr.name)[:MAX_DISPLAY_NAME].rstrip()
+    return HeaderAddress(display_name=name, username=local, domain=domain)
 
 
 def compose(reply: Reply) -> EmailMessage:
