@@ -167,6 +167,7 @@ def test_a_cc_name_from_mail_or_from_the_agent_writes_no_header(
     assert_no_injection(relayed, customer)
     names = [a.display_name for a in relayed.message()["Cc"].addresses]
     assert names == [FLAT, FLAT]
+    assert [a["name"] for a in queued.json()["cc"]] == [FLAT, FLAT]  # recorded as sent
 
 
 def test_an_attached_file_name_writes_no_header(
@@ -204,9 +205,11 @@ def test_the_wire_has_no_encoded_word_left_to_open(
         f"From: casey-deep@example.org\r\nTo: inbox@example.test\r\nSubject: {deep}\r\n"
         "Message-ID: <deep@example.org>\r\n\r\nHi\r\n"
     ).encode()
-    _, queued = ticket_with_reply(desk, raw)
+    number, queued = ticket_with_reply(desk, raw)
     assert desk("--json", "send-outbox").json()["sent"] == 1
     relayed = relayed_with_id(smtp_relay, queued["message_id"])
     subject = str(message_from_bytes(relayed.raw, policy=policy.default)["Subject"])
     assert "=?" not in subject and decode_fully(subject) == subject
+    shown = desk("--json", "ticket", "show", str(number)).json()
+    assert shown["messages"][-1]["subject"] == subject  # the reply records what it sent
     assert set(header_names(relayed)) <= OURS

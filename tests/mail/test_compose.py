@@ -56,6 +56,22 @@ def test_an_encoded_word_deeper_than_we_decode_is_broken_up() -> None:
     assert [line for line in head_of(raw) if line.startswith("Bcc")] == []
 
 
+def test_a_display_name_is_decoded_and_flattened_before_it_is_written() -> None:
+    """However it reached the Reply (mail, config, an agent's --cc), a name adds no line."""
+    name = b_word(b_word("Casey\r\nBcc: x@evil.example\r\n\r\nbody"))
+    raw = to_wire(compose(reply(sender=Address(name, "support@example.test"))))
+    assert not [line for line in head_of(raw) if line.startswith("Bcc")]
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert parsed["From"].addresses[0].display_name == "Casey Bcc: x@evil.example body"
+
+
+def test_a_huge_name_is_cut_so_its_line_stays_within_smtps_limit() -> None:
+    raw = to_wire(compose(reply(to=(Address("Ab, " * 2000, "casey@example.org"),))))
+    assert max(len(line) for line in head_of(raw)) < 998
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert len(parsed["To"].addresses[0].display_name) <= 200
+
+
 def test_a_long_quoted_name_keeps_its_quotes_and_adds_no_recipient() -> None:
     """Folded by the email package, the quotes went and the name read as a group."""
     name = "Invoice Bcc: victim@attacker.example Reply-To: thief@attacker.example, and more"
