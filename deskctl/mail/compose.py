@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy as email_policy
@@ -206,6 +206,24 @@ def _encoded_words(text: str) -> list[str]:
     return [f"=?utf-8?b?{base64.b64encode(c.encode()).decode()}?=" for c in chunks]
 
 
+def _mixed_words(text: str, plain: Callable[[str], bool]) -> list[str]:
+    """``text`` word by word: ``plain`` words as they are, the others encoded.
+
+    A decoder drops the blank between two encoded words (RFC 2047 6.2), so
+    the blank goes inside the first of them.
+    """
+    parts = text.split(" ") if text else []
+    keep = [plain(part) for part in parts]
+    words: list[str] = []
+    for i, part in enumerate(parts):
+        if keep[i]:
+            words.append(part)
+        else:
+            joined = i + 1 < len(parts) and not keep[i + 1]
+            words += _encoded_words(part + " " if joined else part)
+    return words
+
+
 def _display_words(name: str) -> list[str]:
     """A display name as words that fold cleanly and keep their meaning.
 
@@ -213,23 +231,44 @@ def _display_words(name: str) -> list[str]:
     (the email package, 3.11, folds a long quoted name by dropping its
     quotes, which turns ``"Invoice Bcc: victim@example.com ..."`` into a
     group of recipients for whoever answers to all); anything else word by
-    word, encoded where needed. A decoder drops the blank between two
-    encoded words, so the blank goes inside the first one.
+    word, encoded where needed.
     """
     if _PLAIN_NAME.fullmatch(name):
         return name.split()
     if name.isascii():
         return ['"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"']
-    parts = name.split(" ")
-    plain = [_PLAIN_NAME.fullmatch(p) is not None for p in parts]
-    words: list[str] = []
-    for i, part in enumerate(parts):
-        if plain[i]:
-            words.append(part)
-        else:
-            joined = i + 1 < len(parts) and not plain[i + 1]
-            words += _encoded_words(part + " " if joined else part)
-    return words
+    return _mixed_words(name, lambda part: _PLAIN_NAME.fullmatch(part) is not None)
+
+
+#: An ASCII word of a subject longer than this is encoded, in pieces, so no
+#: line comes near SMTP's 998 characters.
+_LONGEST_WORD = 200
+
+
+class TextHeader:
+    """The Subject, written from its text by us; the email package never re-reads it.
+
+    Handed to the email package as a string, the subject would be parsed
+    again, and its parser decodes any encoded word it finds, wherever it is.
+    Here the value goes through :func:`~deskctl.mail.headers.header_text`
+    (every round decoded, no line break, no control, no ``=?``) and is
+    written word by word: ASCII as it is, anything else as encoded words.
+    """
+
+    max_count = 1
+    _name: str
+
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+        kwds["decoded"] = header_text(value)
+
+    def init(self, name: str, *, defects: list[Any]) -> None:
+        self._name = name
+        self._defects = defects
+
+    def fold(self, *, policy: Policy) -> str:
+        words = _mixed_words(str(self), lambda w: w.isascii() and len(w) <= _LONGEST_WORD)
+        return _fold_words(self._name, words, policy)
 
 
 class AddressListHeader(UniqueAddressHeader):
@@ -258,8 +297,9 @@ for _field in ("in-reply-to", "references"):
     _REGISTRY.map_to_type(_field, MessageIdsHeader)  # type: ignore[arg-type]  # BaseHeader is mixed in
 for _field in ("from", "to", "cc"):
     _REGISTRY.map_to_type(_field, AddressListHeader)  # type: ignore[arg-type]
+_REGISTRY.map_to_type("subject", TextHeader)  # type: ignore[arg-type]
 #: The policy our mail is built and re-read with: the email package's own,
-#: but with In-Reply-To, References, From, To and Cc written by the classes above.
+#: but with Subject, In-Reply-To, References, From, To and Cc written by the classes above.
 REPLY_POLICY = email_policy.default.clone(header_factory=_REGISTRY)
 WIRE_POLICY = REPLY_POLICY.clone(linesep="\r\n")  # SMTP's line ends
 
@@ -289,7 +329,7 @@ def compose(reply: Reply) -> EmailMessage:
     msg["To"] = [_header_address(a) for a in reply.to]
     if reply.cc:
         msg["Cc"] = [_header_address(a) for a in reply.cc]
-    msg["Subject"] = header_text(reply.subject)
+    msg["Subject"] = reply.subject  # made inert by TextHeader
     if reply.date is not None:
         msg["Date"] = format_datetime(reply.date)
     msg["Message-ID"] = f"<{reply.message_id}>"

@@ -147,3 +147,19 @@ def test_a_quoted_local_part_is_handed_on_unquoted_so_it_is_quoted_once() -> Non
     assert split_address('"a\\"b"@example.org') == ('a"b', "example.org")
     raw = to_wire(compose(reply(to=(Address("", '"john smith"@example.org'),))))
     assert 'To: "john smith"@example.org' in head_of(raw)
+
+
+def test_a_local_part_in_unicode_still_composes_and_the_send_says_why_it_fails() -> None:
+    """RFC 6532 mail needs SMTPUTF8, which deskctl does not speak; composing must not crash."""
+    raw = to_wire(compose(reply(to=(Address("Jürgen", "jürgen@example.de"),))))
+    assert raw.isascii() and b"\r\nTo: " in raw
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["Re: Grüße aus München [#1]", "Re: 株式会社テスト 株式会社 テスト [#2]", "x" * 3000, ""],
+)
+def test_a_subject_comes_back_as_written_on_lines_smtp_accepts(subject: str) -> None:
+    raw = to_wire(compose(reply(subject=subject)))
+    assert max(len(line) for line in head_of(raw)) < 998
+    assert str(message_from_bytes(raw, policy=policy.default)["Subject"]) == subject
