@@ -54,6 +54,18 @@ def test_an_encoded_word_deeper_than_we_decode_is_broken_up() -> None:
     assert header_text(value) == "= ?utf 8?q?a=0D=0ABcc:_x@evil.example?="
     raw = to_wire(compose(reply(subject=value)))
     assert [line for line in head_of(raw) if line.startswith("Bcc")] == []
+    subject = str(message_from_bytes(raw, policy=policy.default)["Subject"])
+    assert "\n" not in subject and "=?" not in subject  # as a mail program decodes it
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_a_subject_handed_to_compose_adds_no_line_whatever_it_holds(depth: int) -> None:
+    value = "hi\r\nBcc: x@evil.example"
+    for _ in range(depth):
+        value = b_word(value)
+    raw = to_wire(compose(reply(subject=value)))
+    assert [line for line in head_of(raw) if line.startswith("Bcc")] == []
+    assert str(message_from_bytes(raw, policy=policy.default)["Subject"]).startswith("hi Bcc: x@")
 
 
 def test_a_display_name_is_decoded_and_flattened_before_it_is_written() -> None:
