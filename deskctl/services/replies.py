@@ -129,7 +129,7 @@ def reply_channel(session: Session, ticket: Ticket) -> OutgoingChannel:
     return channel
 
 
-def parse_cc(values: tuple[str, ...]) -> list[Address]:
+def _parse_cc(values: tuple[str, ...]) -> list[Address]:
     """The agent's ``--cc`` addresses; one that cannot receive mail is a usage error."""
     from email.utils import getaddresses
 
@@ -187,7 +187,7 @@ def queue_mail(
         own=(from_email, ticket.channel.address if ticket.channel else ""),
         patterns=load_patterns(session),
         max_cc=max_cc,
-        extra=parse_cc(extra_cc),
+        extra=_parse_cc(extra_cc),
     )
     now = datetime.now(UTC)
     message_id = new_message_id(wire_address(from_email).rpartition("@")[2])
