@@ -36,12 +36,18 @@ def default_config_path() -> Path:
     return user_config_path("deskctl") / "config.toml"
 
 
+#: How many of the answered mail's other recipients a reply keeps as Cc when
+#: config.toml (``reply_max_cc``) and ``DESKCTL_REPLY_MAX_CC`` say nothing.
+DEFAULT_REPLY_MAX_CC = 10
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     db_url: str
     agent: str
     home: Path
     config_path: Path | None
+    reply_max_cc: int  # Cc kept from the answered mail (services/recipients.py)
 
 
 def _read_config(path: Path, explicit: bool) -> dict[str, Any]:
@@ -71,4 +77,18 @@ def resolve_settings(*, db: str | None, config: str | None, agent: str | None) -
         agent=str(agent_name),
         home=home,
         config_path=config_path if config_path.exists() else None,
+        reply_max_cc=_max_cc(os.environ.get("DESKCTL_REPLY_MAX_CC", data.get("reply_max_cc"))),
     )
+
+
+def _max_cc(value: object) -> int:
+    """``reply_max_cc``: how many of the answered mail's other recipients a reply keeps."""
+    if value is None:
+        return DEFAULT_REPLY_MAX_CC
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = -1
+    if number < 0 or isinstance(value, bool):
+        raise ConfigError(f"reply_max_cc must be a whole number of 0 or more, not {value!r}")
+    return number

@@ -97,6 +97,20 @@ def list_(
     emit({"tickets": rows}, as_json=context.json, human=human)
 
 
+def _mailboxes(addresses: list[dict[str, str]]) -> str:
+    return ", ".join(
+        safe_text(f"{a['name']} <{a['email']}>" if a["name"] else a["email"]) for a in addresses
+    )
+
+
+def recipients_line(recipients: dict[str, Any]) -> str:
+    """``to A <a@x>, cc B <b@x>``: who a reply goes to, as show, editor and reply say it."""
+    if not recipients["to"]:
+        return "to nobody"
+    line = f"to {_mailboxes(recipients['to'])}"
+    return line + (f", cc {_mailboxes(recipients['cc'])}" if recipients["cc"] else "")
+
+
 def _render_ticket(out: Console, data: dict[str, Any], color: str) -> None:
     from rich.text import Text
 
@@ -111,6 +125,9 @@ def _render_ticket(out: Console, data: dict[str, Any], color: str) -> None:
     meta.append(f"  customer {safe_text(cust['name'] or '')} <{safe_text(cust['email'] or '')}>")
     meta.append(f"  assignee {safe_text(data['assignee'] or '-')}")
     out.print(meta)
+    out.print(Text(f"a reply goes {recipients_line(data['reply_recipients'])}", style="dim"))
+    for note in data["reply_recipients"]["notes"]:
+        out.print(Text(f"  {safe_text(note)}", style="yellow"))
     for msg in data["messages"]:
         out.rule(style="dim")
         sender = msg["from"]
@@ -155,6 +172,7 @@ def show(
     Example: deskctl ticket show 1042
     """
     from deskctl.services import tickets as svc
+    from deskctl.services.recipients import shown_recipients
     from deskctl.services.seen import record_shown
 
     context = app_context(ctx)
@@ -165,6 +183,7 @@ def show(
         else:
             with db.transaction():
                 data, row = svc.ticket_detail(db, number)
+                data["reply_recipients"] = shown_recipients(db, data, context.settings.reply_max_cc)
             with db.transaction(write=True):  # its own short write, after the read
                 record_shown(db, context.settings.agent, data)
     if raw is not None:
@@ -184,8 +203,12 @@ def show(
 MARKER = "# ------------------------ >8 ------------------------"
 
 
-def _edit_body(quote: str) -> str:
-    """Open $VISUAL/$EDITOR like `git commit`; everything below the marker is dropped."""
+def _edit_body(quote: str, about: str = "") -> str:
+    """Open $VISUAL/$EDITOR like `git commit`; everything below the marker is dropped.
+
+    ``about`` (who the reply goes to) is shown below the marker, where the
+    agent reads it before writing and nothing of it is sent.
+    """
     import os
     import shlex
     import subprocess
@@ -197,6 +220,7 @@ def _edit_body(quote: str) -> str:
         + MARKER
         + "\n# Write the reply above. Everything below this line is ignored;"
         + " an empty reply cancels.\n"
+        + "".join(f"# {line}\n" for line in about.splitlines())
         + quote
     )
     with tempfile.NamedTemporaryFile("w+", suffix=".txt", delete=False) as fh:
@@ -257,6 +281,7 @@ def reply(
     Example: deskctl ticket reply 1042 --body "Fixed, please try again." --status solved
     """
     from deskctl.services import tickets as svc
+    from deskctl.services.recipients import shown_recipients
     from deskctl.services.replies import ReplyRequest, reply_to_ticket
 
     context = app_context(ctx)
@@ -264,9 +289,13 @@ def reply(
     if text is None:
         with context.database() as db, db.transaction():
             detail, _row = svc.ticket_detail(db, number)
+            recipients = shown_recipients(db, detail, context.settings.reply_max_cc)
         last = [m for m in detail["messages"] if m["direction"] == "in"]
         quote = "".join(f"# > {line}\n" for line in (last[-1]["body"] if last else "").splitlines())
-        text = _edit_body(quote)
+        about = "\n".join(
+            [f"The reply goes {recipients_line(recipients)}", *map(safe_text, recipients["notes"])]
+        )
+        text = _edit_body(quote, about)
         if not text:
             from deskctl.output import stderr
 
@@ -278,17 +307,24 @@ def reply(
         status=status,
         attachments=_attachments(attach or []),
         force=force,
+        max_cc=context.settings.reply_max_cc,
     )
     with context.transaction() as session:
         message, item = reply_to_ticket(session, number, context.settings.agent, request)
-        data = {
+        data: dict[str, Any] = {
             "ticket": number,
             "message": message.id,
             "message_id": message.message_id,
             "outbox": item.id,
             "state": item.state,
+            "to": message.to,
+            "cc": message.cc,
+            "notes": list(message.flag_reasons or []),
         }
-    report(context, data, f"reply queued as outbox item {data['outbox']} (ticket #{number})")
+    line = (
+        f"reply queued as outbox item {data['outbox']} (ticket #{number}) {recipients_line(data)}"
+    )
+    report(context, data, "\n".join([line, *map(safe_text, data["notes"])]))
 
 
 @app.command("note")

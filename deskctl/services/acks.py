@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from deskctl.mail.parsed import ParsedMail
 from deskctl.services.filters import load_patterns, matching_pattern
+from deskctl.services.recipients import customer_problem
 from deskctl.store.models import Message, Ticket, TicketEvent
 
 SUPPRESSING_FLAGS = ("auto_reply", "bounce", "bulk", "own", "help_desk")
@@ -51,8 +52,9 @@ def ack_decision(session: Session, ticket: Ticket, mail: ParsedMail, flags: list
     automatic = [f for f in SUPPRESSING_FLAGS if f in flags]
     if automatic:
         return f"suppressed: the message is {', '.join(automatic)}"
-    if ticket.customer is None or "@" not in ticket.customer.email:
-        return "suppressed: no usable sender address"
+    problem = customer_problem(ticket.customer.email if ticket.customer else None)
+    if problem or ticket.customer is None:
+        return f"suppressed: {problem}"
     pattern = matching_pattern(ticket.customer.email, load_patterns(session))
     if pattern:
         return f"suppressed: {ticket.customer.email} is on the outgoing filter ({pattern})"
