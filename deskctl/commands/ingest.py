@@ -12,7 +12,7 @@ from rich.text import Text
 from deskctl.commands._common import app_context, finish, read_file
 from deskctl.errors import DeskError, ExitCode, TempFail, UsageError
 from deskctl.mail.sanitize import safe_text
-from deskctl.output import emit
+from deskctl.output import emit, warn
 
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
 
@@ -86,7 +86,10 @@ def ingest(
                     out.print(Text(f"{name}: already stored on ticket #{o.ticket}"))
                 else:
                     what = "new ticket" if o.created else f"added to ticket ({o.rule})"
-                    out.print(Text(f"{name}: {prefix}{what} #{o.ticket}"))
+                    where = f" on channel {o.details['channel']}" if o.details["channel"] else ""
+                    out.print(Text(safe_text(f"{name}: {prefix}{what} #{o.ticket}{where}")))
+                    if (o.details["ack"] or "").startswith("not sent"):
+                        warn(f"{name}: acknowledgement {o.details['ack']}")
 
         emit(documents[0] if len(documents) == 1 else documents, as_json=context.json, human=human)
         quarantined = any(o.quarantined is not None for o in outcomes)

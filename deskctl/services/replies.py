@@ -129,6 +129,23 @@ def reply_channel(session: Session, ticket: Ticket) -> OutgoingChannel:
     return channel
 
 
+def reply_sender(session: Session, ticket: Ticket) -> tuple[OutgoingChannel, str]:
+    """The channel a mail to the ticket's customer leaves through, and its From address.
+
+    The channel's own From, else the address of the inbox the ticket came in
+    on; the error names the command that gives the channel a From.
+    """
+    outgoing = reply_channel(session, ticket)
+    from_email = outgoing.from_address or (ticket.channel.address if ticket.channel else "")
+    if not from_email:
+        raise ConfigError(
+            f"outgoing channel {outgoing.name!r} has no From address and ticket {ticket.number} "
+            "came in on no channel: give the channel your support address with "
+            f'`deskctl channel set-from {outgoing.name} "Support <support@example.com>"`'
+        )
+    return outgoing, from_email
+
+
 def _parse_cc(values: tuple[str, ...]) -> list[Address]:
     from email.utils import getaddresses
 
@@ -155,13 +172,7 @@ def queue_mail(
     """Compose a mail to the ticket's customer and queue it, in the caller's transaction."""
     if ticket.customer is None or not ticket.customer.email:
         raise UsageError(f"ticket {ticket.number} has no customer address to reply to")
-    outgoing = reply_channel(session, ticket)
-    from_email = outgoing.from_address or (ticket.channel.address if ticket.channel else "")
-    if not from_email:
-        raise ConfigError(
-            f"outgoing channel {outgoing.name!r} has no From address and ticket {ticket.number} "
-            "came in on no channel: add an outgoing channel with --from"
-        )
+    outgoing, from_email = reply_sender(session, ticket)
     patterns = load_patterns(session)
     answered = _answered(ticket)
     customer = Address(ticket.customer.name, ticket.customer.email)

@@ -229,3 +229,149 @@ def test_escapes_in_a_quoted_header_never_reach_the_terminal(desk: Run) -> None:
     assert result.exit_code == 7
     assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stderr
     assert "own mail" in result.stdout
+
+
+def delivered_again(raw: bytes) -> bytes:
+    """``raw`` as a second delivery has it: other trace headers, CRLF line ends, filters' verdicts."""
+    trace = (
+        b"Return-Path: <ada@example.org>\n"
+        b"Delivered-To: sales@example.test\n"
+        b"X-Original-To: sales@example.test\n"
+        b"Received: from mx2.example.test by imap.example.test with LMTP; Tue, 3 Nov 2026\n"
+        b"\tid 77AB; for <sales@example.test>\n"
+        b"Authentication-Results: mx2.example.test; spf=pass smtp.mailfrom=example.org\n"
+        b"X-Spam-Status: No, score=-0.1\n"
+    )
+    return (trace + raw).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def test_a_different_mail_reusing_a_stored_message_id_is_a_ticket_of_its_own(
+    desk: Run, tmp_path: Path
+) -> None:
+    first = desk("--json", "ingest", stdin=make_mail(message_id="<claim@example.org>")).json()
+    other = make_mail(
+        subject="Invoice 4711 is wrong",
+        sender="Grace Hopper <grace@example.net>",
+        body="Please correct the invoice.\n",
+        message_id="<claim@example.org>",
+    )
+    result = desk("--json", "ingest", write(tmp_path, "other.eml", other))
+    assert result.exit_code == 0, result.stderr
+    doc = result.json()
+    assert doc["created"] is True and doc["duplicate"] is False
+    assert doc["ticket"] != first["ticket"] and doc["rule"] == "new"
+    assert "message_id_reused" in doc["flags"]
+    (reason,) = [r for r in doc["flag_reasons"] if "reused" in r]
+    assert "<claim@example.org>" in reason and f"ticket #{first['ticket']}" in reason
+
+    shown = desk("--json", "ticket", "show", str(doc["ticket"])).json()
+    assert shown["customer"]["email"] == "grace@example.net"
+    (message,) = shown["messages"]
+    assert message["message_id"] == "claim@example.org" and "correct the invoice" in message["body"]
+    assert "message_id_reused" in message["flags"]
+    human = desk("ticket", "show", str(doc["ticket"])).stdout
+    assert "Message-ID reused" in human
+    assert len(desk("--json", "ticket", "show", str(first["ticket"])).json()["messages"]) == 1
+
+    again = desk("--json", "ingest", write(tmp_path, "other.eml", other)).json()
+    assert again["duplicate"] is True and again["message"] == doc["message"]
+    assert len(desk("--json", "ticket", "list").json()["tickets"]) == 2
+
+
+def test_a_copy_delivered_again_through_other_servers_is_still_a_duplicate(desk: Run) -> None:
+    raw = make_mail(message_id="<copy@example.org>", body="Grüße, der Drucker brennt.\n")
+    first = desk("--json", "ingest", stdin=raw).json()
+    again = desk("--json", "ingest", stdin=delivered_again(raw)).json()
+    assert again["duplicate"] is True and again["message"] == first["message"]
+
+    # A relay without 8BITMIME re-encodes the text: the content is the same mail.
+    eight_bit = (
+        b"From: Ada <ada@example.org>\nTo: support@example.test\nSubject: Umlaute\n"
+        b"Date: Mon, 02 Nov 2026 09:30:00 +0000\nMessage-ID: <8bit@example.org>\n"
+        b"MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n"
+        b"Content-Transfer-Encoding: 8bit\n\nGr\xc3\xbc\xc3\x9fe aus K\xc3\xb6ln   \n"
+    )
+    quoted = eight_bit.replace(b"8bit\n\n", b"quoted-printable\n\n").replace(
+        b"Gr\xc3\xbc\xc3\x9fe aus K\xc3\xb6ln   \n", b"Gr=C3=BC=C3=9Fe aus K=C3=B6ln\n"
+    )
+    stored = desk("--json", "ingest", stdin=eight_bit).json()
+    recoded = desk("--json", "ingest", stdin=delivered_again(quoted)).json()
+    assert recoded["duplicate"] is True and recoded["message"] == stored["message"]
+    assert len(desk("--json", "ticket", "list").json()["tickets"]) == 2
+
+
+def test_one_mail_read_from_two_inboxes_after_two_deliveries_is_one_ticket(desk: Run) -> None:
+    for name in ("sales", "support"):
+        desk("channel", "add", name, "--kind", "pipe", "--address", f"{name}@example.test")
+    mail = make_mail(to="sales@example.test, support@example.test", message_id="<twice@x>")
+    first = desk("--json", "ingest", "--channel", "support", stdin=mail).json()
+    second = desk("--json", "ingest", "--channel", "sales", stdin=delivered_again(mail)).json()
+    assert second["duplicate"] is True and second["ticket"] == first["ticket"]
+    assert "message_id_reused" not in second["flags"]
+    assert len(desk("--json", "ticket", "list").json()["tickets"]) == 1
+
+
+def test_mail_reusing_an_id_threads_like_any_mail_never_by_that_id(
+    desk: Run, tmp_path: Path
+) -> None:
+    original = desk("--json", "ingest", stdin=make_mail(message_id="<orig@example.org>")).json()
+    other = desk(
+        "--json",
+        "ingest",
+        stdin=make_mail(sender="bob@example.net", subject="VPN", message_id="<vpn@example.net>"),
+    ).json()
+
+    # A broken mailer reuses its ids, In-Reply-To naming the id itself included.
+    own_id = make_mail(
+        subject="Something else",
+        body="A new question.\n",
+        message_id="<orig@example.org>",
+        in_reply_to="<orig@example.org>",
+    )
+    alone = desk("--json", "ingest", stdin=own_id).json()
+    assert alone["created"] is True and alone["ticket"] not in (original["ticket"], other["ticket"])
+    assert "message_id_reused" in alone["flags"]
+
+    by_refs = make_mail(
+        sender="bob@example.net",
+        subject="Re: VPN",
+        body="It still drops.\n",
+        message_id="<orig@example.org>",
+        references="<vpn@example.net>",
+    )
+    joined = desk("--json", "ingest", stdin=by_refs).json()
+    assert joined["ticket"] == other["ticket"] and joined["rule"] == "references"
+    assert "message_id_reused" in joined["flags"]
+
+    by_token = make_mail(
+        sender="bob@example.net",
+        subject=f"Re: VPN [#{other['ticket']}]",
+        body="And once more.\n",
+        message_id="<orig@example.org>",
+    )
+    token = desk("--json", "ingest", stdin=by_token).json()
+    assert token["ticket"] == other["ticket"] and token["rule"] == "token"
+
+    # An answer to the id belongs with the mail that had it first, not with a reuser.
+    answer = make_mail(
+        subject="Re: Printer on fire",
+        message_id="<answer@example.org>",
+        in_reply_to="<orig@example.org>",
+    )
+    answered = desk("--json", "ingest", write(tmp_path, "answer.eml", answer)).json()
+    assert answered["ticket"] == original["ticket"] and answered["rule"] == "references"
+
+
+def test_long_message_ids_that_share_900_characters_stay_two_mails(desk: Run) -> None:
+    stem = "a" * 900
+    docs = [
+        desk("--json", "ingest", stdin=make_mail(message_id=f"<{stem}{tail}@example.org>")).json()
+        for tail in ("-first", "-second")
+    ]
+    assert [d.get("created") for d in docs] == [True, True], docs
+    assert docs[0]["ticket"] != docs[1]["ticket"]
+    assert not any("message_id_reused" in d["flags"] for d in docs)
+    shown = desk("--json", "ticket", "show", str(docs[1]["ticket"])).json()
+    assert shown["messages"][0]["message_id"] == f"{stem}-second@example.org"
+    again = desk("--json", "ingest", stdin=make_mail(message_id=f"<{stem}-second@example.org>"))
+    assert again.json()["duplicate"] is True and again.json()["message"] == docs[1]["message"]
