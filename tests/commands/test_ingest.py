@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 
 from conftest import Run
@@ -375,3 +377,78 @@ def test_long_message_ids_that_share_900_characters_stay_two_mails(desk: Run) ->
     assert shown["messages"][0]["message_id"] == f"{stem}-second@example.org"
     again = desk("--json", "ingest", stdin=make_mail(message_id=f"<{stem}-second@example.org>"))
     assert again.json()["duplicate"] is True and again.json()["message"] == docs[1]["message"]
+
+
+def acknowledging(desk: Run, tmp_path: Path, queue: str = "general") -> None:
+    ack = tmp_path / "ack.txt"
+    ack.write_text("We received your mail as ticket $number.\n")
+    assert desk("queue", "set", queue, "--ack-file", str(ack)).exit_code == 0
+
+
+def named_command(message: str) -> list[str]:
+    """The deskctl command an error message tells the user to run."""
+    found = re.search(r"`deskctl ([^`]+)`", message)
+    assert found, f"no command named in {message!r}"
+    return shlex.split(found.group(1))
+
+
+def test_an_acknowledging_queue_keeps_mail_it_cannot_answer_and_names_the_fix(
+    desk: Run, tmp_path: Path
+) -> None:
+    acknowledging(desk, tmp_path)
+    stray = make_mail(to="someone@elsewhere.example", message_id="<stray@example.org>")
+    result = desk("--json", "ingest", "--mta", stdin=stray)
+    assert result.exit_code == 0, result.stderr
+    doc = result.json()
+    assert doc["created"] is True and doc["channel"] is None
+    assert doc["ack"].startswith("not sent: ") and "no From address" in doc["ack"]
+
+    explained = desk("explain", write(tmp_path, "next.eml", make_mail(subject="Next one")))
+    said = " ".join(explained.stdout.split())
+    assert "acknowledgement: not sent: outgoing channel 'local' has no From address" in said
+    assert "`deskctl channel set-from local" in said
+    human = desk("ingest", write(tmp_path, "human.eml", make_mail(subject="Human output")))
+    assert human.exit_code == 0 and "acknowledgement not sent" in human.stderr
+
+    number = str(doc["ticket"])
+    desk("ticket", "show", number)
+    refused = desk("ticket", "reply", number, "--body", "We are on it.")
+    assert refused.exit_code == 5
+    fix = named_command(refused.stderr)
+    assert fix == named_command(doc["ack"])
+    assert desk(*fix).exit_code == 0, "the command the error names must work as written"
+
+    replied = desk("--json", "ticket", "reply", number, "--body", "We are on it.")
+    assert replied.exit_code == 0, replied.stderr
+    later = desk("--json", "ingest", stdin=make_mail(subject="Another one")).json()
+    assert later["ack"] == "sent"
+    ack = desk("--json", "ticket", "show", str(later["ticket"])).json()["messages"][-1]
+    assert ack["direction"] == "out" and ack["from"]["email"] == "support@example.com"
+    assert len(desk("--json", "outbox", "list").json()["outbox"]) == 2
+
+
+def test_mail_without_channel_is_filed_under_the_support_address_it_was_sent_to(
+    desk: Run, tmp_path: Path
+) -> None:
+    desk("channel", "add", "support", "--kind", "pipe", "--address", "support@example.test")
+    desk("channel", "add", "sales", "--kind", "pipe", "--address", "Sales@Example.test")
+    desk("queue", "add", "deals")
+    desk("channel", "add", "deals", "--kind", "pipe", "--address", "deals@example.test",
+         "--queue", "deals")  # fmt: skip
+    acknowledging(desk, tmp_path, "deals")
+
+    to_sales = desk("--json", "ingest", stdin=make_mail(to="Sales <sales@example.test>")).json()
+    assert to_sales["channel"] == "sales" and to_sales["queue"] == "general"
+    forwarded = make_mail(
+        to="all-staff@lists.example.test",
+        cc="boss@example.org",
+        headers={"Delivered-To": "deals@example.test"},
+    )
+    result = desk("ingest", write(tmp_path, "fwd.eml", forwarded))
+    assert result.exit_code == 0 and "on channel deals" in result.stdout
+    doc = desk("--json", "ticket", "list", "--queue", "deals").json()["tickets"]
+    (ticket,) = doc
+    shown = desk("--json", "ticket", "show", str(ticket["id"])).json()
+    assert shown["channel"] == "deals"
+    ack = shown["messages"][-1]
+    assert ack["direction"] == "out" and ack["from"]["email"] == "deals@example.test"
