@@ -8,8 +8,9 @@ the Message-ID *and* this fingerprint match.
 Two deliveries of one mail differ in what the servers on the way add: trace
 headers (Received, Delivered-To, X-Original-To, Return-Path), verdicts
 (X-Spam-*, Authentication-Results, ARC-*, DKIM signatures added by a relay),
-line endings (a Maildir file has LF, IMAP hands out CRLF), trailing blanks and
-sometimes the transfer encoding (a relay without 8BITMIME turns 8bit text into
+the line ends and trailing blanks of line-oriented parts (text, or anything
+not in base64: a Maildir file has LF, IMAP hands out CRLF), and sometimes the
+transfer encoding (a relay without 8BITMIME turns 8bit text into
 quoted-printable). None of that counts. What counts is an allow-list: the
 From, Date and Subject headers, unfolded, and the decoded content of every
 MIME leaf with its content type, in order; an enclosed ``message/*`` mail
@@ -56,10 +57,19 @@ def content_fingerprint(msg: Message) -> str:
             children = [child for child in payload if isinstance(child, Message)]
             stack.extend((child, enclosed) for child in reversed(children))
             continue
-        data = _LINE_END.sub(b"\n", payload_bytes(part)).rstrip(b" \t\r\n")
+        data = payload_bytes(part)
+        if part.get_content_maintype() == "text" or not _is_base64(part):
+            # Line-oriented content: its line ends are the transport's, not the sender's.
+            data = _LINE_END.sub(b"\n", data).rstrip(b" \t\r\n")
         digest.update(b"%s %d\n" % (ctype, len(data)))
         digest.update(data)
     return digest.hexdigest()
+
+
+def _is_base64(part: Message) -> bool:
+    """Base64 carries a file's bytes exactly, whatever line ends the mail has."""
+    cte = part.get("content-transfer-encoding")
+    return cte is not None and str(cte).strip().lower().startswith("base64")
 
 
 def raw_fingerprint(raw: bytes) -> str | None:
