@@ -23,7 +23,11 @@ def ingest(
         list[str] | None, typer.Argument(help="RFC 5322 files; stdin when none")
     ] = None,
     channel: Annotated[
-        str | None, typer.Option("--channel", help="the channel the mail arrived on")
+        str | None,
+        typer.Option(
+            "--channel",
+            help="the channel the mail arrived on (default: the one whose address it was sent to)",
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would happen")] = False,
     max_size: Annotated[int, typer.Option("--max-size", help="bytes; larger is quarantined")] = (
