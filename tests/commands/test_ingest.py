@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 
 from conftest import Run
-from mailfactory import make_mail
+from mailfactory import delivered_again, make_mail
 
 
 def write(tmp_path: Path, name: str, raw: bytes) -> str:
@@ -231,20 +231,6 @@ def test_escapes_in_a_quoted_header_never_reach_the_terminal(desk: Run) -> None:
     assert result.exit_code == 7
     assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stderr
     assert "own mail" in result.stdout
-
-
-def delivered_again(raw: bytes) -> bytes:
-    """``raw`` as a second delivery has it: other trace headers, CRLF line ends, filters' verdicts."""
-    trace = (
-        b"Return-Path: <ada@example.org>\n"
-        b"Delivered-To: sales@example.test\n"
-        b"X-Original-To: sales@example.test\n"
-        b"Received: from mx2.example.test by imap.example.test with LMTP; Tue, 3 Nov 2026\n"
-        b"\tid 77AB; for <sales@example.test>\n"
-        b"Authentication-Results: mx2.example.test; spf=pass smtp.mailfrom=example.org\n"
-        b"X-Spam-Status: No, score=-0.1\n"
-    )
-    return (trace + raw).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def test_a_different_mail_reusing_a_stored_message_id_is_a_ticket_of_its_own(
