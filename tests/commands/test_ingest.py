@@ -438,3 +438,31 @@ def test_mail_without_channel_is_filed_under_the_support_address_it_was_sent_to(
     assert shown["channel"] == "deals"
     ack = shown["messages"][-1]
     assert ack["direction"] == "out" and ack["from"]["email"] == "deals@example.test"
+
+
+def test_lookups_by_message_id_still_find_our_own_mail_and_one_raw_source(desk: Run) -> None:
+    desk("channel", "add", "support", "--kind", "pipe", "--address", "support@example.test")
+    number = str(
+        desk(
+            "--json", "ingest", "--channel", "support", stdin=make_mail(message_id="<q@x>")
+        ).json()["ticket"]
+    )
+    desk("ticket", "show", number)
+    reply = desk("--json", "ticket", "reply", number, "--body", "On our way.").json()
+    ours = desk("ticket", "show", number, "--raw", str(reply["message"])).stdout.encode()
+
+    # Our reply comes back (a Bcc to the inbox): own mail on its ticket, stored once.
+    back = desk("--json", "ingest", "--channel", "support", stdin=delivered_again(ours)).json()
+    assert back["ticket"] == int(number) and "own" in back["flags"]
+    assert "message_id_reused" not in back["flags"]
+    again = desk("--json", "ingest", "--channel", "support", stdin=delivered_again(ours)).json()
+    assert again["duplicate"] is True and again["message"] == back["message"]
+
+    # Another mail reusing the customer's id on the same ticket: --raw by that id asks for ours.
+    reuser = make_mail(subject=f"Re: [#{number}]", body="One more thing.\n", message_id="<q@x>")
+    joined = desk("--json", "ingest", "--channel", "support", stdin=reuser).json()
+    assert joined["ticket"] == int(number) and "message_id_reused" in joined["flags"]
+    ambiguous = desk("ticket", "show", number, "--raw", "<q@x>")
+    assert ambiguous.exit_code == 2 and f", {joined['message']} of ticket" in ambiguous.stderr
+    shown = desk("ticket", "show", number, "--raw", str(joined["message"]))
+    assert shown.exit_code == 0 and "One more thing." in shown.stdout
