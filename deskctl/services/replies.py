@@ -140,7 +140,7 @@ def reply_sender(session: Session, ticket: Ticket) -> tuple[OutgoingChannel, str
     if not from_email:
         raise ConfigError(
             f"outgoing channel {outgoing.name!r} has no From address and ticket {ticket.number} "
-            "came in on no channel: give the channel your support address with "
+            "came in on no channel: set one with "
             f'`deskctl channel set-from {outgoing.name} "Support <support@example.com>"`'
         )
     return outgoing, from_email

@@ -379,8 +379,10 @@ def named_command(message: str) -> list[str]:
 
 
 def test_an_acknowledging_queue_keeps_mail_it_cannot_answer_and_names_the_fix(
-    desk: Run, tmp_path: Path
+    desk: Run, tmp_path: Path, db_url: str
 ) -> None:
+    from sqlalchemy import create_engine, text
+
     acknowledging(desk, tmp_path)
     stray = make_mail(to="someone@elsewhere.example", message_id="<stray@example.org>")
     result = desk("--json", "ingest", "--mta", stdin=stray)
@@ -388,6 +390,9 @@ def test_an_acknowledging_queue_keeps_mail_it_cannot_answer_and_names_the_fix(
     doc = result.json()
     assert doc["created"] is True and doc["channel"] is None
     assert doc["ack"].startswith("not sent: ") and "no From address" in doc["ack"]
+    with create_engine(db_url).connect() as conn:
+        recorded = conn.scalar(text("SELECT new FROM ticket_events WHERE kind = 'ack'"))
+    assert recorded == doc["ack"], "the ticket's record keeps the whole reason"
 
     explained = desk("explain", write(tmp_path, "next.eml", make_mail(subject="Next one")))
     said = " ".join(explained.stdout.split())
