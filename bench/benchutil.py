@@ -40,16 +40,27 @@ class ChildRun:
 
 
 def run_child(
-    argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path = REPO
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: Path = REPO,
+    stdin: int | None = None,
 ) -> ChildRun:
-    """Run ``argv`` to completion; wall time and peak RSS (``ru_maxrss``) of that child."""
+    """Run ``argv`` to completion; wall time and peak RSS (``ru_maxrss``) of that child.
+
+    ``stdin`` is a file descriptor for the child's standard input (default: none).
+    """
     with (
         tempfile.TemporaryFile() as out,
         tempfile.TemporaryFile() as err,
     ):
         started = time.perf_counter()
         proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=cwd
+            list(argv),
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=cwd,
         )
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started

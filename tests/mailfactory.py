@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email import message_from_string
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
@@ -53,3 +54,29 @@ def delivered_again(raw: bytes) -> bytes:
         b"X-Spam-Status: No, score=-0.1\n"
     )
     return (trace + raw).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def make_dsn(original: EmailMessage, to: str, status: str | None = None) -> bytes:
+    """A Postfix-style delivery status notification returning ``original``.
+
+    ``status`` is the machine-readable part (RFC 3464: ``Final-Recipient``,
+    ``Status``, ``Diagnostic-Code`` ...), left out when None.
+    """
+    report = EmailMessage()
+    report["From"] = "MAILER-DAEMON@mx.example.org (Mail Delivery System)"
+    report["To"] = to
+    report["Subject"] = "Undelivered Mail Returned to Sender"
+    report["Auto-Submitted"] = "auto-replied"
+    report.set_content(
+        "I'm sorry to have to inform you that your message could not be delivered.\n"
+    )
+    report.make_mixed()
+    if status is not None:
+        part = EmailMessage()
+        part["Content-Type"] = "message/delivery-status"
+        # The email package holds this type as one header block per recipient.
+        part.set_payload([message_from_string(b) for b in status.strip().split("\n\n")])
+        report.attach(part)
+    report.add_attachment(original, disposition="inline")
+    raw = report.as_bytes()
+    return raw.replace(b"multipart/mixed", b"multipart/report; report-type=delivery-status", 1)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from deskctl.context import AppContext
 from deskctl.errors import ExitCode
+
+if TYPE_CHECKING:
+    from deskctl.transport.spool import Oversize
 
 
 def app_context(ctx: typer.Context) -> AppContext:
@@ -47,6 +51,26 @@ def read_file(path: str) -> bytes:
         return Path(path).expanduser().read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def read_mail(source: str, max_size: int, spool: Path | None) -> bytes | Oversize:
+    """A message from a file or stdin (``-``), read in chunks and never past ``max_size``.
+
+    Larger mail is streamed to ``spool`` (see transport/spool.py), or with
+    ``spool`` None (a dry run) only measured.
+    """
+    import sys
+
+    from deskctl.errors import UsageError
+    from deskctl.transport.spool import read_bounded
+
+    if source == "-":
+        return read_bounded(sys.stdin.buffer, max_size, spool)
+    try:
+        with Path(source).expanduser().open("rb") as fh:
+            return read_bounded(fh, max_size, spool)
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror}") from exc
 
 
 def read_text(path: str) -> str:

@@ -46,6 +46,9 @@ def add(
     after_fetch: Annotated[
         str, typer.Option("--after-fetch", help="keep|seen|move:FOLDER|delete")
     ] = "keep",
+    create_folder: Annotated[
+        bool, typer.Option("--create-folder", help="move: create FOLDER when it is missing")
+    ] = False,
     queue: Annotated[str | None, typer.Option("--queue", help="created if missing")] = None,
     reply_via: Annotated[str | None, typer.Option("--reply-via", help="outgoing channel")] = None,
     path: Annotated[str | None, typer.Option("--path", help="Maildir folder")] = None,
@@ -113,6 +116,7 @@ def add(
         secret=svc.Secret.from_options(password_cmd, password_env, password_file),
         folder=folder,
         after_fetch=after_fetch,
+        create_folder=create_folder,
         queue=queue,
         reply_via=reply_via,
         path=path,
@@ -213,6 +217,38 @@ def map_(
     with context.transaction() as session:
         data = svc.incoming_to_dict(svc.map_reply_via(session, incoming, reply_via))
     report(context, data, f"{incoming} replies via {reply_via}")
+
+
+@app.command("set")
+def set_(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="incoming channel")],
+    after_fetch: Annotated[
+        str | None, typer.Option("--after-fetch", help="keep|seen|move:FOLDER|delete")
+    ] = None,
+    create_folder: Annotated[
+        bool | None,
+        typer.Option(
+            "--create-folder/--no-create-folder", help="move: create FOLDER when it is missing"
+        ),
+    ] = None,
+) -> None:
+    """Change what fetch does with mail once it is stored; the sync state is kept.
+
+    FOLDER is the name your mail program shows: `move:Archive` is INBOX.Archive on
+    Courier or Cyrus, `move:\\Archive` the folder the server marks as the archive.
+
+    Example: deskctl channel set support --after-fetch move:Archive --create-folder
+    """
+    from deskctl.services import channels as svc
+
+    context = app_context(ctx)
+    with context.transaction() as session:
+        data = svc.incoming_to_dict(
+            svc.set_after_fetch(session, name, after_fetch=after_fetch, create_folder=create_folder)
+        )
+    create = ", creating the folder when missing" if data["create_folder"] else ""
+    report(context, data, f"{name}: after fetch, {data['after_fetch']}{create}")
 
 
 def _set_enabled(ctx: typer.Context, name: str, enabled: bool) -> None:
@@ -358,7 +394,7 @@ def login(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
 
 @app.command("test")
 def test(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
-    """Connect, log in and open the folder; say what was found or what is wrong.
+    """Connect, log in, open the folder and find the after-fetch folder; say what is wrong.
 
     Example: deskctl channel test support
     """

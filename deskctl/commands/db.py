@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from deskctl.commands._common import app_context, report
@@ -11,17 +13,34 @@ app = typer.Typer(help="Create, upgrade and inspect the database schema.", no_ar
 
 
 @app.command("upgrade")
-def upgrade(ctx: typer.Context) -> None:
+def upgrade(
+    ctx: typer.Context,
+    token_tag: Annotated[
+        str | None,
+        typer.Option(
+            "--token-tag",
+            help="this installation's ticket token tag, set once: ACME makes [ACME #12]",
+        ),
+    ] = None,
+) -> None:
     """Create the schema or bring it up to date. Safe to run again.
 
-    Example: deskctl db upgrade
+    Example: deskctl db upgrade --token-tag ACME
     """
+    from deskctl.services.threading import set_token_tag, token_scheme
     from deskctl.store import migrate
 
     context = app_context(ctx)
     before, after = migrate.upgrade(context.engine(check_schema=False))
+    with context.transaction(write=token_tag is not None) as session:
+        scheme = set_token_tag(session, token_tag) if token_tag else token_scheme(session)
+        token = scheme.token(12)
     was = "" if before == after else f" (was {before})"
-    report(context, {"from": before, "to": after}, f"database at revision {after}{was}")
+    report(
+        context,
+        {"from": before, "to": after, "token_tag": scheme.tag},
+        f"database at revision {after}{was}; ticket tokens look like {token}",
+    )
 
 
 @app.command("current")

@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from deskctl.commands._common import app_context, finish, read_file
+from deskctl.commands._common import app_context, finish, read_mail
+from deskctl.commands.ingest import DEFAULT_MAX_SIZE
 from deskctl.errors import ExitCode
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit
@@ -21,6 +22,9 @@ def explain(
     channel: Annotated[
         str | None, typer.Option("--channel", help="as if read by this channel")
     ] = None,
+    max_size: Annotated[
+        int, typer.Option("--max-size", help="bytes; larger would be quarantined, unread")
+    ] = DEFAULT_MAX_SIZE,
 ) -> None:
     """Say what deskctl would do with a message, storing nothing.
 
@@ -30,12 +34,12 @@ def explain(
     from deskctl.services.channels import get_incoming
 
     context = app_context(ctx)
-    raw = read_file(file)
+    raw = read_mail(file, max_size, None)
     channel_id = None
     if channel is not None:
         with context.transaction(write=False) as session:
             channel_id = get_incoming(session, channel).id
-    outcome = store_raw(context, raw, channel_id=channel_id, dry_run=True)
+    outcome = store_raw(context, raw, channel_id=channel_id, max_size=max_size, dry_run=True)
     data = outcome.to_dict()
 
     def human(out: Console) -> None:
@@ -47,7 +51,10 @@ def explain(
         if outcome.duplicate:
             out.print(Text(f"ticket: already stored on #{outcome.ticket}; nothing would change"))
         elif outcome.created:
-            why = {"token-untrusted": " (its ticket token is not trusted from this sender)"}
+            why = {
+                "token-untrusted": " (its ticket token is not trusted from this sender)",
+                "auto-reply-filed": ", filed as closed (an automatic reply to none of our mail)",
+            }
             out.print(Text(f"ticket: a new ticket{why.get(outcome.rule or '', '')}"))
         else:
             out.print(Text(f"ticket: joins #{outcome.ticket} by {outcome.rule}"))

@@ -62,7 +62,11 @@ def fetch(
             out.print("no channels to fetch: add one with `deskctl channel add`")
         for r in reports:
             if r.error:
-                line = Text(safe_text(f"{r.name}: failed: {r.error}"), style="red")
+                # Mail stored before a failure (e.g. an after-fetch folder) is worth saying.
+                done = (
+                    f"{r.fetched} fetched, {r.tickets_created} new tickets; " if r.fetched else ""
+                )
+                line = Text(safe_text(f"{r.name}: {done}failed: {r.error}"), style="red")
             elif r.skipped:
                 line = Text(f"{r.name}: skipped: {r.skipped}")
             else:
@@ -70,6 +74,11 @@ def fetch(
                     f"{r.name}: {r.fetched} fetched, {r.tickets_created} new tickets, "
                     f"{r.messages_added} added to tickets, {r.skipped_duplicates} duplicates, "
                     f"{r.quarantined} quarantined"
+                    + (
+                        f" ({r.left_on_server} too large, left on the server)"
+                        if r.left_on_server
+                        else ""
+                    )
                 )
             out.print(line)
 

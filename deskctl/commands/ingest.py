@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from deskctl.commands._common import app_context, finish, read_file
+from deskctl.commands._common import app_context, finish, read_mail
 from deskctl.errors import DeskError, ExitCode, TempFail, UsageError
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, warn
@@ -62,8 +61,12 @@ def ingest(
         sources = files or ["-"]
         if sources.count("-") > 1:
             raise UsageError("stdin ('-') can be read only once")
+        from deskctl.transport.spool import spool_dir
+
+        # Mail over the limit is streamed to the spool, never held (a dry run keeps nothing).
+        spool = None if dry_run else spool_dir(context.settings.home)
         messages = (
-            ("stdin", sys.stdin.buffer.read()) if source == "-" else (source, read_file(source))
+            ("stdin" if source == "-" else source, read_mail(source, max_size, spool))
             for source in sources
         )
         outcomes = ingest_many(

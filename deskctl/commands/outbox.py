@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from deskctl.commands._common import app_context, finish, report
@@ -35,8 +35,10 @@ def list_(
         rows = [svc.item_to_dict(i) for i in svc.list_items(session, state)]
 
     def human(out: Console) -> None:
+        # The server's words are the point of the last column: wrap them, never cut them.
+        last_error = Column("last error", overflow="fold")
         table = Table(
-            "id", "ticket", "to", "channel", "state", "tries", "next", "last error", box=None
+            "id", "ticket", "to", "channel", "state", "tries", "next", last_error, box=None
         )
         for r in rows:
             table.add_row(

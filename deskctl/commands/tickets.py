@@ -39,17 +39,25 @@ def list_(
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=MAX_ID, help="at most this many")
     ] = 50,
+    flag: Annotated[
+        str | None,
+        typer.Option("--flag", help="with a message flagged so: auto_reply, bounce, bulk, ..."),
+    ] = None,
 ) -> None:
     """List tickets, newest activity first.
 
+    Tickets filed away on arrival (an out-of-office that answers none of our
+    mail) show only with --status or --flag.
+
     Example: deskctl ticket list --status open --queue billing
+    Example: deskctl ticket list --flag auto_reply
     """
     from deskctl.services import tickets as svc
 
     context = app_context(ctx)
     if assignee == "me":
         assignee = context.settings.agent
-    flt = svc.TicketFilter(status, queue, assignee, customer, search, limit)
+    flt = svc.TicketFilter(status, queue, assignee, customer, search, limit, flag)
     with context.database() as db, db.transaction():
         found = svc.list_tickets(db, flt)
     rows = [svc.ticket_summary(row) for row in found]
@@ -120,6 +128,8 @@ def _render_ticket(out: Console, data: dict[str, Any], color: str) -> None:
         out.print(line)
         if msg["flag_reasons"]:
             out.print(Text("  why: " + safe_text("; ".join(msg["flag_reasons"])), style="yellow"))
+        if msg.get("delivery_error"):
+            out.print(Text("  delivery: " + safe_text(msg["delivery_error"]), style="yellow"))
         out.print(Text(safe_text(msg["body"]).rstrip()))
         for att in msg["attachments"]:
             out.print(

@@ -14,16 +14,17 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from deskctl.auth import credentials
 from deskctl.context import AppContext
-from deskctl.errors import DeskError, ExitCode
+from deskctl.errors import DeskError, ExitCode, NotFound
 from deskctl.jobs.parsing import parse_stream
-from deskctl.jobs.pipeline import Outcome, ingest_cache, store_raw
+from deskctl.jobs.pipeline import Outcome, ingest_cache, still_over, store_raw
+from deskctl.jobs.probe import folder_error
 from deskctl.jobs.workers import dead_local_owner, worker_id
 from deskctl.services.leases import (
     LEASE,
@@ -33,7 +34,12 @@ from deskctl.services.leases import (
     release_channel,
     renew_channel,
 )
+from deskctl.services.quarantine import uids_left_on_server
 from deskctl.store.models import FetchedKey, IncomingChannel
+from deskctl.transport.spool import Oversize, spool_dir
+
+if TYPE_CHECKING:
+    from deskctl.transport.imap import ImapInbox, ImapSettings
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,7 @@ class ChannelReport:
     messages_added: int = 0
     quarantined: int = 0
     skipped_duplicates: int = 0
+    left_on_server: int = 0
     error: str | None = None
     exit_code: int = ExitCode.OK
     skipped: str | None = None
@@ -75,6 +82,7 @@ class ChannelReport:
             "messages_added": self.messages_added,
             "quarantined": self.quarantined,
             "skipped_duplicates": self.skipped_duplicates,
+            "left_on_server": self.left_on_server,
             "error": self.error,
         }
         if self.skipped:
@@ -136,8 +144,6 @@ def select_channels(context: AppContext, names: list[str]) -> list[Snapshot]:
         channels = list(session.scalars(query))
         missing = sorted(set(names) - {c.name for c in channels})
         if missing:
-            from deskctl.errors import NotFound
-
             raise NotFound(f"no incoming channel named {missing[0]!r} (see `deskctl channel list`)")
         return [
             Snapshot(
@@ -177,10 +183,9 @@ def hold_lease(session: Session, channel_id: int, owner: str) -> None:
         raise LeaseLost(LOST)
 
 
-def _imap(
-    context: AppContext, ch: Snapshot, opts: FetchOptions, report: ChannelReport, owner: str
-) -> None:
-    from deskctl.transport.imap import ImapInbox, ImapSettings
+def imap_settings(ch: Snapshot) -> ImapSettings:
+    """How to reach the channel's folder, with its secret resolved now."""
+    from deskctl.transport.imap import ImapSettings
 
     username = ch.username or ch.address
     login = credentials.for_channel(
@@ -190,7 +195,7 @@ def _imap(
         secret_source=ch.secret_source,
         secret_ref=ch.secret_ref,
     )
-    settings = ImapSettings(
+    return ImapSettings(
         host=ch.host or "",
         port=ch.port or 993,
         security=ch.security or "ssl",
@@ -202,8 +207,56 @@ def _imap(
         oauth_token=login.oauth_token,
         relogin_hint=login.relogin_hint,
     )
+
+
+def retry_left_on_server(context: AppContext, item_id: int, max_size: int) -> Outcome:
+    """Download a message that was too large, now under ``max_size``, and store it.
+
+    Once stored (as a ticket, or its bytes in the quarantine) the entry that
+    pointed at the server goes and the channel's after-fetch action runs on
+    the message, as a fetch would have done.
+    """
+    from deskctl.services.quarantine import drop_quarantined, get_quarantined
+    from deskctl.transport.imap import ImapInbox
+
+    with context.transaction(write=False) as session:
+        item = get_quarantined(session, item_id)
+        name = item.channel.name if item.channel is not None else ""
+        uid, validity = item.remote_uid or 0, item.remote_uidvalidity
+    (ch,) = select_channels(context, [name])
+    with ImapInbox(imap_settings(ch)) as inbox:
+        if inbox.uidvalidity != validity:
+            raise NotFound(
+                f"{ch.folder} on {ch.name} was renumbered (UIDVALIDITY changed) since; "
+                "the next fetch reads the folder again"
+            )
+        got = [raw for _uid, raw in inbox.fetch([uid], max_size)]
+        if not got:
+            raise NotFound(f"UID {uid} is no longer in {ch.folder} on {ch.name}")
+        if isinstance(got[0], Oversize):
+            return Outcome(quarantined=item_id, reason=still_over(got[0].size, max_size))
+        outcome = store_raw(
+            context, got[0], channel_id=ch.id, source=f"{ch.name} uid {uid}", max_size=max_size
+        )
+        with context.transaction() as session:
+            drop_quarantined(session, item_id)
+        action, problem = _resolved_action(inbox, ch, dry_run=False)
+        inbox.after_fetch(action, [uid])
+    if problem is not None:
+        raise problem
+    return outcome
+
+
+def _imap(
+    context: AppContext, ch: Snapshot, opts: FetchOptions, report: ChannelReport, owner: str
+) -> None:
+    from deskctl.transport.folders import FolderProblem
+    from deskctl.transport.imap import ImapInbox
+
+    problem: DeskError | None
     cache = ingest_cache(context)
-    with ImapInbox(settings) as inbox:
+    with ImapInbox(imap_settings(ch)) as inbox:
+        action, problem = _resolved_action(inbox, ch, dry_run=opts.dry_run)
         last_uid, acted_uid = ch.last_uid, ch.acted_uid
         if ch.uidvalidity is not None and ch.uidvalidity != inbox.uidvalidity:
             log.warning(
@@ -218,8 +271,20 @@ def _imap(
         done: list[int] = []
 
         def act(on: list[int], upto: int) -> None:
-            """Run the after-fetch action on committed UIDs, then move the watermark."""
-            inbox.after_fetch(ch.after_fetch, on)
+            """Run the after-fetch action on committed UIDs, then move the watermark.
+
+            An action the server refuses is recorded once and not tried again
+            this run: the mail stays where it is, stored, and the watermark
+            stays behind so a later run catches up once the folder is fixed.
+            """
+            nonlocal problem
+            if problem is not None:
+                return
+            try:
+                inbox.after_fetch(action, on)
+            except FolderProblem as exc:
+                problem = folder_error(ch.name, ch.after_fetch, ch.folder, exc)
+                return
             with context.transaction() as session:
                 session.execute(
                     update(IncomingChannel)
@@ -228,9 +293,12 @@ def _imap(
                     .execution_options(synchronize_session=False)
                 )
 
-        if not opts.dry_run and ch.after_fetch != "keep" and acted_uid < last_uid:
-            # A run that died between commit and action left these behind.
-            act(inbox.uids_between(acted_uid, last_uid), last_uid)
+        if not opts.dry_run and action != "keep" and acted_uid < last_uid:
+            # A run that died between commit and action left these behind; mail
+            # too large to download stays where it is, whatever the action.
+            with context.transaction(write=False) as session:
+                left = uids_left_on_server(session, ch.id, validity)
+            act([u for u in inbox.uids_between(acted_uid, last_uid) if u not in left], last_uid)
 
         def checkpoint_for(uid: int) -> Callable[[Session], None]:
             def checkpoint(session: Session) -> None:
@@ -247,7 +315,8 @@ def _imap(
 
             return checkpoint
 
-        stream = parse_stream(inbox.fetch(uids), expected=len(uids), max_size=opts.max_size)
+        fetched = inbox.fetch(uids, opts.max_size)
+        stream = parse_stream(fetched, expected=len(uids), max_size=opts.max_size)
         for uid, raw, parsed in stream:
             outcome = store_raw(
                 context,
@@ -261,7 +330,10 @@ def _imap(
                 mail=parsed,
             )
             report.count(outcome)
-            done.append(uid)
+            if isinstance(raw, Oversize):
+                report.left_on_server += 1  # listed in the quarantine, untouched on the server
+            else:
+                done.append(uid)
             if opts.progress:
                 opts.progress(ch.name, report.fetched, len(uids))
             if len(done) >= ACTION_BATCH and not opts.dry_run:
@@ -272,6 +344,33 @@ def _imap(
                 checkpoint_for(last_uid)(session)
         if done and not opts.dry_run:
             act(done, done[-1])
+    if problem is not None:
+        raise problem
+
+
+def _resolved_action(
+    inbox: ImapInbox, ch: Snapshot, *, dry_run: bool
+) -> tuple[str, DeskError | None]:
+    """``move:FOLDER`` in the server's own naming; an unusable folder means keep, and why.
+
+    Asked before any mail is read, so a folder that cannot be used costs one
+    error line per run while the mail keeps arriving as tickets, left where
+    it is on the server.
+    """
+    from deskctl.transport.folders import FolderProblem
+
+    if not ch.after_fetch.startswith("move:"):
+        return ch.after_fetch, None
+    wanted = ch.after_fetch.removeprefix("move:")
+    try:
+        target = inbox.move_target(
+            wanted, create=bool(ch.settings.get("create_folder")), check_only=dry_run
+        )
+    except FolderProblem as exc:
+        return "keep", folder_error(ch.name, ch.after_fetch, ch.folder, exc)
+    if target.name != wanted:
+        log.info("%s: move:%s is %s here (%s)", ch.name, wanted, target.name, target.how)
+    return f"move:{target.name}", None
 
 
 def _maildir(
@@ -294,7 +393,12 @@ def _maildir(
     todo = [(k, p) for k, p in present if k not in known][: opts.limit]
     paths = dict(todo)
     stream = parse_stream(
-        ((key, raw) for key, _path, raw in inbox.read(todo)),
+        (
+            (key, raw)
+            for key, _path, raw in inbox.read(
+                todo, opts.max_size, None if opts.dry_run else spool_dir(context.settings.home)
+            )
+        ),
         expected=len(todo),
         max_size=opts.max_size,
     )

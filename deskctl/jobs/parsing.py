@@ -18,6 +18,7 @@ from typing import TypeVar
 from deskctl.mail.errors import MalformedMail
 from deskctl.mail.parse import parse_mail
 from deskctl.mail.parsed import ParsedMail
+from deskctl.transport.spool import Oversize
 
 K = TypeVar("K")
 Parsed = ParsedMail | MalformedMail | None
@@ -40,28 +41,47 @@ def parse_or_error(raw: bytes) -> ParsedMail | MalformedMail:
         return MalformedMail(f"parser error: {type(exc).__name__}: {exc}")
 
 
+def _within(raw: bytes | Oversize, max_size: int | None) -> bytes | None:
+    """The bytes to parse, or None for mail over the limit (an Oversize was never read)."""
+    if isinstance(raw, Oversize) or (max_size is not None and len(raw) > max_size):
+        return None
+    return raw
+
+
+def _held(raw: bytes | Oversize) -> int:
+    """Bytes a message holds in memory while it waits (an Oversize holds only its head)."""
+    return len(raw.head) if isinstance(raw, Oversize) else len(raw)
+
+
 def parse_stream(
-    items: Iterable[tuple[K, bytes]], *, expected: int, max_size: int | None
-) -> Iterator[tuple[K, bytes, Parsed]]:
-    """Yield (key, raw, parsed) in order; ``parsed`` is None for mail over ``max_size``."""
+    items: Iterable[tuple[K, bytes | Oversize]], *, expected: int, max_size: int | None
+) -> Iterator[tuple[K, bytes | Oversize, Parsed]]:
+    """Yield (key, raw, parsed) in order; ``parsed`` is None for mail over ``max_size``.
+
+    Mail the reader already found too large arrives as an :class:`Oversize` (its
+    bytes were never read into memory) and passes through unparsed.
+    """
     if expected < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
         for key, raw in items:
-            too_big = max_size is not None and len(raw) > max_size
-            yield key, raw, None if too_big else parse_or_error(raw)
+            data = _within(raw, max_size)
+            yield key, raw, None if data is None else parse_or_error(data)
         return
     # spawn: a clean child (never a fork of a process that may hold locks) whose
     # only link is our pipe, so it ends when this process dies, even by SIGKILL.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        pending: deque[tuple[K, bytes, Future[ParsedMail | MalformedMail] | None]] = deque()
+        pending: deque[tuple[K, bytes | Oversize, Future[ParsedMail | MalformedMail] | None]] = (
+            deque()
+        )
         in_flight = 0
         for key, raw in items:
-            too_big = max_size is not None and len(raw) > max_size
-            pending.append((key, raw, None if too_big else pool.submit(parse_or_error, raw)))
-            in_flight += len(raw)
+            data = _within(raw, max_size)
+            future = None if data is None else pool.submit(parse_or_error, data)
+            pending.append((key, raw, future))
+            in_flight += _held(raw)
             while pending and (len(pending) > MAX_IN_FLIGHT or in_flight > MAX_BYTES_IN_FLIGHT):
                 done_key, done_raw, future = pending.popleft()
-                in_flight -= len(done_raw)
+                in_flight -= _held(done_raw)
                 yield done_key, done_raw, future.result() if future is not None else None
         while pending:
             done_key, done_raw, future = pending.popleft()

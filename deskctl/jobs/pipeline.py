@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +24,8 @@ from deskctl.mail.errors import MalformedMail
 from deskctl.mail.parsed import ParsedMail
 from deskctl.services.ingest import AUTOMATIC_FLAGS, IngestCache, IngestResult, ingest_mail
 from deskctl.services.loops import OwnMailReturned
-from deskctl.services.quarantine import quarantine_raw
+from deskctl.services.quarantine import quarantine_oversize, quarantine_raw
+from deskctl.transport.spool import Oversize, read_bounded, remove_spooled
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +120,59 @@ def quarantine(
     return Outcome(quarantined=item_id, reason=reason)
 
 
+def quarantine_oversize_mail(
+    context: AppContext,
+    over: Oversize,
+    *,
+    channel_id: int | None,
+    source: str | None,
+    checkpoint: Checkpoint | None = None,
+    dry_run: bool = False,
+) -> Outcome:
+    """List mail over the size limit with its size and sender; its bytes stay where they are.
+
+    The sender and subject come from the first bytes of the header only. A spool
+    file that ends up unused (the same mail was listed before, or the
+    transaction failed and the mail server will deliver again) is removed.
+    """
+    where = (
+        f"; left on the server as UID {over.uid}"
+        if over.uid is not None
+        else "; its bytes are kept in the spool"
+        if over.spool is not None
+        else ""
+    )
+    reason = f"message is {over.size} bytes, over the limit of {over.limit}{where}"
+    if dry_run:
+        return Outcome(quarantined=0, reason=reason)
+    head = parse_or_error(over.head)
+    sender = head.sender if isinstance(head, ParsedMail) else None
+    try:
+        with context.transaction() as session:
+            item, created = quarantine_oversize(
+                session,
+                over,
+                reason,
+                channel_id=channel_id,
+                source=source,
+                sender=sender.email[:998] if sender is not None else None,
+                subject=head.subject[:998] if isinstance(head, ParsedMail) else None,
+            )
+            if checkpoint is not None:
+                checkpoint(session)
+            item_id = item.id
+    except BaseException:
+        remove_spooled(over.spool)
+        raise
+    if not created:
+        remove_spooled(over.spool)
+    log.warning("quarantined message %s from %s: %s", item_id, source or "input", reason)
+    return Outcome(quarantined=item_id, reason=reason)
+
+
 def store_raw(
     context: AppContext,
-    raw: bytes,
+    raw: bytes | Oversize,
     *,
     channel_id: int | None = None,
     source: str | None = None,
@@ -137,6 +189,16 @@ def store_raw(
     ``dry_run`` runs the same code and rolls back, so it shows what would happen.
     ``mail`` is the parse result when the caller parsed ahead (jobs/parsing.py).
     """
+
+    if isinstance(raw, Oversize):
+        return quarantine_oversize_mail(
+            context,
+            raw,
+            channel_id=channel_id,
+            source=source,
+            checkpoint=checkpoint,
+            dry_run=dry_run,
+        )
 
     def fail(reason: str) -> Outcome:
         return quarantine(
@@ -181,7 +243,7 @@ def store_raw(
 
 def ingest_many(
     context: AppContext,
-    messages: Iterable[tuple[str, bytes]],
+    messages: Iterable[tuple[str, bytes | Oversize]],
     count: int,
     *,
     channel_id: int | None,
@@ -215,21 +277,49 @@ def ingest_cache(context: AppContext) -> IngestCache:
         return load_ingest_cache(session)
 
 
-def retry_quarantined(context: AppContext, item_id: int, replacement: bytes | None) -> Outcome:
+def still_over(size: int, max_size: int) -> str:
+    return f"still {size} bytes, over the limit of {max_size} (see --max-size)"
+
+
+def retry_quarantined(
+    context: AppContext, item_id: int, replacement: bytes | None, max_size: int
+) -> Outcome:
     """Try a quarantined message again (optionally with repaired bytes).
 
     The quarantine entry is removed only when the message is now stored, in
     the transaction after the store committed, so a crash in between leaves
-    at worst an entry whose retry reports a duplicate.
+    at worst an entry whose retry reports a duplicate. Spooled mail is read
+    back, and mail left on the IMAP server downloaded, within ``max_size``.
     """
+    from deskctl.errors import NotFound
     from deskctl.services.quarantine import drop_quarantined, get_quarantined
 
     with context.transaction(write=False) as session:
         item = get_quarantined(session, item_id)
-        raw, channel_id = replacement if replacement is not None else item.raw, item.channel_id
-        source = item.source
-    outcome = store_raw(context, raw, channel_id=channel_id, source=source)
+        channel_id, source = item.channel_id, item.source
+        spool, uid = item.spool_path, item.remote_uid
+        raw = replacement
+        if raw is None and spool is None and uid is None:
+            raw = item.raw or b""
+    if raw is None and uid is not None:
+        from deskctl.jobs.fetch import retry_left_on_server  # fetch builds on this module
+
+        return retry_left_on_server(context, item_id, max_size)
+    if raw is None and spool is not None:
+        try:
+            with open(spool, "rb") as fh:
+                read = read_bounded(fh, max_size, None)
+        except OSError as exc:
+            raise NotFound(
+                f"the spool file of quarantined message {item_id} cannot be read: {exc.strerror}"
+            ) from exc
+        if isinstance(read, Oversize):
+            return Outcome(quarantined=item_id, reason=still_over(read.size, max_size))
+        raw = read
+    assert raw is not None
+    outcome = store_raw(context, raw, channel_id=channel_id, source=source, max_size=max_size)
     if outcome.quarantined is None:
         with context.transaction() as session:
-            drop_quarantined(session, item_id)
+            spooled = drop_quarantined(session, item_id)
+        remove_spooled(Path(spooled) if spooled is not None else None)
     return outcome

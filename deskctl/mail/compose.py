@@ -42,9 +42,6 @@ def loop_instance(token: str) -> str | None:
     return found.group(1) if found else None
 
 
-_REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|vs|antw|wg|fw|fwd)\s*(\[\d+\])?\s*:\s*)+", re.I)
-
-
 @dataclass(frozen=True, slots=True)
 class OutgoingAttachment:
     filename: str
@@ -82,12 +79,6 @@ class Reply:
 
 def new_message_id(domain: str) -> str:
     return make_msgid(domain=domain or "deskctl.invalid").strip("<>")
-
-
-def reply_subject(title: str, token: str) -> str:
-    """``Re: <title> [#N]`` without stacking prefixes or tokens."""
-    base = _REPLY_PREFIX.sub("", title).replace(token, "").strip()
-    return f"Re: {base} {token}".strip()
 
 
 def quote_text(quoted: Quoted) -> str:

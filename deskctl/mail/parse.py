@@ -105,6 +105,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         auto_submitted=" ".join(auto_submitted.split()).lower() if auto_submitted else None,
         fingerprint=content_fingerprint(msg),
         loop_token=_loop_token(_first(headers, LOOP_HEADER.lower())),
+        thread_topic=decode_text(_first(headers, "thread-topic"), fallbacks),
     )
 
 

@@ -64,6 +64,7 @@ class ParsedMail:
     #: The content fingerprint (fingerprint.py): with the Message-ID, what makes a duplicate.
     fingerprint: str
     loop_token: str | None = None  # our own X-Deskctl-Loop header: this is mail we sent
+    thread_topic: str = ""  # Outlook's Thread-Topic: the conversation's subject, no prefixes
 
     @property
     def is_automatic(self) -> bool:

@@ -95,6 +95,7 @@ class IncomingOptions:
     secret: Secret = Secret()
     folder: str = "INBOX"
     after_fetch: str = "keep"
+    create_folder: bool = False
     queue: str | None = None
     reply_via: str | None = None
     path: str | None = None
@@ -126,6 +127,11 @@ def check_after_fetch(action: str, kind: str) -> str:
             raise UsageError("a Maildir channel cannot move mail; use keep, seen or delete")
         return action
     raise UsageError(f"unknown --after-fetch {action!r}: use keep, seen, move:FOLDER or delete")
+
+
+def _check_create_folder(after_fetch: str, create_folder: bool) -> None:
+    if create_folder and not after_fetch.startswith("move:"):
+        raise UsageError("--create-folder goes with --after-fetch move:FOLDER")
 
 
 def _unique_name(session: Session, name: str) -> None:
@@ -185,6 +191,9 @@ def add_incoming(session: Session, name: str, opts: IncomingOptions) -> Incoming
         channel.secret_source, channel.secret_ref = opts.secret.source, opts.secret.ref
         if oauth is not None:
             channel.settings = oauth
+        _check_create_folder(channel.after_fetch, opts.create_folder)
+        if opts.create_folder:
+            channel.settings = {**channel.settings, "create_folder": True}
     elif opts.kind == "maildir":
         if not opts.path:
             raise UsageError("a maildir channel needs --path (or --sample)")
@@ -297,6 +306,29 @@ def map_reply_via(session: Session, incoming: str, outgoing: str) -> IncomingCha
     return channel
 
 
+def set_after_fetch(
+    session: Session, name: str, *, after_fetch: str | None, create_folder: bool | None
+) -> IncomingChannel:
+    """Change what fetch does with mail it has stored; mail left behind gets the new action.
+
+    Mail stored while the old action could not be applied (a missing folder)
+    is caught up by the next fetch, so fixing the setting is all it takes.
+    """
+    channel = get_incoming(session, name)
+    if after_fetch is None and create_folder is None:
+        raise UsageError("nothing to change: give --after-fetch or --create-folder")
+    if after_fetch is not None:
+        channel.after_fetch = check_after_fetch(after_fetch, channel.kind)
+    settings = dict(channel.settings or {})
+    if create_folder is not None:
+        settings["create_folder"] = create_folder
+    elif not channel.after_fetch.startswith("move:"):
+        settings.pop("create_folder", None)  # it went with the move given up
+    _check_create_folder(channel.after_fetch, bool(settings.get("create_folder")))
+    channel.settings = settings  # a new dict, so the JSON column is written
+    return channel
+
+
 def set_enabled(session: Session, name: str, enabled: bool) -> IncomingChannel:
     channel = get_incoming(session, name)
     channel.enabled = enabled
@@ -359,6 +391,7 @@ def incoming_to_dict(channel: IncomingChannel) -> dict[str, Any]:
         "folder": channel.folder if channel.kind in ("imap", "gmail") else None,
         "path": channel.path,
         "after_fetch": channel.after_fetch,
+        "create_folder": bool((channel.settings or {}).get("create_folder")),
         "enabled": channel.enabled,
         "last_fetch_at": channel.last_fetch_at,
         "last_success_at": channel.last_success_at,

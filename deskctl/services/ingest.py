@@ -20,8 +20,10 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from deskctl.mail.addresses import address_key
+from deskctl.mail.bounces import bounce_diagnostic
 from deskctl.mail.fingerprint import duplicate_key
 from deskctl.mail.parsed import ParsedMail
+from deskctl.mail.subjects import ticket_title
 from deskctl.services.acks import acknowledge
 from deskctl.services.attachments import store_attachment
 from deskctl.services.customers import find_or_create_customer
@@ -34,8 +36,14 @@ from deskctl.services.loops import (
     own_mail_reason,
 )
 from deskctl.services.queues import default_queue
-from deskctl.services.threading import REUSED_FLAG, ThreadMatch, find_thread
-from deskctl.store.models import IncomingChannel, Message, Queue, Ticket
+from deskctl.services.threading import (
+    REUSED_FLAG,
+    ThreadMatch,
+    find_thread,
+    recently_written_ticket,
+)
+from deskctl.services.tickets import FILED
+from deskctl.store.models import Customer, IncomingChannel, Message, Queue, Ticket, TicketEvent
 
 NO_SUBJECT = "(no subject)"
 #: Flags that mean "a machine wrote this": such mail never reopens a ticket.
@@ -221,11 +229,15 @@ def ingest_mail(
         else None
     )
     now = datetime.now(UTC)
+    filed = None
+    if match.ticket is None and "auto_reply" in flags:
+        match, filed = _auto_reply_home(session, customer, now)
     created = match.ticket is None
     if match.ticket is None:
         ticket = Ticket(
-            title=mail.subject or NO_SUBJECT,
-            status="new",
+            title=ticket_title(mail.subject, mail.thread_topic, list_mail="bulk" in flags)
+            or NO_SUBJECT,
+            status="closed" if filed else "new",
             queue_id=channel.queue_id if channel is not None else cache.default_queue_id,
             channel_id=channel.id if channel is not None else None,
             customer=customer,
@@ -236,6 +248,8 @@ def ingest_mail(
         session.add(ticket)
         session.flush()
         ticket.number = ticket.id
+        if filed:
+            session.add(TicketEvent(ticket_id=ticket.id, kind=FILED, new=filed))
     else:
         ticket = match.ticket
         automatic = AUTOMATIC_FLAGS.intersection(flags)
@@ -272,7 +286,8 @@ def ingest_mail(
     ticket.updated_at = now
     if bounced is not None:
         bounced.state = "bounced"
-        bounced.last_error = "; ".join(mail.flag_reasons) or "bounced"
+        # The remote server's words ("550 5.1.1 ... User Unknown"), shown with the reply.
+        bounced.last_error = bounce_diagnostic(mail) or "; ".join(mail.flag_reasons) or "bounced"
     session.flush()
     ack = None
     if created:
@@ -291,6 +306,21 @@ def ingest_mail(
         cache.queue_names.get(ticket.queue_id, ""),
         _channel_name(cache, ticket.channel_id),
     )
+
+
+def _auto_reply_home(
+    session: Session, customer: Customer | None, now: datetime
+) -> tuple[ThreadMatch, str | None]:
+    """Where an automatic reply that answers none of our mail goes, and why it is filed.
+
+    It is kept, but it is no one's work: it joins the ticket we last wrote to
+    the sender on, if that was lately; otherwise it opens a ticket filed away
+    (closed, with a ``filed`` event) that the default ``ticket list`` leaves out.
+    """
+    recent = recently_written_ticket(session, customer.id, now) if customer else None
+    if recent is not None:
+        return ThreadMatch(recent, "auto-reply"), None
+    return ThreadMatch(None, "auto-reply-filed"), "auto_reply: answers none of our mail"
 
 
 def _channel_name(cache: IngestCache, channel_id: int | None) -> str | None:

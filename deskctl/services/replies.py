@@ -24,16 +24,16 @@ from deskctl.mail.compose import (
     compose,
     loop_token,
     new_message_id,
-    reply_subject,
     to_wire,
 )
 from deskctl.mail.parsed import Address, ParsedAttachment
+from deskctl.mail.subjects import reply_subject
 from deskctl.services.agents import acting_agent, get_agent
 from deskctl.services.attachments import store_attachment
 from deskctl.services.filters import load_patterns, matching_pattern
 from deskctl.services.loops import instance_id
 from deskctl.services.seen import record_view
-from deskctl.services.threading import ticket_token
+from deskctl.services.threading import token_scheme
 from deskctl.services.tickets import check_status
 from deskctl.store.dbapi import from_session
 from deskctl.store.models import (
@@ -186,6 +186,7 @@ def queue_mail(
             seen.add(addr.email)
             cc.append(addr)
     now = datetime.now(UTC)
+    number = ticket.number or ticket.id
     message_id = new_message_id(wire_address(from_email).rpartition("@")[2])
     references = (
         (*(answered.references or []), answered.message_id)
@@ -196,7 +197,7 @@ def queue_mail(
         sender=Address(outgoing.from_name, from_email),
         to=(customer,),
         cc=tuple(cc),
-        subject=reply_subject(ticket.title, ticket_token(ticket.number or ticket.id)),
+        subject=reply_subject(ticket.title, token_scheme(session).token(number)),
         body=body,
         message_id=message_id,
         in_reply_to=answered.message_id if answered is not None else None,
@@ -209,7 +210,7 @@ def queue_mail(
         else None,
         attachments=attachments,
         date=now,
-        loop_token=loop_token(instance_id(session), ticket.number or ticket.id),
+        loop_token=loop_token(instance_id(session), number),
         auto_submitted=auto_submitted,
     )
     try:

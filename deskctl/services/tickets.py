@@ -16,6 +16,23 @@ from deskctl.store.dbapi import Database, as_datetime, as_json
 
 STATUSES = ("new", "open", "pending", "solved", "closed")
 
+#: The event kind of a ticket that mail opened but that is no one's work (an
+#: out-of-office answering none of our mail): it is closed on arrival and the
+#: default list leaves it out; ``--status`` or ``--flag`` show it.
+FILED = "filed"
+_NOT_FILED = f"""NOT (t.status = 'closed' AND EXISTS (
+    SELECT 1 FROM ticket_events e WHERE e.ticket_id = t.id AND e.kind = '{FILED}'))"""
+
+# Tickets with a message flagged so (auto_reply, bounce, bulk, own, help_desk, ...).
+# The "not []" term matches the partial index ix_messages_flagged, so only the
+# few flagged messages are read.
+_FLAGGED = {
+    "sqlite": """t.id IN (SELECT m.ticket_id FROM messages m, json_each(m.flags) f
+                          WHERE m.flags <> '[]' AND f.value = :flag)""",
+    "postgresql": """t.id IN (SELECT m.ticket_id FROM messages m
+                              WHERE m.flags::text <> '[]' AND m.flags::jsonb ? :flag)""",
+}
+
 #: The largest id or number a column holds on both databases (PostgreSQL's integer).
 MAX_ID = 2**31 - 1
 
@@ -34,7 +51,9 @@ _MESSAGES = """
 SELECT m.id, m.direction, m.from_name, m.from_email, m."to", m.cc, m.subject, m.date,
        m.created_at, m.message_id, m.body_text, m.flags, m.flag_reasons, a.name AS author,
        (SELECT o.state FROM outbox_items o WHERE o.message_id = m.id
-        ORDER BY o.id DESC LIMIT 1) AS delivery
+        ORDER BY o.id DESC LIMIT 1) AS delivery,
+       (SELECT o.last_error FROM outbox_items o WHERE o.message_id = m.id
+        ORDER BY o.id DESC LIMIT 1) AS delivery_error
 FROM messages m
 LEFT JOIN agents a ON a.id = m.author_id
 WHERE m.ticket_id = :ticket_id
@@ -84,6 +103,7 @@ class TicketFilter:
     customer: str | None = None
     search: str | None = None
     limit: int = 50
+    flag: str | None = None
 
 
 def search_words(text: str) -> list[str]:
@@ -125,6 +145,13 @@ def _where(dialect: str, flt: TicketFilter) -> tuple[list[str], dict[str, Any]]:
         clause, search_params = search_clause(dialect, flt.search)
         where.append(clause)
         params.update(search_params)
+    if flt.flag:
+        if dialect not in _FLAGGED:
+            raise ConfigError(f"--flag needs SQLite or PostgreSQL, not {dialect}")
+        where.append(_FLAGGED[dialect])
+        params["flag"] = flt.flag.strip().lower()
+    elif not flt.status:
+        where.append(_NOT_FILED)
     return where, params
 
 
@@ -181,6 +208,8 @@ def _message(row: dict[str, Any], attachments: list[dict[str, Any]]) -> dict[str
     }
     if row["direction"] == "out":
         data["delivery"] = row["delivery"]
+        # The server's own words for a refusal or bounce ("550 5.1.1 user unknown").
+        data["delivery_error"] = row["delivery_error"]
     return data
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
@@ -221,6 +222,13 @@ class Message(Base):
         UniqueConstraint("dedupe_scope", "dedupe_key", name="uq_messages_dedupe"),
         Index("ix_messages_ticket_id", "ticket_id"),
         Index("ix_messages_message_id", "message_id"),
+        # The few messages with flags, for `ticket list --flag` (migration 0010).
+        Index(
+            "ix_messages_flagged",
+            "ticket_id",
+            sqlite_where=text("flags <> '[]'"),
+            postgresql_where=text("flags::text <> '[]'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -324,10 +332,17 @@ class QuarantinedMessage(Base):
     channel_id: Mapped[int | None] = mapped_column(ForeignKey("incoming_channels.id"))
     source: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
-    raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    # None when the bytes are elsewhere: over the size limit, they wait in
+    # ``spool_path`` (a file under DESKCTL_HOME) or on the IMAP server as ``remote_uid``.
+    raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     size: Mapped[int] = mapped_column(Integer)
     dedupe_key: Mapped[str | None] = mapped_column(String(998))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    spool_path: Mapped[str | None] = mapped_column(Text)
+    remote_uid: Mapped[int | None] = mapped_column(Integer)
+    remote_uidvalidity: Mapped[int | None] = mapped_column(Integer)
+    sender: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
 
     channel: Mapped[IncomingChannel | None] = relationship()
 

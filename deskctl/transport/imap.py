@@ -15,14 +15,20 @@ import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
-from imap_tools.errors import MailboxLoginError, MailboxStarttlsError
+from imap_tools.errors import (
+    MailboxLoginError,
+    MailboxStarttlsError,
+    UnexpectedCommandStatusError,
+)
 from imap_tools.mailbox import BaseMailBox
 
 from deskctl.errors import ConfigError, Unreachable
+from deskctl.transport import folders
 from deskctl.transport.errors import network_error
+from deskctl.transport.spool import HEAD_BYTES, Oversize
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -199,14 +205,26 @@ class ImapInbox:
                     found[int(uid.group(1))] = int(size.group(1))
         return found
 
-    def fetch(self, uids: list[int]) -> Iterator[tuple[int, bytes]]:
-        """Yield (uid, raw bytes) in UID order, in batches bounded by count and size."""
+    def fetch(
+        self, uids: list[int], max_size: int | None = None
+    ) -> Iterator[tuple[int, bytes | Oversize]]:
+        """Yield (uid, raw bytes) in UID order, in batches bounded by count and size.
+
+        A message whose RFC822.SIZE is over ``max_size`` is never downloaded: it
+        comes as an :class:`Oversize` holding the start of its header only.
+        """
         sizes = self.sizes(uids)
         batch: list[int] = []
         batch_bytes = 0
         for uid in uids:
             if uid not in sizes:
                 continue  # expunged since the search
+            if max_size is not None and sizes[uid] > max_size:
+                if batch:  # UID order is kept: the watermark must never pass a message
+                    yield from self._fetch_batch(batch)
+                    batch, batch_bytes = [], 0
+                yield uid, self._oversize(uid, sizes[uid], max_size)
+                continue
             if batch and (len(batch) >= BATCH_COUNT or batch_bytes + sizes[uid] > BATCH_BYTES):
                 yield from self._fetch_batch(batch)
                 batch, batch_bytes = [], 0
@@ -227,8 +245,33 @@ class ImapInbox:
             if uid in got:
                 yield uid, got[uid]
 
+    def _oversize(self, uid: int, size: int, limit: int) -> Oversize:
+        """Size and the first bytes of the header (a partial FETCH), never the body."""
+        spec = f"(UID BODY.PEEK[HEADER]<0.{HEAD_BYTES}>)"
+        typ, data = self._guarded(partial(self._client().uid, "FETCH", str(uid), spec))
+        if typ != "OK":
+            raise Unreachable(f"IMAP FETCH failed on {self.settings.host}: {typ}")
+        head = next((item[1] for item in data if isinstance(item, tuple)), b"")
+        return Oversize(size, limit, head[:HEAD_BYTES], uid=uid, uidvalidity=self.uidvalidity)
+
+    def move_target(self, wanted: str, *, create: bool, check_only: bool = False) -> folders.Target:
+        """The server's name for ``move:FOLDER`` (see transport/folders.py), created if allowed."""
+        box = self.box
+        assert box is not None, "not connected"
+        reading = self.settings.folder
+        return self._guarded(
+            lambda: folders.move_target(
+                box, wanted, reading=reading, create=create, check_only=check_only
+            )
+        )
+
     def after_fetch(self, action: str, uids: list[int]) -> None:
-        """Apply the channel's after-fetch action, once the messages are committed."""
+        """Apply the channel's after-fetch action, once the messages are committed.
+
+        ``move:`` takes the server's own folder name (``move_target``). A
+        refusal (a folder gone since, a quota, a read-only mailbox) is the
+        server's answer, not a network problem: a FolderProblem in its words.
+        """
         if not uids or action == "keep":
             return
         box = self.box
@@ -241,6 +284,12 @@ class ImapInbox:
                 box.delete(ids)
             elif action.startswith("move:"):
                 box.move(ids, action.removeprefix("move:"))
+        except UnexpectedCommandStatusError as exc:
+            said = folders.server_said(exc)
+            raise folders.FolderProblem(
+                f"{self.settings.host} refused the after-fetch action {action!r}: {said}",
+                missing="TRYCREATE" in said.upper(),
+            ) from exc
         except (imaplib.IMAP4.error, imaplib.IMAP4.abort, OSError) as exc:
             raise Unreachable(
                 f"after-fetch action {action!r} failed on {self.settings.host}: {exc}"
@@ -256,11 +305,25 @@ def _status_value(text: str, key: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def probe(settings: ImapSettings) -> dict[str, int]:
-    """Connect, log in and open the folder: what ``channel test`` reports."""
+def probe(
+    settings: ImapSettings, move_to: str | None = None, create: bool = False
+) -> dict[str, Any]:
+    """Connect, log in, open the folder and find the after-fetch one: what ``channel test`` reports.
+
+    The after-fetch folder is only looked for, never created: a test changes
+    nothing on the server.
+    """
     with ImapInbox(settings) as inbox:
-        return {
+        found: dict[str, Any] = {
             "uidvalidity": inbox.uidvalidity,
             "uidnext": inbox.uidnext,
             "messages": inbox.messages,
         }
+        if move_to is not None:
+            target = inbox.move_target(move_to, create=create, check_only=True)
+            found["after_fetch_folder"] = {
+                "name": target.name,
+                "exists": target.exists,
+                "how": target.how,
+            }
+        return found

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from deskctl.errors import ConfigError
+from deskctl.transport.spool import Oversize, read_bounded
 
 
 def unique_name(filename: str) -> str:
@@ -34,10 +35,12 @@ class MaildirInbox:
                     found.append((unique_name(entry.name), Path(entry.path)))
         return sorted(found, key=lambda item: item[0])
 
-    def read(self, items: list[tuple[str, Path]]) -> Iterator[tuple[str, Path, bytes]]:
+    def read(
+        self, items: list[tuple[str, Path]], max_size: int, spool: Path | None
+    ) -> Iterator[tuple[str, Path, bytes | Oversize]]:
         for key, path in items:
             try:
-                yield key, path, path.read_bytes()
+                yield key, path, read_entry(path, max_size, spool)
             except FileNotFoundError:
                 continue  # another reader moved or deleted it meanwhile
 
@@ -66,6 +69,12 @@ class MaildirInbox:
                 os.replace(path, target)
             return
         raise ConfigError(f"after-fetch action {action!r} is not available for a Maildir")
+
+
+def read_entry(path: Path, max_size: int, spool: Path | None) -> bytes | Oversize:
+    """One entry in chunks, never more than ``max_size`` in memory; larger is spooled."""
+    with path.open("rb") as fh:
+        return read_bounded(fh, max_size, spool)
 
 
 def install_sample(dest: Path) -> Path:

@@ -1,12 +1,15 @@
 """Sending mail: SMTP (smtplib) and the local sendmail.
 
 Failures are sorted the way the outbox needs them: temporary (4xx, network
-trouble: try again later) or permanent (5xx: the server said no for good).
-A server that does not offer STARTTLS is an error, never a plaintext fall-back.
+trouble: try again later) or permanent (5xx: the server said no for good),
+each in the server's own words ("550 5.1.1 user unknown"), which is what the
+agent reads in ``outbox list`` and ``ticket show``. A server that does not
+offer STARTTLS is an error, never a plaintext fall-back.
 """
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import ssl
 import subprocess
@@ -14,6 +17,8 @@ from dataclasses import dataclass
 
 from deskctl.errors import ConfigError
 from deskctl.transport.errors import network_error
+
+log = logging.getLogger(__name__)
 
 TIMEOUT = 60.0
 EX_TEMPFAIL = 75
@@ -46,6 +51,11 @@ def _answer(code: int, text: bytes | str) -> str:
     return f"{code} {text.decode('utf-8', 'replace') if isinstance(text, bytes) else text}".strip()
 
 
+def _refusals(refused: dict[str, tuple[int, bytes]]) -> str:
+    """``kim@example.org: 550 5.1.1 user unknown; ...``: each recipient with the server's words."""
+    return "; ".join(f"{r}: {_answer(c, m)}" for r, (c, m) in refused.items())
+
+
 class _XOAuth2:
     """smtplib authobject: the SASL string first, then an empty answer to the error challenge.
 
@@ -60,14 +70,31 @@ class _XOAuth2:
         return self.initial if challenge is None else ""
 
 
+class _SessionClosed(Exception):
+    """The server ended the session before it took the message: sending again is safe."""
+
+
 class SmtpSender:
-    """One SMTP connection, used for every item of one channel in a run."""
+    """One SMTP session for the items of one channel in a run, opened again when needed.
+
+    Servers end sessions on their own: Postfix after too many refusals
+    (``421 4.7.0 too many errors``), most after an idle minute or five. When
+    that happens before the server took the message (at MAIL or RCPT, or a
+    421 to DATA), the item is sent again at once on a new session; when the
+    line drops while the server may already have it (after the data), the
+    item waits for the next run, so it is not sent twice now, and the next
+    item opens a new session.
+    """
 
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
         self.client: smtplib.SMTP | None = None
 
     def __enter__(self) -> SmtpSender:
+        self._connect()
+        return self
+
+    def _connect(self) -> smtplib.SMTP:
         s = self.settings
         try:
             if s.security == "ssl":
@@ -91,6 +118,7 @@ class SmtpSender:
                 client.auth("XOAUTH2", _XOAuth2(s.username, s.oauth_token))
             elif s.username and s.password is not None:
                 client.login(s.username, s.password)
+            client.ehlo_or_helo_if_needed()
         except smtplib.SMTPAuthenticationError as exc:
             self.close()
             answer = _answer(exc.smtp_code, exc.smtp_error)
@@ -111,7 +139,7 @@ class SmtpSender:
             if isinstance(exc, ConfigError):
                 raise
             raise network_error(exc, s.host, s.port, "SMTP") from exc
-        return self
+        return client
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -124,26 +152,102 @@ class SmtpSender:
                 self.client.close()
             self.client = None
 
+    def _drop(self) -> None:
+        """Forget a session the server has ended; the next item opens a new one."""
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
     def send(self, raw: bytes, sender: str, recipients: list[str]) -> list[str]:
-        """Send; returns the recipients the server refused while accepting others."""
-        assert self.client is not None
+        """Send; returns the recipients the server refused while accepting others.
+
+        A session the server ended before taking the message is opened again
+        once, for this item; a second hang-up leaves the item for a later run.
+        """
+        for attempt in (1, 2):
+            try:
+                return self._transaction(raw, sender, recipients)
+            except _SessionClosed as closed:
+                self._drop()
+                log.info("SMTP server %s ended the session (%s)", self.settings.host, closed)
+                if attempt == 2:
+                    raise SendError(
+                        f"the server ended the session twice: {closed}", permanent=False
+                    ) from closed
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _transaction(self, raw: bytes, sender: str, recipients: list[str]) -> list[str]:
+        """One MAIL, RCPT..., DATA exchange, told apart so a hang-up is judged by where it fell."""
+        from deskctl.mail.transfer import has_8bit, to_7bit
+
+        client = self.client or self._connect()
+        options: list[str] = []
+        body = raw
+        if has_8bit(raw):
+            if client.has_extn("8bitmime"):
+                options.append("BODY=8BITMIME")
+            else:
+                body = to_7bit(raw)
+        if client.has_extn("size"):
+            options.insert(0, f"SIZE={len(body)}")  # RFC 1870: too big is refused before DATA
+        refused: dict[str, tuple[int, bytes]] = {}
         try:
-            refused = self.client.sendmail(sender, recipients, raw)
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
-            detail = "; ".join(f"{r}: {_answer(c, m)}" for r, (c, m) in exc.recipients.items())
-            raise SendError(detail, permanent=all(c >= 500 for c in codes)) from exc
-        except smtplib.SMTPResponseException as exc:
-            raise SendError(
-                _answer(exc.smtp_code, exc.smtp_error), permanent=exc.smtp_code >= 500
-            ) from exc
-        except (smtplib.SMTPException, OSError) as exc:
-            raise SendError(f"connection trouble: {exc}", permanent=False) from exc
+            code, text = client.mail(sender, options)
+            if code == 421:
+                raise _SessionClosed(_answer(code, text))
+            if code != 250:
+                self._reset()
+                raise SendError(_answer(code, text), permanent=code >= 500)
+            for rcpt in recipients:
+                code, text = client.rcpt(rcpt)
+                if code == 421:
+                    # What it refused before hanging up is the reason the agent needs.
+                    before = f" (after {_refusals(refused)})" if refused else ""
+                    raise _SessionClosed(_answer(code, text) + before)
+                if code not in (250, 251):
+                    refused[rcpt] = (code, text)
+        except smtplib.SMTPServerDisconnected as exc:
+            raise _SessionClosed(str(exc) or "connection closed") from exc
         except UnicodeError as exc:
             # An address smtplib cannot put on the wire (non-ASCII without SMTPUTF8):
             # the same on every retry, so it fails for good instead of blocking the queue.
+            self._reset()
             raise SendError(f"cannot send to this address: {exc}", permanent=True) from exc
-        return [f"{r}: {_answer(c, m)}" for r, (c, m) in refused.items()]
+        except OSError as exc:
+            raise _SessionClosed(f"connection trouble: {exc}") from exc
+        if len(refused) == len(recipients):
+            self._reset()
+            raise SendError(
+                _refusals(refused), permanent=all(c >= 500 for c, _ in refused.values())
+            )
+        try:
+            code, text = client.data(body)
+        except smtplib.SMTPDataError as exc:  # DATA itself refused: nothing was sent
+            if exc.smtp_code == 421:
+                raise _SessionClosed(_answer(exc.smtp_code, exc.smtp_error)) from exc
+            self._reset()
+            raise SendError(
+                _answer(exc.smtp_code, exc.smtp_error), permanent=exc.smtp_code >= 500
+            ) from exc
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # The data may have reached the server: this item waits for the next run.
+            self._drop()
+            raise SendError(f"connection lost during DATA: {exc}", permanent=False) from exc
+        if code == 421:
+            raise _SessionClosed(_answer(code, text))
+        if code != 250:
+            self._reset()
+            raise SendError(_answer(code, text), permanent=code >= 500)
+        return [_refusals({r: refusal}) for r, refusal in refused.items()]
+
+    def _reset(self) -> None:
+        """RSET after a refusal, so the session is clean for the next item (or gone)."""
+        if self.client is None:
+            return
+        try:
+            self.client.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
 
 
 class SendmailSender:

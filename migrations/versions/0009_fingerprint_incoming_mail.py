@@ -15,7 +15,7 @@ Downgrading drops the column and leaves the keys as they are: the older code
 finds duplicates by Message-ID and writes keys that cannot clash with these.
 
 Revision ID: 0009
-Revises: 0008
+Revises: 0012
 Create Date: 2026-12-01
 """
 
@@ -27,7 +27,7 @@ from alembic import op
 from deskctl.mail.fingerprint import duplicate_key, raw_fingerprint
 
 revision = "0009"
-down_revision = "0008"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 from pathlib import Path
+
+from peakrss import run_deskctl_measured
 
 from conftest import Run
 from mailfactory import delivered_again, make_mail
@@ -471,3 +474,38 @@ def test_lookups_by_message_id_still_find_our_own_mail_and_one_raw_source(desk: 
     assert ambiguous.exit_code == 2 and f", {joined['message']} of ticket" in ambiguous.stderr
     shown = desk("ticket", "show", number, "--raw", str(joined["message"]))
     assert shown.exit_code == 0 and "One more thing." in shown.stdout
+
+
+def test_a_200_mb_mail_on_stdin_is_spooled_in_chunks_never_held_in_memory(
+    desk: Run, isolated_home: Path
+) -> None:
+    head = make_mail(subject="Disk image", body="see below\n").replace(b"\n", b"\r\n")
+    line = b"A" * 76 + b"\r\n"
+    block = line * (1024 * 1024 // len(line))
+    count = 200 * 1000 * 1000 // len(block)
+    digest = hashlib.sha256(head)
+    for _ in range(count):
+        digest.update(block)
+
+    run = run_deskctl_measured(
+        "--json", "ingest", "--max-size", "1000000", stdin=[head, *([block] * count)]
+    )
+    assert run.exit_code == 7, run.stdout
+    assert run.peak_mib < 120, f"peak RSS {run.peak_mib:.0f} MiB for a 200 MB mail"
+
+    (spooled,) = (isolated_home / "spool").iterdir()
+    assert (isolated_home / "spool").stat().st_mode & 0o777 == 0o700
+    sent = len(head) + count * len(block)
+    assert spooled.stat().st_mode & 0o777 == 0o600 and spooled.stat().st_size == sent
+    copy = hashlib.sha256()
+    with spooled.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            copy.update(chunk)
+    assert copy.hexdigest() == digest.hexdigest(), "the spool holds every byte, unchanged"
+    (item,) = desk("--json", "quarantine", "list").json()["quarantine"]
+    assert item["size"] == sent and item["sender"] == "ada@example.org"
+    assert item["subject"] == "Disk image" and item["kept"] == f"spool file {spooled}"
+
+    shown = run_deskctl_measured("quarantine", "show", str(item["id"]), "--raw", digest=True)
+    assert shown.exit_code == 0 and shown.stdout == digest.hexdigest().encode()
+    assert shown.peak_mib < 120, f"show --raw: peak RSS {shown.peak_mib:.0f} MiB"

@@ -90,10 +90,14 @@ AddSmtp = Callable[..., None]
 def add_smtp(
     desk: Run, smtp_relay: SmtpRelay, certs: CertBundle, monkeypatch: pytest.MonkeyPatch
 ) -> AddSmtp:
-    """Add an SMTPS outgoing channel through the test relay, logging in as ``user``."""
+    """Add an SMTPS outgoing channel through the test relay (or another at ``port``) as ``user``."""
 
     def add(
-        name: str, user: tuple[str, str], display: str = "Example Support", db: str | None = None
+        name: str,
+        user: tuple[str, str],
+        display: str = "Example Support",
+        db: str | None = None,
+        port: int | None = None,
     ) -> None:
         var = f"SMTP_PW_{name.upper().replace('-', '_')}"
         monkeypatch.setenv(var, user[1])
@@ -108,7 +112,7 @@ def add_smtp(
             "--host",
             "localhost",
             "--port",
-            str(smtp_relay.smtps_port),
+            str(port or smtp_relay.smtps_port),
             "--security",
             "ssl",
             "--ca-file",
@@ -125,11 +129,12 @@ def add_smtp(
     return add
 
 
-@pytest.fixture
-def replying_inbox(desk: Run, dovecot: Dovecot, add_smtp: AddSmtp) -> tuple[str, str]:
-    """A pipe channel ``inbox`` whose replies leave through the relay as a fresh agent mailbox."""
+def inbox_replying_via(
+    desk: Run, dovecot: Dovecot, add_smtp: AddSmtp, port: int | None = None
+) -> tuple[str, str]:
+    """A pipe channel ``inbox`` whose replies leave through a relay as a fresh agent mailbox."""
     agent = new_user(dovecot, "agent")
-    add_smtp("out", agent)
+    add_smtp("out", agent, port=port)
     added = desk(
         "channel",
         "add",
@@ -143,6 +148,12 @@ def replying_inbox(desk: Run, dovecot: Dovecot, add_smtp: AddSmtp) -> tuple[str,
     )
     assert added.exit_code == 0, added.stderr
     return agent
+
+
+@pytest.fixture
+def replying_inbox(desk: Run, dovecot: Dovecot, add_smtp: AddSmtp) -> tuple[str, str]:
+    """``inbox`` replying through the session's relay."""
+    return inbox_replying_via(desk, dovecot, add_smtp)
 
 
 def ticket_with_reply(desk: Run, raw: bytes, body: str = "Hello!") -> tuple[int, dict[str, Any]]:

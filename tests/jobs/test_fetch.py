@@ -5,11 +5,13 @@ Every story runs against a real Dovecot over IMAPS, verified with the test CA.
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import time
 
 from jobs.conftest import FORWARDED, SALES, SUPPORT, AddImap, deskctl_process, fill
+from peakrss import run_deskctl_measured
 from sqlalchemy import create_engine, text
 
 from conftest import Run
@@ -222,20 +224,64 @@ def test_after_fetch_actions_do_what_they_say(
     assert flags(folders["move"]) == [] and len(flags(target)) == 2
 
 
-def test_a_message_over_the_size_limit_is_quarantined_and_the_run_goes_on(
-    desk: Run, dovecot: Dovecot, add_imap: AddImap, fresh_folder: str
+def test_a_message_over_the_size_limit_stays_on_the_server_listed_with_its_sender(
+    desk: Run, dovecot: Dovecot, add_imap: AddImap, fresh_folder: str, db_url: str
 ) -> None:
     big = make_mail(
-        subject="huge", attachments=[("big.bin", "application/octet-stream", b"x" * 20000)]
+        subject="huge",
+        sender="Big Sender <big@example.org>",
+        attachments=[("big.bin", "application/octet-stream", b"x" * 20000)],
     )
-    fill(dovecot, SUPPORT, fresh_folder, [big, *mails(1, "small")])
-    add_imap("support", SUPPORT, folder=fresh_folder)
+    fill(dovecot, SUPPORT, fresh_folder, [*mails(1, "before"), big, *mails(1, "after")])
+    add_imap("support", SUPPORT, "--after-fetch", "delete", folder=fresh_folder)
     result = desk("--json", "fetch", "--max-size", "10000")
     assert result.exit_code == 7
     report = result.json()["channels"][0]
-    assert report["quarantined"] == 1 and report["tickets_created"] == 1
+    assert report["quarantined"] == 1 and report["tickets_created"] == 2
+    assert report["left_on_server"] == 1
     (item,) = desk("--json", "quarantine", "list").json()["quarantine"]
     assert item["channel"] == "support" and item["size"] > 20000
+    assert (item["sender"], item["subject"]) == ("big@example.org", "huge")
+    with dovecot.mailbox(*SUPPORT, folder=fresh_folder) as box:
+        (left,) = box.fetch(mark_seen=False)
+        assert left.subject == "huge" and item["kept"].startswith(f"on the server, UID {left.uid}")
+    assert count(db_url, "SELECT count(*) FROM quarantine WHERE raw IS NOT NULL") == 0
+    raw = desk("quarantine", "show", str(item["id"]), "--raw")
+    assert raw.exit_code == 3 and "never downloaded" in raw.stderr
+
+    again = desk("--json", "fetch", "--max-size", "10000")
+    assert again.exit_code == 0, "listed once, not new work on every run"
+    assert again.json()["channels"][0]["fetched"] == 0
+    # As if a run died between storing and deleting: the catch-up leaves the big one alone.
+    with create_engine(db_url).begin() as conn:
+        conn.execute(text("UPDATE incoming_channels SET acted_uid = 0"))
+    assert desk("fetch", "--max-size", "10000").exit_code == 0
+    with dovecot.mailbox(*SUPPORT, folder=fresh_folder) as box:
+        assert [m.subject for m in box.fetch(mark_seen=False)] == ["huge"]
+    assert len(desk("--json", "quarantine", "list").json()["quarantine"]) == 1
+
+    # An agent raises the limit for this one: it is downloaded, stored, then deleted.
+    still = desk("--json", "quarantine", "retry", str(item["id"]), "--max-size", "10000")
+    assert still.exit_code == 7 and "over the limit of 10000" in still.json()["reason"]
+    stored = desk("--json", "quarantine", "retry", str(item["id"]))
+    assert stored.exit_code == 0, stored.stderr
+    assert stored.json()["title"] == "huge" and stored.json()["attachments"] == ["big.bin"]
+    assert desk("--json", "quarantine", "list").json()["quarantine"] == []
+    with dovecot.mailbox(*SUPPORT, folder=fresh_folder) as box:
+        assert box.uids() == [], "the channel's after-fetch action ran once it was stored"
+
+
+def test_a_40_mb_message_is_not_downloaded_under_the_default_limit(
+    desk: Run, dovecot: Dovecot, add_imap: AddImap, fresh_folder: str
+) -> None:
+    body = ("A" * 76 + "\n") * (40 * 1000 * 1000 // 77)
+    fill(dovecot, SUPPORT, fresh_folder, [make_mail(subject="disk image", body=body)])
+    del body
+    add_imap("support", SUPPORT, folder=fresh_folder)
+    run = run_deskctl_measured("--json", "fetch")
+    assert run.exit_code == 7
+    assert json.loads(run.stdout)["channels"][0]["left_on_server"] == 1
+    assert run.peak_mib < 110, f"peak RSS {run.peak_mib:.0f} MiB: the message was downloaded"
 
 
 def test_channel_test_says_what_is_wrong_in_one_line(

@@ -18,7 +18,7 @@ from jobs.conftest import AddImap, AddSmtp, new_user, ticket_with_reply
 from sqlalchemy import create_engine, text
 
 from conftest import Run
-from mailfactory import make_mail
+from mailfactory import make_dsn, make_mail
 from testbed.certs import CertBundle
 from testbed.dovecot import Dovecot
 from testbed.smtp_relay import SmtpRelay
@@ -301,21 +301,6 @@ def test_a_reply_to_the_support_address_itself_is_blocked_and_a_filtered_cc_is_d
     assert not any("help@example.test" in m.rcpt_tos for m in smtp_relay.messages)
 
 
-def dsn_for(original: EmailMessage, to: str) -> bytes:
-    """A Postfix-style delivery status notification returning ``original``."""
-    report = EmailMessage()
-    report["From"] = "MAILER-DAEMON@mx.example.org (Mail Delivery System)"
-    report["To"] = to
-    report["Subject"] = "Undelivered Mail Returned to Sender"
-    report["Auto-Submitted"] = "auto-replied"
-    report.set_content(
-        "I'm sorry to have to inform you that your message could not be delivered.\n"
-    )
-    report.add_attachment(original, disposition="inline")
-    raw = report.as_bytes()
-    return raw.replace(b"multipart/mixed", b"multipart/report; report-type=delivery-status", 1)
-
-
 def test_a_bounce_of_a_reply_joins_its_ticket_and_marks_the_outbox_item(
     desk: Run, smtp_relay: SmtpRelay, replying_inbox: tuple[str, str]
 ) -> None:
@@ -325,7 +310,7 @@ def test_a_bounce_of_a_reply_joins_its_ticket_and_marks_the_outbox_item(
     sent = smtp_relay.wait_for(lambda m: m.message()["Message-ID"] == f"<{queued['message_id']}>")
 
     bounce = desk(
-        "--json", "ingest", "--channel", "inbox", stdin=dsn_for(sent.message(), replying_inbox[0])
+        "--json", "ingest", "--channel", "inbox", stdin=make_dsn(sent.message(), replying_inbox[0])
     ).json()
     assert (
         bounce["ticket"] == doc["ticket"] and bounce["rule"] == "bounce" and not bounce["created"]

@@ -78,3 +78,26 @@ def test_a_folder_that_is_not_a_maildir_is_a_clear_error(desk: Run, tmp_path: Pa
     )
     result = desk("fetch")
     assert result.exit_code == 5 and "is not a Maildir" in result.stderr
+
+
+def test_a_maildir_entry_over_the_limit_is_spooled_whole_before_the_action_deletes_it(
+    desk: Run, tmp_path: Path, isolated_home: Path
+) -> None:
+    box = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (box / sub).mkdir(parents=True)
+    big = make_mail(subject="scan", body="page\n" * 50_000, message_id="<scan@x>")
+    (box / "new" / "1000.big.host").write_bytes(big)
+    (box / "new" / "1001.small.host").write_bytes(make_mail(subject="small", message_id="<s@x>"))
+    desk("channel", "add", "md", "--kind", "maildir", "--address", "md@example.test",
+         "--path", str(box), "--after-fetch", "delete")  # fmt: skip
+
+    result = desk("--json", "fetch", "--max-size", "100000")
+    assert result.exit_code == 7
+    assert result.json()["channels"][0]["tickets_created"] == 1
+    assert list((box / "new").iterdir()) == []
+    (item,) = desk("--json", "quarantine", "list").json()["quarantine"]
+    (spooled,) = (isolated_home / "spool").iterdir()
+    assert item["kept"] == f"spool file {spooled}" and item["size"] == len(big)
+    assert spooled.read_bytes() == big, "deleted from the Maildir, kept whole in the spool"
+    assert desk("quarantine", "show", str(item["id"]), "--raw").stdout.encode() == big

@@ -64,6 +64,8 @@ def render_config(
     imaps_port: int,
     lmtp_port: int,
     oauth2_conf: Path | None = None,
+    separator: str = "/",
+    prefix: str = "",
 ) -> str:
     """The complete ``dovecot.conf`` for one instance.
 
@@ -74,6 +76,9 @@ def render_config(
     login from 127.0.0.1 by up to 15 s; no chroots, since an unprivileged
     master cannot chroot.  ``oauth2_conf`` adds an oauth2 passdb for
     XOAUTH2/OAUTHBEARER, kept apart from passwords by ``mechanisms``.
+    ``separator`` and ``prefix`` shape the inbox namespace: ``"."`` and
+    ``"INBOX."`` make folders ``INBOX.Archive``, the way Courier and Cyrus
+    name them.
     """
     mechanisms = "plain login"
     oauth_passdb = ""
@@ -124,7 +129,8 @@ lda_mailbox_autocreate = yes
 
 namespace inbox {{
   inbox = yes
-  separator = /
+  separator = {separator}
+  prefix = {prefix}
   mailbox Drafts {{
     auto = subscribe
     special_use = \\Drafts
@@ -201,6 +207,8 @@ class Dovecot:
     that text, because an https ``tls_ca_cert_file`` must name a file the
     unprivileged Dovecot account can read, which only exists once the
     instance dir does (e.g. ``lambda tls: idp.dovecot_oauth2_conf(ca_file=tls.ca_pem)``).
+    ``separator`` and ``prefix`` set the inbox namespace; ``Dovecot(certs,
+    users, separator=".", prefix="INBOX.")`` answers like Courier or Cyrus.
     """
 
     def __init__(
@@ -210,8 +218,12 @@ class Dovecot:
         *,
         oauth2_conf: str | Callable[[CertBundle], str] | None = None,
         binary: str = DOVECOT_BIN,
+        separator: str = "/",
+        prefix: str = "",
     ) -> None:
         require_main_thread("Dovecot")
+        self.separator = separator
+        self.prefix = prefix
         if not os.access(binary, os.X_OK):
             raise MissingBinaryError(binary, DEBIAN_PACKAGES)
         self.binary = binary
@@ -262,6 +274,8 @@ class Dovecot:
                     imaps_port=self.imaps_port,
                     lmtp_port=self.lmtp_port,
                     oauth2_conf=self._oauth2_path,
+                    separator=self.separator,
+                    prefix=self.prefix,
                 )
             )
             chown_tree(self.base, self.account)
@@ -419,10 +433,10 @@ class Dovecot:
         return _appenduid(result)
 
     def create_folder(self, user: str, password: str | None = None, prefix: str = "t") -> str:
-        """Create a uniquely named folder for ``user`` and return its name."""
+        """Create a uniquely named folder for ``user`` and return its name (namespace prefix included)."""
         if password is None:
             password = self.users[user.lower()]
-        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        name = f"{self.prefix}{prefix}-{uuid.uuid4().hex[:12]}"
         with self.mailbox(user, password) as mb:
             mb.folder.create(name)
         return name

@@ -81,6 +81,21 @@ def dovecot(certs: CertBundle) -> Iterator[Dovecot]:
 
 
 @pytest.fixture(scope="session")
+def namespaced_dovecot(certs: CertBundle) -> Iterator[Dovecot]:
+    """A Dovecot that names folders the way Courier and Cyrus do: ``INBOX.Archive``.
+
+    Personal namespace ``INBOX.``, separator ``.`` (TESTBED.md "IMAP namespaces"),
+    so the tests need neither package, which both conflict with dovecot-imapd.
+    """
+    server = _timed(
+        "namespaced dovecot start",
+        lambda: Dovecot(certs, DEFAULT_USERS, separator=".", prefix="INBOX."),
+    )
+    yield server
+    _stop_timed("namespaced dovecot stop", server.stop)
+
+
+@pytest.fixture(scope="session")
 def smtp_relay(dovecot: Dovecot, certs: CertBundle) -> Iterator[SmtpRelay]:
     """The submission relay; local recipients end up in Dovecot over LMTP.
 

@@ -6,6 +6,10 @@ submission server: it authenticates against the same user table as
 Dovecot, delivers mail for local users into their Dovecot INBOX, records
 everything it accepted, and can be told to refuse the next message with a
 chosen SMTP reply, which a real server cannot be made to do on demand.
+It can also act like the servers deskctl meets in the wild: one that does
+not offer 8BITMIME, one that refuses a recipient ("550 5.1.1 user
+unknown"), one that hangs up after too many refusals (Postfix's
+``smtpd_hard_error_limit``), and one that hangs up on an idle session.
 """
 
 from __future__ import annotations
@@ -76,12 +80,16 @@ class RelayedMessage:
     listener: str
     delivered_to: list[str] = field(default_factory=list)
     reply: str = "250 2.0.0 OK"
+    mail_options: list[str] = field(default_factory=list)  # ESMTP parameters, e.g. BODY=8BITMIME
 
     def message(self) -> EmailMessage:
         """The raw bytes parsed with the modern email policy."""
         parsed = email.message_from_bytes(self.raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         return parsed
+
+
+_TOO_MANY_ERRORS = "421 4.7.0 Error: too many errors"
 
 
 class _Handler:
@@ -92,6 +100,38 @@ class _Handler:
         self.listener = listener
         self.enforce_auth = enforce_auth
 
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """Count the session, and leave 8BITMIME out when the relay plays a 7-bit server."""
+        session.host_name = hostname
+        if not getattr(session, "deskctl_counted", False):
+            session.deskctl_counted = True  # type: ignore[attr-defined]
+            self.relay.sessions += 1
+        if self.relay.offer_8bitmime:
+            return responses
+        return [r for r in responses if r[4:].upper() != "8BITMIME"]
+
+    def _hang_up_if_fed_up(self, server: SMTP, session: Session) -> str | None:
+        """Postfix's hard error limit: the next command after too many refusals gets 421."""
+        limit = self.relay.drop_after_refusals
+        if limit is None or getattr(session, "deskctl_refusals", 0) < limit:
+            return None
+        self.relay.hang_ups += 1
+        transport = server.transport
+        assert transport is not None
+        # Closed after the reply is pushed: asyncio flushes the buffer first.
+        server.loop.call_soon(transport.close)
+        return _TOO_MANY_ERRORS
+
+    def _refused(self, session: Session) -> None:
+        session.deskctl_refusals = getattr(session, "deskctl_refusals", 0) + 1  # type: ignore[attr-defined]
+
     async def handle_MAIL(
         self,
         server: SMTP,
@@ -100,13 +140,35 @@ class _Handler:
         address: str,
         mail_options: list[str],
     ) -> str:
+        if (fed_up := self._hang_up_if_fed_up(server, session)) is not None:
+            return fed_up
         # The implicit-TLS listener enforces AUTH here instead of through
         # aiosmtpd's auth_required, whose constructor warns on every
         # connection when combined with auth_require_tls=False.
         if self.enforce_auth and not session.authenticated:
             return "530 5.7.0 Authentication required"
+        if not self.relay.offer_8bitmime and "BODY=8BITMIME" in (o.upper() for o in mail_options):
+            return "555 5.5.4 Unsupported option: BODY=8BITMIME"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if (fed_up := self._hang_up_if_fed_up(server, session)) is not None:
+            return fed_up
+        refusal = self.relay.refused_recipients.get(address.lower())
+        if refusal is not None:
+            self._refused(session)
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -119,10 +181,20 @@ class _Handler:
             raw=raw,
             auth_user=session.auth_data if isinstance(session.auth_data, str) else None,
             listener=self.listener,
+            mail_options=list(envelope.mail_options),
         )
+        if self.relay._take_hang_up():
+            # The worst moment: the data is here, the client never hears whether.
+            record.reply = "(hung up before replying)"
+            self.relay._record(record, accepted=False)
+            transport = server.transport
+            assert transport is not None
+            transport.close()
+            return record.reply
         injected = self.relay._take_failure()
         if injected is not None:
             record.reply = injected
+            self._refused(session)
             self.relay._record(record, accepted=False)
             return injected
         local = [r for r in record.rcpt_tos if r.lower() in self.relay.users]
@@ -136,6 +208,8 @@ class _Handler:
                 self.relay._record(record, accepted=False)
                 return record.reply
         self.relay._record(record, accepted=True)
+        if self.relay.on_accept is not None:
+            self.relay.on_accept(record)  # before the 250 goes out: the client is still waiting
         return record.reply
 
 
@@ -278,6 +352,17 @@ class SmtpRelay:
     With ``idp`` the TLS listeners also offer XOAUTH2 and OAUTHBEARER, checked
     with ``idp.valid_access`` (the token must belong to the SASL user);
     :attr:`oauth_logins` lists who got in that way.
+
+    Servers as they are (all off by default, read live so a test may change
+    them on its own relay): ``offer_8bitmime=False`` leaves 8BITMIME out of
+    EHLO and refuses ``BODY=8BITMIME``; :meth:`refuse_recipient` answers RCPT
+    for one address with a chosen reply; ``drop_after_refusals=N`` answers
+    the next command after N refusals in a session with ``421`` and hangs up;
+    ``idle_timeout`` (seconds, fixed at start) closes a quiet session, as
+    aiosmtpd's own timeout does. :attr:`sessions` counts the connections that
+    said EHLO and :attr:`hang_ups` the 421s. ``on_accept`` is called with each
+    accepted message before the client hears the 250, so a test can act at
+    that exact point of the client's run.
     """
 
     def __init__(
@@ -286,9 +371,21 @@ class SmtpRelay:
         certs: CertBundle,
         lmtp_port: int | None = None,
         idp: FakeIdP | None = None,
+        *,
+        offer_8bitmime: bool = True,
+        drop_after_refusals: int | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         require_main_thread("SmtpRelay")
         _install_log_filter()
+        self.offer_8bitmime = offer_8bitmime
+        self.drop_after_refusals = drop_after_refusals
+        self.refused_recipients: dict[str, str] = {}
+        self.sessions = 0
+        self.hang_ups = 0
+        self.on_accept: Callable[[RelayedMessage], None] | None = None
+        self._hang_ups_in_data = 0
+        self._timeout: dict[str, Any] = {"timeout": idle_timeout} if idle_timeout else {}
         self.users = users
         self.idp = idp
         self.oauth_logins: list[str] = []
@@ -334,7 +431,12 @@ class SmtpRelay:
         for _ in range(_START_ATTEMPTS):
             port = free_port()
             controller = Controller(
-                handler, hostname="127.0.0.1", port=port, ready_timeout=10, **kwargs
+                handler,
+                hostname="127.0.0.1",
+                port=port,
+                ready_timeout=10,
+                **self._timeout,
+                **kwargs,
             )
             try:
                 controller.start()
@@ -371,12 +473,36 @@ class SmtpRelay:
         with self._lock:
             self._failures.extend([f"{code} {text}"] * count)
 
+    def hang_up_after_data(self, count: int = 1) -> None:
+        """Close the connection after the next ``count`` messages' data, before any reply.
+
+        The client cannot know whether the message was taken; it goes to
+        :attr:`rejected` with the reply ``(hung up before replying)``.
+        """
+        with self._lock:
+            self._hang_ups_in_data += count
+
+    def _take_hang_up(self) -> bool:
+        with self._lock:
+            if self._hang_ups_in_data <= 0:
+                return False
+            self._hang_ups_in_data -= 1
+            return True
+
+    def refuse_recipient(self, address: str, reply: str) -> None:
+        """Answer RCPT TO for ``address`` with ``reply``, e.g. ``550 5.1.1 user unknown``."""
+        if reply[:1] not in ("4", "5"):
+            raise ValueError("a refusal needs a 4xx or 5xx reply")
+        with self._lock:
+            self.refused_recipients[address.lower()] = reply
+
     def clear(self) -> None:
         """Forget recorded messages and pending injected failures."""
         with self._lock:
             self.messages.clear()
             self.rejected.clear()
             self._failures.clear()
+            self.refused_recipients.clear()
 
     def wait_for(
         self, predicate: Callable[[RelayedMessage], bool], timeout: float = 5.0

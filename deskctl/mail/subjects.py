@@ -1,0 +1,139 @@
+"""Subjects: what a ticket is titled, what our reply's subject says, which tokens it carries.
+
+Pure string rules, no database. Mail programs put reply and forward markers in
+front of a subject in the language of their user (Outlook's ``AW:``, Swedish
+``SV:``, Chinese ``回复：``), count them (``Re[2]:``, ``Re^2:``), and mailing
+lists add their tag (``[users]``); a ticket title is the subject without all of
+that and without any ticket token, so a conversation keeps one readable title
+whoever forwarded it. Our own reply subject is built from that title, so it
+never says ``Re: AW: ...`` and carries exactly one token, its ticket's.
+
+A token is ``[#N]`` or ``[TAG #N]``, the shape of RT's ``[rtname #N]``; which
+tokens are *ours* depends on the installation's tag and is decided in
+:mod:`deskctl.services.threading`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: Reply and forward markers mail programs write, by language: English Re/Fw/Fwd,
+#: German AW/WG, Scandinavian SV/VS/VB/VL, French RE/TR/Réf., Portuguese and
+#: Spanish RES/ENC/RV, Italian R/RIF, Dutch Antw/Doorst, Polish Odp/PD,
+#: Turkish YNT, Chinese 回复/答复/转发 (and the traditional 回覆/轉寄), Japanese 返信/転送.
+PREFIX_WORDS = (
+    "re",
+    "aw",
+    "sv",
+    "vs",
+    "vb",
+    "vl",
+    "tr",
+    "res",
+    "réf.",
+    "réf",
+    "enc",
+    "rv",
+    "r",
+    "rif",
+    "odp",
+    "pd",
+    "antw",
+    "wg",
+    "fw",
+    "fwd",
+    "doorst",
+    "ynt",
+    "回复",
+    "答复",
+    "转发",
+    "回覆",
+    "轉寄",
+    "返信",
+    "転送",
+)
+
+_WORDS = "|".join(re.escape(w) for w in sorted(PREFIX_WORDS, key=len, reverse=True))
+# A marker, an optional count (Re[2], Re(2), Re^2) and a colon, ASCII or full-width.
+_PREFIX = re.compile(rf"\s*(?:{_WORDS})\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*[:：]", re.IGNORECASE)
+# A list tag: Mailman's [list-name], written in front of list mail's subjects.
+_LIST_TAG = re.compile(r"\s*\[[^\[\]#]{1,64}\]")
+#: ``[#12]`` or ``[ACME #12]``: deskctl's ticket token, and RT's, which has the same shape.
+TOKEN = re.compile(r"\[\s*(?:(?P<tag>[^\W_][\w.-]{0,31})\s*)?#\s*(?P<number>\d{1,12})\s*\]")
+_LEADING_TOKEN = re.compile(r"\s*" + TOKEN.pattern)
+_TAG = re.compile(r"^[^\W_][\w.-]{0,31}$")
+
+PLAIN_TAG = "#"
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectToken:
+    """One token found in a subject: its tag (None for plain ``[#N]``) and number."""
+
+    tag: str | None
+    number: int
+
+
+def check_tag(tag: str) -> str:
+    """``tag`` if it can stand in a token, else ValueError saying what may.
+
+    Letters, digits, ``.``, ``-`` and ``_`` (up to 32, starting with a letter or
+    digit), like RT's rtname; ``#`` alone is the plain ``[#N]`` token.
+    """
+    tag = tag.strip()
+    if tag == PLAIN_TAG or _TAG.match(tag):
+        return tag
+    raise ValueError(
+        f"token tag {tag!r} must be '#' or up to 32 letters, digits, '.', '-' or '_'"
+        " starting with a letter or digit (e.g. ACME)"
+    )
+
+
+def format_token(number: int, tag: str = PLAIN_TAG) -> str:
+    """``[#12]`` for the plain tag, ``[ACME #12]`` for tag ``ACME``."""
+    return f"[#{number}]" if tag == PLAIN_TAG else f"[{tag} #{number}]"
+
+
+def find_tokens(subject: str) -> list[SubjectToken]:
+    """Every token in ``subject``, in the order they appear."""
+    return [SubjectToken(m.group("tag"), int(m.group("number"))) for m in TOKEN.finditer(subject)]
+
+
+def clean_title(subject: str, *, list_mail: bool = False) -> str:
+    """``subject`` without leading reply/forward markers, list tags and any token.
+
+    A bracket tag at the front is a list's tag when the mail came from a list
+    (``list_mail``) or stands in a chain of markers (``Re: [users] ...``,
+    ``[users] Re: ...``: list mail answered); a customer's own
+    ``[URGENT] printer down`` keeps it.
+    Tokens go wherever they stand: a ticket's title is no place for another
+    ticket's number.
+    """
+    pos, marked = 0, False
+    while True:
+        if prefix := _PREFIX.match(subject, pos):
+            pos, marked = prefix.end(), True
+        elif token := _LEADING_TOKEN.match(subject, pos):
+            pos = token.end()
+        elif (tag := _LIST_TAG.match(subject, pos)) and (
+            marked or list_mail or _PREFIX.match(subject, tag.end())
+        ):
+            pos = tag.end()
+        else:
+            break
+    return " ".join(TOKEN.sub(" ", subject[pos:]).split())
+
+
+def ticket_title(subject: str, thread_topic: str = "", *, list_mail: bool = False) -> str:
+    """The title of a ticket a mail opens; "" when neither header has any words.
+
+    Outlook sends an empty Subject with the conversation's ``Thread-Topic``
+    still set (a reply whose subject the user cleared), so that names it then.
+    """
+    return clean_title(subject, list_mail=list_mail) or clean_title(thread_topic)
+
+
+def reply_subject(title: str, token: str) -> str:
+    """``Re: <title> <token>``: one marker, one token, whatever the title carried."""
+    return " ".join(part for part in ("Re:", clean_title(title), token) if part)
