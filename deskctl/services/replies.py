@@ -129,6 +129,23 @@ def reply_channel(session: Session, ticket: Ticket) -> OutgoingChannel:
     return channel
 
 
+def reply_sender(session: Session, ticket: Ticket) -> tuple[OutgoingChannel, str]:
+    """The channel a mail to the ticket's customer leaves through, and its From address.
+
+    The channel's own From, else the address of the inbox the ticket came in
+    on; the error names the command that gives the channel a From.
+    """
+    outgoing = reply_channel(session, ticket)
+    from_email = outgoing.from_address or (ticket.channel.address if ticket.channel else "")
+    if not from_email:
+        raise ConfigError(
+            f"outgoing channel {outgoing.name!r} has no From address and ticket {ticket.number} "
+            "came in on no channel: set one with "
+            f'`deskctl channel set-from {outgoing.name} "Support <support@example.com>"`'
+        )
+    return outgoing, from_email
+
+
 def _parse_cc(values: tuple[str, ...]) -> list[Address]:
     """The agent's ``--cc`` addresses; one that cannot receive mail is a usage error."""
     from email.utils import getaddresses
@@ -169,13 +186,7 @@ def queue_mail(
     problem = customer_problem(ticket.customer.email if ticket.customer else None)
     if problem or ticket.customer is None:
         raise UsageError(f"cannot reply to ticket {ticket.number}: {problem}")
-    outgoing = reply_channel(session, ticket)
-    from_email = outgoing.from_address or (ticket.channel.address if ticket.channel else "")
-    if not from_email:
-        raise ConfigError(
-            f"outgoing channel {outgoing.name!r} has no From address and ticket {ticket.number} "
-            "came in on no channel: add an outgoing channel with --from"
-        )
+    outgoing, from_email = reply_sender(session, ticket)
     answered = _answered(ticket)
     customer = Address(ticket.customer.name, ticket.customer.email)
     conversation = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 from deskctl.errors import SchemaBehind, Unreachable
 from deskctl.store.dbapi import Database
 
-SCHEMA_HEAD = "0012"
+SCHEMA_HEAD = "0009"
 
 
 def stored_revision(db: Database) -> str | None:

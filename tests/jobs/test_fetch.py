@@ -15,7 +15,7 @@ from peakrss import run_deskctl_measured
 from sqlalchemy import create_engine, text
 
 from conftest import Run
-from mailfactory import make_mail
+from mailfactory import delivered_again, make_mail
 from testbed.dovecot import Dovecot
 
 
@@ -89,6 +89,39 @@ def test_forwarded_mail_is_routed_by_its_original_recipient(
     assert report["fetched"] == 4 and report["skipped_duplicates"] == 1
     tickets = {t["title"]: t["queue"] for t in desk("--json", "ticket", "list").json()["tickets"]}
     assert tickets == {"Invoice wrong": "billing", "Quote please": "sales", "To both": "billing"}
+
+
+def test_a_mail_in_two_inboxes_is_one_ticket_and_a_reused_id_is_another(
+    desk: Run, dovecot: Dovecot, add_imap: AddImap
+) -> None:
+    support_folder = dovecot.create_folder(*SUPPORT)
+    sales_folder = dovecot.create_folder(*SALES)
+    both = make_mail(to="support@example.test, sales@example.test", message_id="<both@x>")
+    scanner = make_mail(
+        sender="scanner@example.net",
+        subject="Scan from the copier",
+        body="Your scan is attached.\n",
+        message_id="<both@x>",
+        attachments=[("scan.pdf", "application/pdf", b"%PDF-1.4 scan")],
+    )
+    fill(dovecot, SUPPORT, support_folder, [both])
+    fill(dovecot, SALES, sales_folder, [delivered_again(both), scanner])
+    add_imap("support", SUPPORT, folder=support_folder)
+    add_imap("sales", SALES, folder=sales_folder)
+
+    first = {
+        c["name"]: c for c in desk("--json", "fetch", "--channel", "support").json()["channels"]
+    }
+    assert first["support"]["tickets_created"] == 1
+    sales = desk("--json", "fetch", "--channel", "sales").json()["channels"][0]
+    assert sales["fetched"] == 2 and sales["skipped_duplicates"] == 1
+    assert sales["tickets_created"] == 1, "the scanner's mail is not the customer's"
+
+    tickets = desk("--json", "ticket", "list").json()["tickets"]
+    assert sorted(t["title"] for t in tickets) == ["Printer on fire", "Scan from the copier"]
+    (scan,) = [t for t in tickets if t["title"] == "Scan from the copier"]
+    (message,) = desk("--json", "ticket", "show", str(scan["id"])).json()["messages"]
+    assert "message_id_reused" in message["flags"] and message["attachments"]
 
 
 def test_fetch_killed_at_random_points_loses_and_doubles_nothing(
