@@ -109,6 +109,14 @@ def _unwritable(database: str) -> str:
     return str(path)
 
 
+def damaged(where: str, detail: str) -> ConfigError:
+    """A damaged SQLite file: waiting will not mend it, a backup or ``.recover`` may."""
+    return ConfigError(
+        f"the database {where} is damaged ({detail}): restore it from a backup, or rescue"
+        f" what is left with `sqlite3 {where} .recover`"
+    )
+
+
 def database_error(exc: BaseException | None, sqlite_file: str | None) -> DeskError | None:
     """The DeskError a driver error stands for; None for one that is not about the database itself.
 
@@ -120,10 +128,7 @@ def database_error(exc: BaseException | None, sqlite_file: str | None) -> DeskEr
         code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
         where = sqlite_file or "the database"
         if code in _SQLITE_DAMAGED:
-            return ConfigError(
-                f"the database {where} is damaged ({exc}): restore it from a backup, or rescue"
-                f" what is left with `sqlite3 {where} .recover`"
-            )
+            return damaged(where, str(exc))
         if code in _SQLITE_ACCESS and sqlite_file not in (None, ":memory:"):
             return ConfigError(
                 f"cannot write {_unwritable(sqlite_file)}: deskctl must read and write the"
@@ -221,15 +226,22 @@ class Database:
         return count
 
     @contextmanager
-    def transaction(self, *, write: bool = False) -> Iterator[Database]:
+    def transaction(self, *, write: bool = False, wait_ms: int | None = None) -> Iterator[Database]:
         """One unit of work; a lost or locked database becomes exit 6.
 
         On SQLite a writer takes its lock at BEGIN (IMMEDIATE), as the engine
         does, so two writers queue instead of one failing on upgrade.
+        ``wait_ms`` bounds the wait for a lock another run holds (SQLite's
+        busy timeout, PostgreSQL's lock_timeout), for a write that may be
+        skipped rather than keep someone waiting.
         """
         try:
             if self.dialect == "sqlite":
+                if wait_ms is not None:
+                    self.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
                 self.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            elif wait_ms is not None:
+                self.scalar("SELECT set_config('lock_timeout', :wait, true)", wait=f"{wait_ms}ms")
             yield self
             self.conn.commit()
         except self.driver.DatabaseError as exc:
@@ -238,9 +250,48 @@ class Database:
             if converted is None:
                 raise
             raise converted from exc
+        except MemoryError as exc:
+            # SQLite reports a damaged record that claims a huge size as
+            # "out of memory" (sqlite3 raises MemoryError); its own check tells.
+            self.rollback()
+            damage = self._damage() if self.dialect == "sqlite" else None
+            if damage is None:
+                raise
+            raise damage from exc
         except BaseException:
             self.rollback()
             raise
+        finally:
+            if wait_ms is not None and self.dialect == "sqlite":
+                with suppress(self.driver.Error):
+                    self.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+    def _damage(self) -> DeskError | None:
+        """The "damaged" error when SQLite's own checks find damage, else None.
+
+        ``quick_check`` covers the b-trees; a full-text index whose segments
+        are damaged passes it, and only FTS5's integrity check tells.
+        """
+        checks = ["PRAGMA quick_check(1)"]
+        try:
+            fts = self.rows(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE :fts",
+                fts="CREATE VIRTUAL TABLE%USING fts5%",
+            )
+            checks += [
+                f"INSERT INTO {r['name']}({r['name']}) VALUES('integrity-check')" for r in fts
+            ]
+            for check in checks:
+                verdict = self.scalar(check)
+                if verdict not in (None, "ok"):
+                    return damaged(self.file or "the database", str(verdict))
+        except self.driver.Error as exc:
+            return database_error(exc, self.file)
+        except MemoryError:
+            return damaged(self.file or "the database", "out of memory while checking it")
+        finally:
+            self.rollback()
+        return None
 
     def rollback(self) -> None:
         """Roll back; a connection that is gone cannot, and the error at hand says why."""
