@@ -7,12 +7,22 @@ retry, and say in one line what the administrator has to fix.
 
 from __future__ import annotations
 
+import os
+import pwd
+import stat
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import Result, Run
+from conftest import BACKEND, Result, Run
 from mailfactory import make_mail
+from testbed.launcher import write_launcher
+from testbed.postfix import Postfix
 
 
 def assert_retry(result: Result, *fragments: str) -> str:
@@ -91,3 +101,136 @@ def test_a_damaged_database_is_retried(run_deskctl: Run, tmp_path: Path) -> None
     damaged.write_bytes(b"this is not a database" * 300)
     result = run_deskctl("--db", f"sqlite:///{damaged}", "ingest", "--mta", stdin=make_mail())
     assert_retry(result, f"the database {damaged} is damaged", ".recover")
+
+
+# -- with a real Postfix ------------------------------------------------------
+#
+# The README's recipe, as written: the alias runs as the pipe user (nobody,
+# the default_privs of a root-owned aliases file) with an empty environment,
+# so the alias names the home (SQLite) or the database (--db) itself, and
+# that user ran `db upgrade` so the database files are its own.
+
+
+@dataclass
+class PipedDesk:
+    """deskctl behind a Postfix alias: the address to write to, and its database."""
+
+    address: str
+    home: Path
+    url: str
+    launcher: Path
+
+
+def as_nobody(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    nobody = pwd.getpwnam("nobody")
+    return subprocess.run(
+        list(argv),
+        env={"PATH": "/usr/bin:/bin", **env},
+        user=nobody.pw_uid,
+        group=nobody.pw_gid,
+        extra_groups=[],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.fixture
+def piped(
+    postfix: Postfix, empty_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[PipedDesk]:
+    tag = uuid.uuid4().hex[:10]
+    folder = postfix.base / f"desk-{tag}"
+    folder.mkdir(mode=0o755)
+    launcher = write_launcher(folder)
+    home = folder / "home"
+    home.mkdir(mode=0o700)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(home, nobody.pw_uid, nobody.pw_gid)
+    url = f"sqlite:///{home / 'deskctl.db'}" if BACKEND == "sqlite" else empty_db_url
+    db_option = "" if BACKEND == "sqlite" else f" --db {url}"
+    upgraded = as_nobody(str(launcher), *db_option.split(), "db", "upgrade",
+                         env={"DESKCTL_HOME": str(home)})  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stderr
+    command = f"/usr/bin/env DESKCTL_HOME={home} {launcher}{db_option} ingest --mta"
+    address = postfix.add_alias(f"support-{tag}", command)
+    monkeypatch.setenv("DESKCTL_DB", url)  # the test reads what the pipe stored
+    yield PipedDesk(address, home, url, launcher)
+
+
+def wait_for(what: str, check: Callable[[], bool], postfix: Postfix, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen in {timeout} s:\n{postfix.log_tail()}")
+        time.sleep(0.05)
+
+
+def delivered(postfix: Postfix, address: str) -> list[str]:
+    return [
+        line
+        for line in postfix.log().splitlines()
+        if f"to=<{address}>" in line and "status=" in line
+    ]
+
+
+def test_mail_through_a_postfix_alias_becomes_tickets(
+    postfix: Postfix, piped: PipedDesk, run_deskctl: Run
+) -> None:
+    for i in range(3):
+        postfix.send(make_mail(subject=f"Via Postfix {i}"), piped.address)
+    wait_for("three deliveries", lambda: len(delivered(postfix, piped.address)) == 3, postfix)
+    assert all("status=sent" in line for line in delivered(postfix, piped.address))
+    titles = sorted(t["title"] for t in run_deskctl("--json", "ticket", "list").json()["tickets"])
+    assert titles == ["Via Postfix 0", "Via Postfix 1", "Via Postfix 2"]
+    if BACKEND == "sqlite":  # the pipe user's database, private to it
+        db = piped.home / "deskctl.db"
+        assert stat.S_IMODE(db.stat().st_mode) == 0o600
+        assert db.stat().st_uid == pwd.getpwnam("nobody").pw_uid
+
+
+def test_postfix_defers_while_the_database_is_unavailable_and_delivers_once_after(
+    postfix: Postfix, piped: PipedDesk, run_deskctl: Run, request: pytest.FixtureRequest
+) -> None:
+    away = piped.home.with_name("home-away")
+    if BACKEND == "sqlite":  # the disk holding the home is not there
+
+        def down() -> None:
+            piped.home.rename(away)
+
+        def up() -> None:
+            away.rename(piped.home)
+    else:  # the database refuses connections
+        cluster = request.getfixturevalue("pg_cluster")
+        name = piped.url.rsplit("/", 1)[-1]
+
+        def toggle(allow: bool) -> None:
+            with cluster.connect() as conn:
+                conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {allow}')
+
+        def down() -> None:
+            toggle(False)
+
+        def up() -> None:
+            toggle(True)
+
+    down()
+    postfix.send(make_mail(subject="Sent while down", message_id="<down@example.org>"),
+                 piped.address)  # fmt: skip
+    wait_for("a deferral", lambda: len(delivered(postfix, piped.address)) >= 1, postfix)
+    (deferred,) = delivered(postfix, piped.address)[:1]
+    assert "status=deferred" in deferred and "not stored, the mail server will retry" in deferred
+    assert "status=bounced" not in postfix.log()
+    assert postfix.queued() == 1
+
+    up()
+    postfix.flush()
+    wait_for("the retry", lambda: "status=sent" in delivered(postfix, piped.address)[-1], postfix)
+    wait_for("an empty queue", lambda: postfix.queued() == 0, postfix)
+    postfix.flush()  # nothing left to deliver twice
+    time.sleep(0.5)
+    sent = [line for line in delivered(postfix, piped.address) if "status=sent" in line]
+    assert len(sent) == 1
+    tickets = run_deskctl("--json", "ticket", "list").json()["tickets"]
+    assert [(t["title"], t["messages"]) for t in tickets] == [("Sent while down", 1)]
