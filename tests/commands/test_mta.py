@@ -105,10 +105,11 @@ def test_a_damaged_database_is_retried(run_deskctl: Run, tmp_path: Path) -> None
 
 # -- with a real Postfix ------------------------------------------------------
 #
-# The README's recipe, as written: the alias runs as the pipe user (nobody,
-# the default_privs of a root-owned aliases file) with an empty environment,
-# so the alias names the home (SQLite) or the database (--db) itself, and
-# that user ran `db upgrade` so the database files are its own.
+# The README's recipe, as written: the alias lives in deskctl's own aliases
+# file, owned by the pipe user (nobody here), so Postfix runs it as that user,
+# with an empty environment; the alias names the home (SQLite) or the
+# database (--db) itself, and that user ran `db upgrade`, so the database
+# files are its own.
 
 
 @dataclass

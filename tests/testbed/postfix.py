@@ -6,8 +6,9 @@ temp dir (``postfix -c DIR``, no postmulti), its smtpd on a kernel-chosen
 port on 127.0.0.1, and ``default_transport = relay_transport = error`` so no
 mail can leave the machine. Mail to a domain in :attr:`Postfix.mailbox_domain`
 lands in one virtual Maildir (a customer's inbox the test can read); mail to
-``NAME@deskctl.test`` goes through the aliases file, whose pipes local(8) runs
-as ``default_privs`` (nobody) with an empty environment, as in production.
+``NAME@deskctl.test`` goes through deskctl's own aliases file, owned by the
+pipe user (``nobody``), whose pipes local(8) therefore runs as that user with
+an empty environment, as the README's recipe has it.
 
 The master runs in the foreground (``master -s``, what ``postfix start-fg`` runs) behind
 ``setpriv --pdeathsig TERM``, so a SIGKILLed pytest takes it along. Postfix's
@@ -63,11 +64,17 @@ class Postfix:
         self.queue = self.base / "queue"
         self.maillog = self.base / "maillog"
         self.aliases = self.base / "aliases"
+        # deskctl's aliases in their own file and folder, owned by the pipe
+        # user: local(8) runs a pipe as the alias file's owner (README recipe).
+        self.pipe_aliases = self.base / "deskctl" / "aliases"
         self.mailbox = self.base / "vmail" / "inbox"
         for folder in (self.etc, self.queue, self.base / "data", self.base / "vmail"):
             folder.mkdir()
+        self.pipe_aliases.parent.mkdir(mode=0o755)
         nobody = pwd.getpwnam("nobody")
-        os.chown(self.base / "vmail", nobody.pw_uid, nobody.pw_gid)
+        self.pipe_user = nobody
+        for folder in (self.base / "vmail", self.pipe_aliases.parent):
+            os.chown(folder, nobody.pw_uid, nobody.pw_gid)
         owner = pwd.getpwnam("postfix")
         os.chown(self.base / "data", owner.pw_uid, owner.pw_gid)
         self._alias_lines: dict[str, str] = {}
@@ -115,7 +122,7 @@ class Postfix:
             "smtputf8_enable = no",
             f"maillog_file = {self.maillog}",
             f"maillog_file_prefixes = {base}",
-            f"alias_maps = hash:{self.aliases}",
+            f"alias_maps = hash:{self.aliases}, hash:{self.pipe_aliases}",
             f"alias_database = hash:{self.aliases}",
             "default_privs = nobody",
             f"virtual_mailbox_domains = {self.mailbox_domain}",
@@ -135,12 +142,24 @@ class Postfix:
         self._write_aliases()
 
     def _write_aliases(self) -> None:
-        lines = {"postmaster": "root", **self._alias_lines}
-        self.aliases.write_text("".join(f"{name}: {line}\n" for name, line in lines.items()))
+        self.aliases.write_text("postmaster: root\n")
         subprocess.run([_tool("postalias"), "-c", str(self.etc), str(self.aliases)], check=True)
+        lines = "".join(f"{name}: {line}\n" for name, line in self._alias_lines.items())
+        self.pipe_aliases.write_text(lines)
+        os.chown(self.pipe_aliases, self.pipe_user.pw_uid, self.pipe_user.pw_gid)
+        subprocess.run(
+            [_tool("postalias"), "-c", str(self.etc), str(self.pipe_aliases)],
+            check=True,
+            user=self.pipe_user.pw_uid,
+            group=self.pipe_user.pw_gid,
+            extra_groups=[],
+        )
 
     def add_alias(self, name: str, command: str) -> str:
-        """Pipe mail for ``name@deskctl.test`` to ``command``; returns the address."""
+        """Pipe mail for ``name@deskctl.test`` to ``command``, run as :attr:`pipe_user`.
+
+        Returns the address to write to.
+        """
         self._alias_lines[name] = f'"|{command}"'
         self._write_aliases()
         return f"{name}@{ALIAS_DOMAIN}"
