@@ -57,7 +57,7 @@ def keeper() -> Iterator[list[sqlite3.Connection]]:
         conn.close()
 
 
-@pytest.mark.parametrize("umask", [0o022, 0o000])
+@pytest.mark.parametrize("umask", [0o022, 0o000, 0o277], ids=["022", "000", "277"])
 def test_home_database_wal_and_shm_are_private_whatever_the_umask(
     tmp_path: Path, umask: int, keeper: list[sqlite3.Connection], monkeypatch: pytest.MonkeyPatch
 ) -> None:
