@@ -90,6 +90,25 @@ def test_a_database_that_is_down_is_retried_and_its_password_never_shown(run_des
     assert "s3cret" not in line
 
 
+def test_a_database_locked_past_its_lock_timeout_is_retried(desk: Run, db_url: str) -> None:
+    if BACKEND != "postgres":
+        pytest.skip(
+            "SQLite writers wait out the 30 s busy timeout; PostgreSQL's lock_timeout is quick"
+        )
+    import psycopg
+
+    holder = psycopg.connect(db_url.replace("postgresql+psycopg://", "postgresql://"))
+    try:
+        holder.execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        url = db_url + "?options=-c%20lock_timeout%3D300"
+        result = desk("--db", url, "ingest", "--mta", stdin=make_mail(subject="Locked"))
+        assert_retry(result, "lock timeout")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert desk("--json", "ticket", "list").json()["tickets"] == []
+
+
 def test_a_database_driver_that_is_not_installed_is_retried(run_deskctl: Run) -> None:
     url = "postgresql+pg8000://deskctl@127.0.0.1/x"  # a driver deskctl does not install
     result = run_deskctl("--db", url, "ingest", "--mta", stdin=make_mail())
