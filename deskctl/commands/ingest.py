@@ -41,7 +41,8 @@ def ingest(
 ) -> None:
     """Turn mail into tickets: files, or one message on stdin from a mail server.
 
-    In /etc/aliases:  support: "|deskctl ingest --mta --channel support"
+    In an alias (the README's "Mail from a mail server" has the whole recipe):
+    support: "|/usr/bin/env DESKCTL_HOME=/var/lib/deskctl /usr/local/bin/deskctl ingest --mta"
 
     With --mta, exit 0 means the mail is kept (as a ticket or in quarantine); anything
     else exits 75 (EX_TEMPFAIL), so the mail server queues the mail and retries instead

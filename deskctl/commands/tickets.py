@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from deskctl.mail.compose import OutgoingAttachment
+    from deskctl.store.dbapi import Database
+
+log = logging.getLogger(__name__)
 
 app = typer.Typer(help="List, read and work tickets.", no_args_is_help=True)
 
@@ -158,6 +162,33 @@ def _render_ticket(out: Console, data: dict[str, Any], color: str) -> None:
             )
 
 
+#: How long ``ticket show`` waits for another run's write lock to record
+#: what it printed, before it leaves the record out.
+VIEW_WAIT_MS = 2000
+
+
+def _record_seen(db: Database, agent: str, data: dict[str, Any]) -> None:
+    """Record what ``ticket show`` printed, in a short write of its own, when the lock allows.
+
+    A fetch or another agent may hold the database's write lock for a
+    while; the reading must not wait for it. Left out, the record only
+    means a later ``ticket reply`` asks for another look first.
+    """
+    from deskctl.errors import Unreachable
+    from deskctl.services.seen import record_shown
+
+    try:
+        with db.transaction(write=True, wait_ms=VIEW_WAIT_MS):
+            record_shown(db, agent, data)
+    except Unreachable as exc:
+        log.warning(
+            "ticket #%s: what was shown is not recorded (%s); run `ticket show` again"
+            " before replying",
+            data["id"],
+            exc.message,
+        )
+
+
 @app.command("show")
 def show(
     ctx: typer.Context,
@@ -173,7 +204,6 @@ def show(
     """
     from deskctl.services import tickets as svc
     from deskctl.services.recipients import shown_recipients
-    from deskctl.services.seen import record_shown
 
     context = app_context(ctx)
     with context.database() as db:
@@ -184,20 +214,21 @@ def show(
             with db.transaction():
                 data, row = svc.ticket_detail(db, number)
                 data["reply_recipients"] = shown_recipients(db, data, context.settings.reply_max_cc)
-            with db.transaction(write=True):  # its own short write, after the read
-                record_shown(db, context.settings.agent, data)
-    if raw is not None:
-        # Exactly the stored bytes for pipes and files; a terminal gets them
-        # sanitised, because raw mail may carry escape sequences.
-        if sys.stdout.isatty():
-            sys.stdout.write(safe_text(source.decode("utf-8", "replace")))
-        else:
-            sys.stdout.buffer.write(source)
-        sys.stdout.flush()
-        return
-    emit(
-        data, as_json=context.json, human=lambda out: _render_ticket(out, data, row["queue_color"])
-    )
+            emit(
+                data,
+                as_json=context.json,
+                human=lambda out: _render_ticket(out, data, row["queue_color"]),
+            )
+            # Printed first: a run holding the write lock may delay the record, never the read.
+            _record_seen(db, context.settings.agent, data)
+            return
+    # Exactly the stored bytes for pipes and files; a terminal gets them
+    # sanitised, because raw mail may carry escape sequences.
+    if sys.stdout.isatty():
+        sys.stdout.write(safe_text(source.decode("utf-8", "replace")))
+    else:
+        sys.stdout.buffer.write(source)
+    sys.stdout.flush()
 
 
 MARKER = "# ------------------------ >8 ------------------------"
