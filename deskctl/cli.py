@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 from deskctl.config import resolve_settings
 from deskctl.context import AppContext
-from deskctl.errors import DeskError, ExitCode
+from deskctl.errors import DeskError, ExitCode, TempFail
 
 #: Each command's name, and where it lives: ``(module in deskctl.commands,
 #: attribute)``, a Typer group or the function of a single command. In the
@@ -192,12 +192,15 @@ def _report(state: RunState, code: str, message: str, exit_code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run deskctl and return its exit status (the console script exits with it)."""
+    args = sys.argv[1:] if argv is None else argv
     command = typer.main.get_command(app)
     state = RunState()
+    if "--mta" in args:
+        return _main_for_mail_server(command, args, state)
     try:
         # Standalone mode lets Typer print usage errors its own way (exit 2);
         # our own failures are not Click exceptions and arrive here unchanged.
-        command.main(args=argv, prog_name="deskctl", standalone_mode=True, obj=state)
+        command.main(args=args, prog_name="deskctl", standalone_mode=True, obj=state)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else ExitCode.OK
     except DeskError as exc:
@@ -205,9 +208,47 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the last line of defence: one line, no secrets
-        logging.getLogger(__name__).debug("internal error", exc_info=True)
-        hint = "" if state.verbose else " (run with -v for details)"
-        return _report(state, "internal", f"internal error: {type(exc).__name__}: {exc}{hint}", 1)
+        return _report(state, "internal", _internal(state, exc), 1)
+    return ExitCode.OK
+
+
+def _internal(state: RunState, exc: Exception) -> str:
+    logging.getLogger(__name__).debug("internal error", exc_info=True)
+    hint = "" if state.verbose else " (run with -v for details)"
+    return f"internal error: {type(exc).__name__}: {exc}{hint}"
+
+
+def _main_for_mail_server(command: Command, args: list[str], state: RunState) -> int:
+    """``ingest --mta``: 0 only once the mail is kept, every other outcome 75 and one line.
+
+    A mail server bounces the customer's mail on any other non-zero status,
+    and it runs the alias before any of our code can look at the mail: a
+    misspelt option (Click's usage error, exit 2), an unreadable config
+    file, an unusable home or an internal error must all ask it to retry
+    instead. Click runs in non-standalone mode here so that its usage
+    errors come back as exceptions rather than a usage screen and exit 2.
+    """
+    from typer._click.exceptions import ClickException
+
+    retry = "not stored, the mail server will retry: "
+    try:
+        status = command.main(args=args, prog_name="deskctl", standalone_mode=False, obj=state)
+    except TempFail as exc:
+        return _report(state, exc.code, exc.message, ExitCode.TEMPFAIL)
+    except DeskError as exc:
+        return _report(state, exc.code, retry + exc.message, ExitCode.TEMPFAIL)
+    except ClickException as exc:
+        fix = f"fix the command line ({' '.join(args)}): {exc.format_message()}"
+        return _report(state, "usage", retry + fix, ExitCode.TEMPFAIL)
+    except (typer.Abort, KeyboardInterrupt):
+        return _report(state, "tempfail", retry + "interrupted", ExitCode.TEMPFAIL)
+    except SystemExit as exc:  # Typer's own exit on a broken pipe
+        status = exc.code
+    except Exception as exc:
+        return _report(state, "internal", retry + _internal(state, exc), ExitCode.TEMPFAIL)
+    if isinstance(status, int) and status != ExitCode.OK:
+        message = f"{retry}deskctl ended with status {status}"
+        return _report(state, "tempfail", message, ExitCode.TEMPFAIL)
     return ExitCode.OK
 
 

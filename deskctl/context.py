@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from deskctl.config import Settings
-from deskctl.errors import Unreachable
 
 if TYPE_CHECKING:  # SQLAlchemy is imported by the commands that open the database
     from sqlalchemy.engine import Engine
@@ -52,9 +51,10 @@ class AppContext:
         return self._engine
 
     def _check(self, db: Database) -> None:
+        from deskctl.store.dbapi import display_url
         from deskctl.store.version import ensure_current
 
-        ensure_current(db)
+        ensure_current(db, display_url(self.settings.db_url))
         self._checked = True
 
     @contextmanager
@@ -76,21 +76,25 @@ class AppContext:
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Session]:
         """One unit of work: committed when the block ends, rolled back on error."""
-        from sqlalchemy.exc import OperationalError
+        from sqlalchemy.exc import DBAPIError
         from sqlalchemy.orm import Session
+
+        from deskctl.store.dbapi import database_error, engine_file
 
         engine = self.engine()
         bind = engine.execution_options(deskctl_write=True) if write else engine
         # Services also send SQL straight to the driver on the session's
         # connection (deskctl.services.seen); its errors arrive unwrapped.
-        driver_error: type[Exception] = engine.dialect.dbapi.OperationalError  # type: ignore[union-attr]
+        driver_error: type[Exception] = engine.dialect.dbapi.DatabaseError  # type: ignore[union-attr]
         session = Session(bind=bind, expire_on_commit=False)
         try:
             with session.begin():
                 yield session
-        except OperationalError as exc:
-            raise Unreachable(f"database error: {exc.orig}") from exc
-        except driver_error as exc:
-            raise Unreachable(f"database error: {exc}") from exc
+        except (DBAPIError, driver_error) as exc:
+            orig = exc.orig if isinstance(exc, DBAPIError) else exc
+            converted = database_error(orig, engine_file(engine))
+            if converted is None:
+                raise
+            raise converted from exc
         finally:
             session.close()

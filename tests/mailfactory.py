@@ -42,6 +42,20 @@ def make_mail(
     return msg.as_bytes()
 
 
+def delivered_again(raw: bytes) -> bytes:
+    """``raw`` as a second delivery has it: other trace headers, CRLF line ends, filters' verdicts."""
+    trace = (
+        b"Return-Path: <ada@example.org>\n"
+        b"Delivered-To: sales@example.test\n"
+        b"X-Original-To: sales@example.test\n"
+        b"Received: from mx2.example.test by imap.example.test with LMTP; Tue, 3 Nov 2026\n"
+        b"\tid 77AB; for <sales@example.test>\n"
+        b"Authentication-Results: mx2.example.test; spf=pass smtp.mailfrom=example.org\n"
+        b"X-Spam-Status: No, score=-0.1\n"
+    )
+    return (trace + raw).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
 def make_dsn(original: EmailMessage, to: str, status: str | None = None) -> bytes:
     """A Postfix-style delivery status notification returning ``original``.
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deskctl.config import make_private_dir
 from deskctl.errors import ConfigError, Unreachable
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class OAuthSettings:
 
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` readable by the owner only, atomically (never half a cache)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dir(path.parent, "the token folder")  # DESKCTL_HOME too, if missing: 0700
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, 0o600)

@@ -28,6 +28,13 @@ def finish(code: ExitCode) -> None:
         raise typer.Exit(int(code))
 
 
+def log_stamp() -> str:
+    """The time at the start of a cron job's summary line (UTC), so a log says when."""
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def report(context: AppContext, document: Any, line: str) -> None:
     """What a changing command prints: the JSON document, or one line (nothing with -q)."""
     from rich.text import Text

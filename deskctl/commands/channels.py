@@ -179,6 +179,28 @@ def add_outgoing(
     report(context, data, f"outgoing channel {name} added ({kind})")
 
 
+@app.command("set-from")
+def set_from(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="outgoing channel, e.g. local")],
+    from_header: Annotated[str, typer.Argument(help='"Name <addr>"')],
+) -> None:
+    """Set the From address an outgoing channel sends as.
+
+    The default `local` (sendmail) channel starts without one and sends as the
+    address of the inbox a ticket came in on; with a From it sends every reply
+    and acknowledgement as that address, also for mail that came in on no channel.
+
+    Example: deskctl channel set-from local "Example Support <support@example.com>"
+    """
+    from deskctl.services import channels as svc
+
+    context = app_context(ctx)
+    with context.transaction() as session:
+        data = svc.outgoing_to_dict(svc.set_from(session, name, from_header))
+    report(context, data, f"{name} sends as {data['from']['email']}")
+
+
 @app.command("map")
 def map_(
     ctx: typer.Context,

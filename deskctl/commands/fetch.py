@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.text import Text
 
-from deskctl.commands._common import app_context, finish
+from deskctl.commands._common import app_context, finish, log_stamp
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, stderr
 
@@ -57,6 +57,12 @@ def fetch(
 
     def human(out: Console) -> None:
         if context.quiet and code == 0:
+            # Cron's log: one line for a run that did something, none for an idle one.
+            busy = [r for r in reports if r.fetched or r.quarantined]
+            if busy:
+                total = {k: sum(getattr(r, k) for r in busy) for k in _SUMMED}
+                names = ", ".join(r.name for r in busy)
+                out.print(Text(safe_text(f"{log_stamp()} fetch: {_counts(total)} ({names})")))
             return
         if not reports:
             out.print("no channels to fetch: add one with `deskctl channel add`")
@@ -70,16 +76,7 @@ def fetch(
             elif r.skipped:
                 line = Text(f"{r.name}: skipped: {r.skipped}")
             else:
-                line = Text(
-                    f"{r.name}: {r.fetched} fetched, {r.tickets_created} new tickets, "
-                    f"{r.messages_added} added to tickets, {r.skipped_duplicates} duplicates, "
-                    f"{r.quarantined} quarantined"
-                    + (
-                        f" ({r.left_on_server} too large, left on the server)"
-                        if r.left_on_server
-                        else ""
-                    )
-                )
+                line = Text(f"{r.name}: {_counts({k: getattr(r, k) for k in _SUMMED})}")
             out.print(line)
             for entry in r.unread:
                 out.print(Text(safe_text(f"{r.name}: not read: {entry}"), style="yellow"))
@@ -89,3 +86,22 @@ def fetch(
         if r.error:
             stderr.print(Text(safe_text(f"deskctl: error: channel {r.name}: {r.error}")))
     finish(code)
+
+
+_SUMMED = (
+    "fetched",
+    "tickets_created",
+    "messages_added",
+    "skipped_duplicates",
+    "quarantined",
+    "left_on_server",
+)
+
+
+def _counts(n: dict[str, int]) -> str:
+    return (
+        f"{n['fetched']} fetched, {n['tickets_created']} new tickets, "
+        f"{n['messages_added']} added to tickets, {n['skipped_duplicates']} duplicates, "
+        f"{n['quarantined']} quarantined"
+        + (f" ({n['left_on_server']} too large, left on the server)" if n["left_on_server"] else "")
+    )

@@ -11,7 +11,7 @@ from rich.text import Text
 from deskctl.commands._common import app_context, finish, read_mail
 from deskctl.errors import DeskError, ExitCode, TempFail, UsageError
 from deskctl.mail.sanitize import one_line, safe_text
-from deskctl.output import emit
+from deskctl.output import emit, warn
 
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
 
@@ -22,7 +22,11 @@ def ingest(
         list[str] | None, typer.Argument(help="RFC 5322 files; stdin when none")
     ] = None,
     channel: Annotated[
-        str | None, typer.Option("--channel", help="the channel the mail arrived on")
+        str | None,
+        typer.Option(
+            "--channel",
+            help="the channel the mail arrived on (default: the one whose address it was sent to)",
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would happen")] = False,
     max_size: Annotated[int, typer.Option("--max-size", help="bytes; larger is quarantined")] = (
@@ -37,7 +41,8 @@ def ingest(
 ) -> None:
     """Turn mail into tickets: files, or one message on stdin from a mail server.
 
-    In /etc/aliases:  support: "|deskctl ingest --mta --channel support"
+    In an alias (the README's "Mail from a mail server" has the whole recipe):
+    support: "|/usr/bin/env DESKCTL_HOME=/var/lib/deskctl /usr/local/bin/deskctl ingest --mta"
 
     With --mta, exit 0 means the mail is kept (as a ticket or in quarantine); anything
     else exits 75 (EX_TEMPFAIL), so the mail server queues the mail and retries instead
@@ -89,7 +94,10 @@ def ingest(
                     out.print(Text(f"{name}: already stored on ticket #{o.ticket}"))
                 else:
                     what = "new ticket" if o.created else f"added to ticket ({o.rule})"
-                    out.print(Text(f"{name}: {prefix}{what} #{o.ticket}"))
+                    where = f" on channel {o.details['channel']}" if o.details["channel"] else ""
+                    out.print(Text(safe_text(f"{name}: {prefix}{what} #{o.ticket}{where}")))
+                    if (o.details["ack"] or "").startswith("not sent"):
+                        warn(f"{name}: acknowledgement {o.details['ack']}")
 
         emit(documents[0] if len(documents) == 1 else documents, as_json=context.json, human=human)
         quarantined = any(o.quarantined is not None for o in outcomes)

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text
 
-from deskctl.commands._common import app_context, finish, report
+from deskctl.commands._common import app_context, finish, log_stamp, report
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, fmt_time, stderr
 
@@ -97,19 +97,18 @@ def send_outbox(
     context = app_context(ctx)
     report = run_send_outbox(context, limit)
     code = report.exit_code()
+    line = (
+        f"{report.sent} sent, {report.failed} failed, {report.blocked} blocked, "
+        f"{report.deferred} deferred"
+    )
+    if context.quiet and code == 0:
+        # Cron's log: one line for a run that sent something, none for an idle one.
+        active = report.sent or report.failed or report.blocked or report.deferred
+        line = f"{log_stamp()} send-outbox: {line}" if active else ""
     emit(
         report.to_dict(),
         as_json=context.json,
-        human=lambda out: (
-            None
-            if context.quiet and code == 0
-            else out.print(
-                Text(
-                    f"{report.sent} sent, {report.failed} failed, {report.blocked} blocked, "
-                    f"{report.deferred} deferred"
-                )
-            )
-        ),
+        human=lambda out: out.print(Text(line)) if line else None,
     )
     for message, _ in report.errors:
         stderr.print(Text(safe_text(f"deskctl: error: {message}")))

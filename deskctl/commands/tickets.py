@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from deskctl.mail.compose import OutgoingAttachment
+    from deskctl.store.dbapi import Database
+
+log = logging.getLogger(__name__)
 
 app = typer.Typer(help="List, read and work tickets.", no_args_is_help=True)
 
@@ -97,6 +101,20 @@ def list_(
     emit({"tickets": rows}, as_json=context.json, human=human)
 
 
+def _mailboxes(addresses: list[dict[str, str]]) -> str:
+    return ", ".join(
+        safe_text(f"{a['name']} <{a['email']}>" if a["name"] else a["email"]) for a in addresses
+    )
+
+
+def recipients_line(recipients: dict[str, Any]) -> str:
+    """``to A <a@x>, cc B <b@x>``: who a reply goes to, as show, editor and reply say it."""
+    if not recipients["to"]:
+        return "to nobody"
+    line = f"to {_mailboxes(recipients['to'])}"
+    return line + (f", cc {_mailboxes(recipients['cc'])}" if recipients["cc"] else "")
+
+
 def _render_ticket(out: Console, data: dict[str, Any], color: str) -> None:
     from rich.text import Text
 
@@ -111,6 +129,9 @@ def _render_ticket(out: Console, data: dict[str, Any], color: str) -> None:
     meta.append(f"  customer {safe_text(cust['name'] or '')} <{safe_text(cust['email'] or '')}>")
     meta.append(f"  assignee {safe_text(data['assignee'] or '-')}")
     out.print(meta)
+    out.print(Text(f"a reply goes {recipients_line(data['reply_recipients'])}", style="dim"))
+    for note in data["reply_recipients"]["notes"]:
+        out.print(Text(f"  {safe_text(note)}", style="yellow"))
     for msg in data["messages"]:
         out.rule(style="dim")
         sender = msg["from"]
@@ -141,6 +162,33 @@ def _render_ticket(out: Console, data: dict[str, Any], color: str) -> None:
             )
 
 
+#: How long ``ticket show`` waits for another run's write lock to record
+#: what it printed, before it leaves the record out.
+VIEW_WAIT_MS = 2000
+
+
+def _record_seen(db: Database, agent: str, data: dict[str, Any]) -> None:
+    """Record what ``ticket show`` printed, in a short write of its own, when the lock allows.
+
+    A fetch or another agent may hold the database's write lock for a
+    while; the reading must not wait for it. Left out, the record only
+    means a later ``ticket reply`` asks for another look first.
+    """
+    from deskctl.errors import Unreachable
+    from deskctl.services.seen import record_shown
+
+    try:
+        with db.transaction(write=True, wait_ms=VIEW_WAIT_MS):
+            record_shown(db, agent, data)
+    except Unreachable as exc:
+        log.warning(
+            "ticket #%s: what was shown is not recorded (%s); run `ticket show` again"
+            " before replying",
+            data["id"],
+            exc.message,
+        )
+
+
 @app.command("show")
 def show(
     ctx: typer.Context,
@@ -155,7 +203,7 @@ def show(
     Example: deskctl ticket show 1042
     """
     from deskctl.services import tickets as svc
-    from deskctl.services.seen import record_shown
+    from deskctl.services.recipients import shown_recipients
 
     context = app_context(ctx)
     with context.database() as db:
@@ -165,27 +213,33 @@ def show(
         else:
             with db.transaction():
                 data, row = svc.ticket_detail(db, number)
-            with db.transaction(write=True):  # its own short write, after the read
-                record_shown(db, context.settings.agent, data)
-    if raw is not None:
-        # Exactly the stored bytes for pipes and files; a terminal gets them
-        # sanitised, because raw mail may carry escape sequences.
-        if sys.stdout.isatty():
-            sys.stdout.write(safe_text(source.decode("utf-8", "replace")))
-        else:
-            sys.stdout.buffer.write(source)
-        sys.stdout.flush()
-        return
-    emit(
-        data, as_json=context.json, human=lambda out: _render_ticket(out, data, row["queue_color"])
-    )
+                data["reply_recipients"] = shown_recipients(db, data, context.settings.reply_max_cc)
+            emit(
+                data,
+                as_json=context.json,
+                human=lambda out: _render_ticket(out, data, row["queue_color"]),
+            )
+            # Printed first: a run holding the write lock may delay the record, never the read.
+            _record_seen(db, context.settings.agent, data)
+            return
+    # Exactly the stored bytes for pipes and files; a terminal gets them
+    # sanitised, because raw mail may carry escape sequences.
+    if sys.stdout.isatty():
+        sys.stdout.write(safe_text(source.decode("utf-8", "replace")))
+    else:
+        sys.stdout.buffer.write(source)
+    sys.stdout.flush()
 
 
 MARKER = "# ------------------------ >8 ------------------------"
 
 
-def _edit_body(quote: str) -> str:
-    """Open $VISUAL/$EDITOR like `git commit`; everything below the marker is dropped."""
+def _edit_body(quote: str, about: str = "") -> str:
+    """Open $VISUAL/$EDITOR like `git commit`; everything below the marker is dropped.
+
+    ``about`` (who the reply goes to) is shown below the marker, where the
+    agent reads it before writing and nothing of it is sent.
+    """
     import os
     import shlex
     import subprocess
@@ -197,6 +251,7 @@ def _edit_body(quote: str) -> str:
         + MARKER
         + "\n# Write the reply above. Everything below this line is ignored;"
         + " an empty reply cancels.\n"
+        + "".join(f"# {line}\n" for line in about.splitlines())
         + quote
     )
     with tempfile.NamedTemporaryFile("w+", suffix=".txt", delete=False) as fh:
@@ -268,6 +323,7 @@ def reply(
     Example: deskctl ticket reply 1042 --body "Fixed, please try again." --status solved
     """
     from deskctl.services import tickets as svc
+    from deskctl.services.recipients import shown_recipients
     from deskctl.services.replies import ReplyRequest, reply_to_ticket
 
     context = app_context(ctx)
@@ -277,9 +333,13 @@ def reply(
     if text is None:
         with context.database() as db, db.transaction():
             detail, _row = svc.ticket_detail(db, number)
+            recipients = shown_recipients(db, detail, context.settings.reply_max_cc)
         last = [m for m in detail["messages"] if m["direction"] == "in"]
         quote = "".join(f"# > {line}\n" for line in (last[-1]["body"] if last else "").splitlines())
-        text = _edit_body(quote)
+        about = "\n".join(
+            [f"The reply goes {recipients_line(recipients)}", *map(safe_text, recipients["notes"])]
+        )
+        text = _edit_body(quote, about)
         if not text:
             from deskctl.output import stderr
 
@@ -291,17 +351,24 @@ def reply(
         status=status,
         attachments=attachments,
         force=force,
+        max_cc=context.settings.reply_max_cc,
     )
     with context.transaction() as session:
         message, item = reply_to_ticket(session, number, context.settings.agent, request)
-        data = {
+        data: dict[str, Any] = {
             "ticket": number,
             "message": message.id,
             "message_id": message.message_id,
             "outbox": item.id,
             "state": item.state,
+            "to": message.to,
+            "cc": message.cc,
+            "notes": list(message.flag_reasons or []),
         }
-    report(context, data, f"reply queued as outbox item {data['outbox']} (ticket #{number})")
+    line = (
+        f"reply queued as outbox item {data['outbox']} (ticket #{number}) {recipients_line(data)}"
+    )
+    report(context, data, "\n".join([line, *map(safe_text, data["notes"])]))
 
 
 @app.command("note")

@@ -206,8 +206,34 @@ def decode_words(text: str, fallbacks: Sequence[str] = ()) -> str:
     return "".join(pieces)
 
 
+#: Nesting deeper than this is an attack, not a mail program: what is left
+#: after it stays as text, made inert by :func:`header_text` before it is sent.
+_MAX_DECODE_ROUNDS = 16
+
+
+def decode_fully(text: str, fallbacks: Sequence[str] = ()) -> str:
+    """Decode encoded words until none is left.
+
+    An encoded word whose text is another encoded word (double or triple
+    encoding) is how a sender hides CR/LF from a decoder that stops after
+    one round; stopping there would store ``=?utf-8?b?...?=`` as the title,
+    and the next program to decode it (the email package, composing our
+    reply) would write the hidden line breaks as header lines.
+    """
+    for _ in range(_MAX_DECODE_ROUNDS):
+        decoded = decode_words(text, fallbacks)
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
 def collapse(text: str) -> str:
-    """One line of clean text: control characters gone, whitespace runs collapsed."""
+    """One line of clean text: control characters gone, whitespace runs collapsed.
+
+    ``str.split`` breaks on every Unicode line break too (U+2028, U+2029,
+    U+0085, FS/GS/RS), so none of them survives as a line.
+    """
     return " ".join(safe_text(text).split())
 
 
@@ -215,7 +241,20 @@ def decode_text(value: str | None, fallbacks: Sequence[str] = ()) -> str:
     """A display value such as Subject, fully decoded and on one line."""
     if not value:
         return ""
-    return collapse(decode_words(raw_text(value, fallbacks), fallbacks))
+    return collapse(decode_fully(raw_text(value, fallbacks), fallbacks))
+
+
+def header_text(value: str) -> str:
+    """``value`` as text that can go into a header we write, whatever it holds.
+
+    After every round of decoding, no control character or line break is
+    left, and no ``=?`` either: the email package decodes an encoded word in
+    any string it is given (and a mail program decodes what we send), so a
+    literal ``=?...?=`` surviving here is a line break waiting for the next
+    decoder. Breaking the pair (``= ?``) leaves nothing any decoder can open;
+    our own decoding has already turned every real encoded word into text.
+    """
+    return collapse(decode_fully(value)).replace("=?", "= ?")
 
 
 _COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
@@ -289,7 +328,7 @@ def parse_addresses(values: Iterable[str], fallbacks: Sequence[str] = ()) -> lis
                 pairs = getaddresses([item])
             for name, addr in pairs:
                 email = _clean_addr(addr)
-                display = collapse(decode_words(name, fallbacks))
+                display = collapse(decode_fully(name, fallbacks))
                 if email or display:
                     found.append(Address(name=display, email=email))
     return found

@@ -21,6 +21,7 @@ from typing import TypeVar
 from deskctl.mail.classify import MailSignals, classify
 from deskctl.mail.compose import LOOP_HEADER
 from deskctl.mail.errors import MalformedMail
+from deskctl.mail.fingerprint import content_fingerprint
 from deskctl.mail.headers import (
     RAW_POLICY,
     decode_text,
@@ -104,6 +105,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
             _bounced_ids(walk.returned_ids, text, message_id) if "bounce" in verdict.flags else ()
         ),
         auto_submitted=" ".join(auto_submitted.split()).lower() if auto_submitted else None,
+        fingerprint=content_fingerprint(msg),
         loop_token=_loop_token(_first(headers, LOOP_HEADER.lower())),
         thread_topic=decode_text(_first(headers, "thread-topic"), fallbacks),
     )

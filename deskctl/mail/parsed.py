@@ -61,6 +61,8 @@ class ParsedMail:
     flag_reasons: tuple[str, ...]
     bounced_message_ids: tuple[str, ...]
     auto_submitted: str | None
+    #: The content fingerprint (fingerprint.py): with the Message-ID, what makes a duplicate.
+    fingerprint: str
     loop_token: str | None = None  # our own X-Deskctl-Loop header: this is mail we sent
     thread_topic: str = ""  # Outlook's Thread-Topic: the conversation's subject, no prefixes
 

@@ -1,8 +1,8 @@
 """Making what a mail says harmless before it reaches a terminal or a file system.
 
 Promise 7: mail text cannot move the agent's cursor, retitle their terminal,
-reorder what they read with bidi overrides, write outside the attachment folder
-or smuggle extra headers into what we send.
+reorder what they read with bidi overrides or write outside the attachment folder.
+Headers we send are made safe by :func:`deskctl.mail.headers.header_text`.
 """
 
 from __future__ import annotations
@@ -110,10 +110,3 @@ def fallback_filename(index: int, content_type: str) -> str:
     ext = _EXTENSIONS.get(content_type) or mimetypes.guess_extension(content_type, strict=False)
     ext = ext or ".bin"
     return f"attachment-{index}{ext}"
-
-
-def safe_header_value(s: str) -> str:
-    """Return ``s`` unchanged, refusing line breaks that would inject headers."""
-    if "\r" in s or "\n" in s:
-        raise ValueError("header value contains a line break")
-    return s

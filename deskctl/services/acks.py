@@ -4,6 +4,11 @@ An acknowledgement is automatic mail, so it follows RFC 3834: it is never
 sent to automatic, bulk, list or own mail, nor to another help desk, never to
 a filtered address, is marked ``Auto-Submitted: auto-replied`` with our loop
 header, and a sender gets at most a few an hour. Every suppression is recorded with its reason.
+
+An acknowledgement never costs the mail: when it cannot be sent from anywhere
+(no outgoing channel, no From to answer from) the decision says so before
+anything is composed, it is recorded as not sent with the reason, and the
+ticket is stored all the same.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from string import Template
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from deskctl.errors import ConfigError
 from deskctl.mail.parsed import ParsedMail
 from deskctl.services.filters import load_patterns, matching_pattern
+from deskctl.services.recipients import customer_problem
 from deskctl.store.models import Message, Ticket, TicketEvent
 
 SUPPRESSING_FLAGS = ("auto_reply", "bounce", "bulk", "own", "help_desk")
@@ -51,8 +58,9 @@ def ack_decision(session: Session, ticket: Ticket, mail: ParsedMail, flags: list
     automatic = [f for f in SUPPRESSING_FLAGS if f in flags]
     if automatic:
         return f"suppressed: the message is {', '.join(automatic)}"
-    if ticket.customer is None or "@" not in ticket.customer.email:
-        return "suppressed: no usable sender address"
+    problem = customer_problem(ticket.customer.email if ticket.customer else None)
+    if problem or ticket.customer is None:
+        return f"suppressed: {problem}"
     pattern = matching_pattern(ticket.customer.email, load_patterns(session))
     if pattern:
         return f"suppressed: {ticket.customer.email} is on the outgoing filter ({pattern})"
@@ -60,6 +68,12 @@ def ack_decision(session: Session, ticket: Ticket, mail: ParsedMail, flags: list
     sent = acks_sent_recently(session, ticket.customer.id, since)
     if sent >= queue.ack_limit:
         return f"suppressed: {sent} automatic replies to {ticket.customer.email} in the last hour"
+    from deskctl.services.replies import reply_sender
+
+    try:
+        reply_sender(session, ticket)
+    except ConfigError as exc:
+        return f"not sent: {exc.message}"
     return "send"
 
 

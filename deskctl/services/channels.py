@@ -113,6 +113,12 @@ def normalise_address(address: str) -> str:
     return addr.strip().lower()
 
 
+def from_parts(from_header: str) -> tuple[str, str]:
+    """``"Name <addr>"`` as (display name, normalised address); refuses a value without one."""
+    display, _ = parseaddr(from_header)
+    return display, normalise_address(from_header)
+
+
 def check_after_fetch(action: str, kind: str) -> str:
     if action in ("keep", "seen", "delete"):
         return action
@@ -233,8 +239,7 @@ def add_outgoing(
     if kind not in OUTGOING_KINDS:
         raise UsageError(f"unknown --kind {kind!r}: use one of {', '.join(OUTGOING_KINDS)}")
     _unique_name(session, name)
-    display, _ = parseaddr(from_header)
-    address = normalise_address(from_header)
+    display, address = from_parts(from_header)
     channel = OutgoingChannel(
         name=name,
         kind=kind,
@@ -263,6 +268,21 @@ def add_outgoing(
     session.add(channel)
     session.flush()
     add_filter(session, address, source=f"channel:{name}", reason="the channel's own address")
+    return channel
+
+
+def set_from(session: Session, name: str, from_header: str) -> OutgoingChannel:
+    """Give an outgoing channel the From its mail leaves with (``local`` has none at first).
+
+    Every mail through the channel then carries it, also on tickets that came
+    in on no channel; the address goes on the outgoing filter in place of the old one.
+    """
+    channel = get_outgoing(session, name)
+    channel.from_name, channel.from_address = from_parts(from_header)
+    remove_source(session, f"channel:{name}")
+    add_filter(
+        session, channel.from_address, source=f"channel:{name}", reason="the channel's own address"
+    )
     return channel
 
 

@@ -12,7 +12,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from deskctl.errors import Conflict, NotFound, UsageError
-from deskctl.mail.addresses import address_key
+
+# Re-exported: the outbox and acknowledgements ask the filter module.
+from deskctl.mail.addresses import matching_pattern as matching_pattern
 from deskctl.store.models import OutgoingFilter
 
 
@@ -38,25 +40,6 @@ def remove_source(session: Session, source: str) -> None:
 
 def load_patterns(session: Session) -> list[str]:
     return sorted(set(session.scalars(select(OutgoingFilter.pattern))))
-
-
-def matching_pattern(address: str, patterns: list[str]) -> str | None:
-    """The filter pattern that forbids mailing ``address``, if any."""
-    from fnmatch import fnmatchcase
-
-    # Either form of an internationalised domain matches either form of a pattern.
-    emails = {address.strip().lower(), address_key(address)}
-    for pattern in patterns:
-        forms = {pattern, address_key(pattern)}
-        if pattern.startswith("@"):
-            if any(e.endswith(p) for e in emails for p in forms):
-                return pattern
-        elif any(ch in pattern for ch in "*?["):
-            if any(fnmatchcase(e, pattern) for e in emails):
-                return pattern
-        elif emails & forms:
-            return pattern
-    return None
 
 
 def check_pattern(pattern: str) -> str:

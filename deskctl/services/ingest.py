@@ -1,9 +1,13 @@
 """Turn one parsed mail into a ticket, or into a message on the ticket it answers.
 
-Idempotent by construction: the dedupe key (the Message-ID, or a hash of the
-raw bytes when there is none) is unique per reading channel, so a rerun, an
-overlapping run or a crash between commit and flag finds the stored message
-instead of adding a second one.
+Idempotent by construction: the dedupe key (the Message-ID with the content
+fingerprint, or a hash of the raw bytes when there is no Message-ID) is unique
+per reading channel, so a rerun, an overlapping run or a crash between commit
+and flag finds the stored message instead of adding a second one.
+
+A Message-ID alone proves nothing (promise 2): a stored id with another
+fingerprint is a different mail. It is stored as a message of its own, flagged
+``message_id_reused``, and threads like any mail, never by that id.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from datetime import UTC, datetime
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from deskctl.mail.addresses import address_key
 from deskctl.mail.bounces import bounce_diagnostic
+from deskctl.mail.fingerprint import duplicate_key
 from deskctl.mail.parsed import ParsedMail
 from deskctl.mail.subjects import ticket_title
 from deskctl.services.acks import acknowledge
@@ -30,7 +36,12 @@ from deskctl.services.loops import (
     own_mail_reason,
 )
 from deskctl.services.queues import default_queue
-from deskctl.services.threading import ThreadMatch, find_thread, recently_written_ticket
+from deskctl.services.threading import (
+    REUSED_FLAG,
+    ThreadMatch,
+    find_thread,
+    recently_written_ticket,
+)
 from deskctl.services.tickets import FILED
 from deskctl.store.fit import fit
 from deskctl.store.models import Customer, IncomingChannel, Message, Queue, Ticket, TicketEvent
@@ -67,15 +78,17 @@ class IngestCache:
     def route(self, reader: int | None, recipients: tuple[str, ...]) -> ChannelInfo | None:
         """The channel a message belongs to: the first support address it was sent to.
 
-        A mailbox that receives mail forwarded from several support addresses
-        thus files each message under the channel (and queue) it was meant for.
+        Recipients are Delivered-To/X-Original-To, then To and Cc. A mailbox that
+        receives mail forwarded from several support addresses thus files each
+        message under the channel (and queue) it was meant for, and mail given
+        to ``ingest`` without ``--channel`` finds its channel the same way (so
+        replies and acknowledgements have a From); else the reading channel.
         """
-        if reader is None:
-            return None
         for address in recipients:
-            if address in self.by_address:
-                return self.by_address[address]
-        return self.channels.get(reader)
+            channel = self.by_address.get(address_key(address))
+            if channel is not None:
+                return channel
+        return self.channels.get(reader) if reader is not None else None
 
 
 def load_ingest_cache(session: Session) -> IngestCache:
@@ -86,7 +99,7 @@ def load_ingest_cache(session: Session) -> IngestCache:
     queues = list(session.scalars(select(Queue)))
     return IngestCache(
         channels=channels,
-        by_address={c.address: c for c in channels.values()},
+        by_address={address_key(c.address): c for c in channels.values()},
         queue_names={q.id: q.name for q in queues},
         acking_queues=frozenset(q.id for q in queues if q.ack_template),
         default_queue_id=default_queue(session).id,
@@ -109,23 +122,51 @@ class IngestResult:
 
 def dedupe_key(mail: ParsedMail, raw: bytes) -> str:
     if mail.message_id:
-        return mail.message_id[:900]
+        return duplicate_key(mail.message_id, mail.fingerprint)
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def find_duplicate(session: Session, scope: int, key: str, mail: ParsedMail) -> Message | None:
-    """The stored copy of this mail: same key in this channel, or same Message-ID from another.
+@dataclass(frozen=True, slots=True)
+class StoredCopy:
+    """What the database holds of a mail: its stored copy, or the first mail with its id."""
+
+    duplicate: Message | None = None
+    id_holder: Message | None = None
+
+
+def find_duplicate(session: Session, scope: int, key: str, mail: ParsedMail) -> StoredCopy:
+    """The stored copy of this mail: same Message-ID and fingerprint from any inbox.
 
     One mail sent to two support addresses arrives in two inboxes; it is one
     conversation, so the second copy finds the first and opens no second ticket.
+    A stored id with another fingerprint is reported as ``id_holder``. Without a
+    Message-ID the raw bytes' key within this channel decides.
     """
-    if mail.message_id:
-        # The key is the Message-ID itself, so this one indexed lookup finds a rerun
-        # in this channel and the same mail read from another inbox alike.
-        condition = and_(Message.message_id == mail.message_id, Message.direction == "in")
-    else:
-        condition = and_(Message.dedupe_scope == scope, Message.dedupe_key == key)
-    return session.scalar(select(Message).where(condition).order_by(Message.id).limit(1))
+    if not mail.message_id:
+        found = session.scalar(
+            select(Message)
+            .where(and_(Message.dedupe_scope == scope, Message.dedupe_key == key))
+            .limit(1)
+        )
+        return StoredCopy(duplicate=found)
+    # One indexed lookup finds a rerun in this channel and a copy from another inbox.
+    holders = session.scalars(
+        select(Message)
+        .where(Message.message_id == mail.message_id, Message.direction == "in")
+        .order_by(Message.id)
+    ).all()
+    same = next((m for m in holders if m.fingerprint == mail.fingerprint), None)
+    return StoredCopy(duplicate=same, id_holder=None if same else next(iter(holders), None))
+
+
+def reused_id_reason(mail: ParsedMail, holder: Message) -> str:
+    """Why a mail is flagged ``message_id_reused``: the agent sees which mail had the id first."""
+    shown = mail.message_id or ""
+    shown = shown if len(shown) <= 120 else shown[:117] + "..."
+    return (
+        f"Message-ID reused: <{shown}> is already stored (message {holder.id}, ticket "
+        f"#{holder.ticket.number}) with other content (From, Date, Subject or body differ)"
+    )
 
 
 def _addresses(mail_addresses: tuple[object, ...]) -> list[dict[str, str]]:
@@ -149,8 +190,9 @@ def ingest_mail(
     cache = cache or load_ingest_cache(session)
     scope = reader or 0
     key = dedupe_key(mail, raw)
-    existing = find_duplicate(session, scope, key, mail)
-    if existing is not None:
+    stored = find_duplicate(session, scope, key, mail)
+    if stored.duplicate is not None:
+        existing = stored.duplicate
         ticket = existing.ticket
         return IngestResult(
             ticket,
@@ -174,8 +216,14 @@ def ingest_mail(
     if own is not None and match.ticket is None:
         raise OwnMailReturned(own)
     desk = other_desk_reason(mail, cache.instance)
-    flags = [*mail.flags, *(["own"] if own else []), *(["help_desk"] if desk else [])]
-    reasons = [*mail.flag_reasons, *(r for r in (own, desk) if r)]
+    reused = reused_id_reason(mail, stored.id_holder) if stored.id_holder is not None else None
+    flags = [
+        *mail.flags,
+        *(["own"] if own else []),
+        *(["help_desk"] if desk else []),
+        *([REUSED_FLAG] if reused else []),
+    ]
+    reasons = [*mail.flag_reasons, *(r for r in (own, desk, reused) if r)]
     customer = (
         find_or_create_customer(session, mail.sender)
         if mail.sender is not None and mail.sender.email
@@ -229,6 +277,7 @@ def ingest_mail(
         thread_rule=match.rule,
         dedupe_scope=scope,
         dedupe_key=key,
+        fingerprint=mail.fingerprint,
         created_at=now,
     )
     session.add(message)

@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
+from deskctl.config import DEFAULT_REPLY_MAX_CC
 from deskctl.errors import ConfigError, Conflict, NotFound, UsageError
-from deskctl.mail.addresses import wire_address
+from deskctl.mail.addresses import recipient_problem, wire_address
 from deskctl.mail.compose import (
     OutgoingAttachment,
     Quoted,
@@ -26,12 +27,14 @@ from deskctl.mail.compose import (
     new_message_id,
     to_wire,
 )
+from deskctl.mail.headers import header_text
 from deskctl.mail.parsed import Address, ParsedAttachment
 from deskctl.mail.subjects import reply_subject
 from deskctl.services.agents import acting_agent, get_agent
 from deskctl.services.attachments import store_attachment
-from deskctl.services.filters import load_patterns, matching_pattern
+from deskctl.services.filters import load_patterns
 from deskctl.services.loops import instance_id
+from deskctl.services.recipients import answered_index, customer_problem, plan_recipients
 from deskctl.services.seen import record_view
 from deskctl.services.threading import token_scheme
 from deskctl.services.tickets import check_status
@@ -46,8 +49,6 @@ from deskctl.store.models import (
     TicketView,
 )
 
-AUTOMATIC = ("auto_reply", "bounce")
-
 
 @dataclass(frozen=True, slots=True)
 class ReplyRequest:
@@ -56,6 +57,7 @@ class ReplyRequest:
     status: str = "pending"
     attachments: tuple[OutgoingAttachment, ...] = ()
     force: bool = False
+    max_cc: int = DEFAULT_REPLY_MAX_CC
 
 
 def get_ticket(session: Session, number: int) -> Ticket:
@@ -110,10 +112,8 @@ def check_collision(session: Session, ticket: Ticket, agent: Agent) -> None:
 
 def _answered(ticket: Ticket) -> Message | None:
     """The customer message a reply answers: the newest human one, else the newest."""
-    incoming = [m for m in ticket.messages if m.direction == "in"]
-    human = [m for m in incoming if not set(AUTOMATIC).intersection(m.flags or [])]
-    candidates = human or incoming
-    return candidates[-1] if candidates else None
+    index = answered_index([(m.direction, m.flags or []) for m in ticket.messages])
+    return ticket.messages[index] if index is not None else None
 
 
 def reply_channel(session: Session, ticket: Ticket) -> OutgoingChannel:
@@ -129,14 +129,38 @@ def reply_channel(session: Session, ticket: Ticket) -> OutgoingChannel:
     return channel
 
 
+def reply_sender(session: Session, ticket: Ticket) -> tuple[OutgoingChannel, str]:
+    """The channel a mail to the ticket's customer leaves through, and its From address.
+
+    The channel's own From, else the address of the inbox the ticket came in
+    on; the error names the command that gives the channel a From.
+    """
+    outgoing = reply_channel(session, ticket)
+    from_email = outgoing.from_address or (ticket.channel.address if ticket.channel else "")
+    if not from_email:
+        raise ConfigError(
+            f"outgoing channel {outgoing.name!r} has no From address and ticket {ticket.number} "
+            "came in on no channel: set one with "
+            f'`deskctl channel set-from {outgoing.name} "Support <support@example.com>"`'
+        )
+    return outgoing, from_email
+
+
 def _parse_cc(values: tuple[str, ...]) -> list[Address]:
+    """The agent's ``--cc`` addresses; one that cannot receive mail is a usage error."""
     from email.utils import getaddresses
 
     found = []
-    for name, email in getaddresses(list(values)):
-        if "@" not in email:
-            raise UsageError(f"--cc {email or name!r} is not an email address")
-        found.append(Address(name, email.lower()))
+    for value in values:
+        pairs = getaddresses([value])
+        if len(pairs) != 1:
+            raise UsageError(f"--cc {value!r}: give one address per --cc")
+        name, email = pairs[0]
+        email = email or value.strip()  # the parser gives up on "user@": say why
+        problem = recipient_problem(email)
+        if problem:
+            raise UsageError(f"--cc {value!r} is refused: {problem}")
+        found.append(Address(header_text(name), email.lower()))
     return found
 
 
@@ -148,32 +172,34 @@ def queue_mail(
     author: Agent | None,
     extra_cc: tuple[str, ...] = (),
     keep_cc: bool = True,
+    max_cc: int = DEFAULT_REPLY_MAX_CC,
     attachments: tuple[OutgoingAttachment, ...] = (),
     auto_submitted: str | None = None,
     flags: tuple[str, ...] = (),
 ) -> tuple[Message, OutboxItem]:
-    """Compose a mail to the ticket's customer and queue it, in the caller's transaction."""
-    if ticket.customer is None or not ticket.customer.email:
-        raise UsageError(f"ticket {ticket.number} has no customer address to reply to")
-    outgoing = reply_channel(session, ticket)
-    from_email = outgoing.from_address or (ticket.channel.address if ticket.channel else "")
-    if not from_email:
-        raise ConfigError(
-            f"outgoing channel {outgoing.name!r} has no From address and ticket {ticket.number} "
-            "came in on no channel: add an outgoing channel with --from"
-        )
-    patterns = load_patterns(session)
+    """Compose a mail to the ticket's customer and queue it, in the caller's transaction.
+
+    Who it goes to is :func:`~deskctl.services.recipients.plan_recipients`
+    (what ``ticket show`` prints); anyone left out is named in the reply's
+    ``flag_reasons``, so ``ticket show`` tells it later too.
+    """
+    problem = customer_problem(ticket.customer.email if ticket.customer else None)
+    if problem or ticket.customer is None:
+        raise UsageError(f"cannot reply to ticket {ticket.number}: {problem}")
+    outgoing, from_email = reply_sender(session, ticket)
     answered = _answered(ticket)
     customer = Address(ticket.customer.name, ticket.customer.email)
-    seen = {customer.email, from_email}
-    cc: list[Address] = []
     conversation = (
         [*(answered.to or []), *(answered.cc or [])] if answered is not None and keep_cc else []
     )
-    for addr in [*(Address(a["name"], a["email"]) for a in conversation), *_parse_cc(extra_cc)]:
-        if addr.email and addr.email not in seen and not matching_pattern(addr.email, patterns):
-            seen.add(addr.email)
-            cc.append(addr)
+    recipients = plan_recipients(
+        customer,
+        (Address(a.get("name") or "", a.get("email") or "") for a in conversation),
+        own=(from_email, ticket.channel.address if ticket.channel else ""),
+        patterns=load_patterns(session),
+        max_cc=max_cc,
+        extra=_parse_cc(extra_cc),
+    )
     now = datetime.now(UTC)
     number = ticket.number or ticket.id
     message_id = new_message_id(wire_address(from_email).rpartition("@")[2])
@@ -185,8 +211,8 @@ def queue_mail(
     reply = Reply(
         sender=Address(outgoing.from_name, from_email),
         to=(customer,),
-        cc=tuple(cc),
-        subject=reply_subject(ticket.title, token_scheme(session).token(number)),
+        cc=recipients.cc,
+        subject=header_text(reply_subject(ticket.title, token_scheme(session).token(number))),
         body=body,
         message_id=message_id,
         in_reply_to=answered.message_id if answered is not None else None,
@@ -216,12 +242,12 @@ def queue_mail(
         from_name=outgoing.from_name,
         from_email=from_email,
         to=[{"name": customer.name, "email": customer.email}],
-        cc=[{"name": a.name, "email": a.email} for a in cc],
+        cc=[{"name": a.name, "email": a.email} for a in recipients.cc],
         date=now,
         body_text=body,
         raw=raw,
-        flags=list(flags),
-        flag_reasons=[],
+        flags=[*flags, *(["cc_limited"] if recipients.cc_limited else [])],
+        flag_reasons=list(recipients.notes),
         dedupe_scope=-1,
         dedupe_key=message_id,
         author=author,
@@ -262,6 +288,7 @@ def reply_to_ticket(
         body=request.body,
         author=agent,
         extra_cc=request.cc,
+        max_cc=request.max_cc,
         attachments=request.attachments,
     )
     _set_status(session, ticket, agent, status)

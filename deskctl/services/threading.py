@@ -30,6 +30,8 @@ from deskctl.mail.parsed import ParsedMail
 from deskctl.mail.subjects import PLAIN_TAG, check_tag, find_tokens, format_token
 from deskctl.store.models import Message, Setting, Ticket
 
+#: The flag of a message stored although another mail held its Message-ID first.
+REUSED_FLAG = "message_id_reused"
 TAG_KEY = "token_tag"
 PLAIN_UNTIL_KEY = "token_plain_until"
 
@@ -119,17 +121,32 @@ def participants(session: Session, ticket: Ticket) -> set[str]:
     return {address_key(a) for a in found}
 
 
+def referenced_ticket(session: Session, mail: ParsedMail) -> int | None:
+    """The ticket of the newest stored message that ``mail``'s In-Reply-To or References name.
+
+    A mail's own Message-ID never counts (mail that reuses a stored id must not
+    join that mail's ticket by it), and a message stored with a reused id is
+    never a target: an answer naming that id belongs with the mail that had it first.
+    """
+    ids = [
+        ident
+        for ident in dict.fromkeys([*mail.in_reply_to, *reversed(mail.references)])
+        if ident != mail.message_id
+    ]
+    if not ids:
+        return None
+    rows = session.execute(
+        select(Message.ticket_id, Message.flags)
+        .where(Message.message_id.in_(ids))
+        .order_by(Message.id.desc())
+    )
+    return next((ticket for ticket, flags in rows if REUSED_FLAG not in (flags or ())), None)
+
+
 def find_thread(session: Session, mail: ParsedMail) -> ThreadMatch:
-    ids = list(dict.fromkeys([*mail.in_reply_to, *reversed(mail.references)]))
-    if ids:
-        ticket_id = session.scalar(
-            select(Message.ticket_id)
-            .where(Message.message_id.in_(ids))
-            .order_by(Message.id.desc())
-            .limit(1)
-        )
-        if ticket_id is not None:
-            return ThreadMatch(session.get(Ticket, ticket_id), "references")
+    ticket_id = referenced_ticket(session, mail)
+    if ticket_id is not None:
+        return ThreadMatch(session.get(Ticket, ticket_id), "references")
     if not find_tokens(mail.subject):
         return ThreadMatch(None, "new")
     sender = address_key(mail.sender.email) if mail.sender and mail.sender.email else ""

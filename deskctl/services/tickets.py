@@ -252,16 +252,26 @@ def ticket_detail(db: Database, number: int) -> tuple[dict[str, Any], dict[str, 
 
 
 def raw_source(db: Database, number: int, message_ref: str) -> bytes:
-    """The stored source of one message of ticket ``number``, by our id or its Message-ID."""
+    """The stored source of one message of ticket ``number``, by our id or its Message-ID.
+
+    A Message-ID may name several messages (mail that reused it is stored too);
+    then the user is asked for our id, which names one.
+    """
     ticket_id = get_row(db, number)["id"]
     ref = message_ref.strip().strip("<>")
     by_id = ref.isascii() and ref.isdigit() and int(ref) <= MAX_ID
     column, value = ("id", int(ref)) if by_id else ("message_id", ref)
-    raw = db.scalar(
-        f"SELECT raw FROM messages WHERE ticket_id = :ticket_id AND {column} = :value",
+    rows = db.rows(
+        f"SELECT id, raw FROM messages WHERE ticket_id = :ticket_id AND {column} = :value"
+        " AND raw IS NOT NULL ORDER BY id",
         ticket_id=ticket_id,
         value=value,
     )
-    if raw is None:
+    if not rows:
         raise NotFound(f"ticket {number} has no message {message_ref} with a stored source")
-    return bytes(raw)
+    if len(rows) > 1:
+        ids = ", ".join(str(row["id"]) for row in rows)
+        raise UsageError(
+            f"Message-ID {message_ref} names messages {ids} of ticket {number}: give one id"
+        )
+    return bytes(rows[0]["raw"])

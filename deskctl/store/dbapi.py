@@ -13,6 +13,7 @@ deskctl supports those two databases and no others.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -24,7 +25,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from deskctl.errors import ConfigError, Unreachable
+from deskctl.config import make_private_dir
+from deskctl.errors import ConfigError, DeskError, Unreachable
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -57,14 +59,92 @@ def sqlite_pragmas(conn: sqlite3.Connection, _record: Any = None) -> None:
 
 
 def prepare_sqlite_file(database: str) -> None:
-    """Create the database file's folder, so a first run needs no mkdir."""
-    if database and database != ":memory:":
-        folder = Path(database).expanduser().parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            message = f"cannot create the database folder {folder}: {exc.strerror}"
-            raise ConfigError(message) from exc
+    """Create the database's folder (0700) and file (0600), so a first run needs no mkdir.
+
+    SQLite would create the file through the umask (0644 under the usual 022):
+    customer mail readable by every user on the host. Created here first, it
+    is 0600, and SQLite gives the -wal and -shm files the database file's
+    mode. A file that exists is left as it is, so a team that shares one
+    database by a group (README, "Sharing one SQLite file") keeps its mode.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database).expanduser()
+    make_private_dir(path.parent, "the database folder")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the database {path}: {exc.strerror}; give this user write access"
+            " to the folder, or name another database with --db"
+        ) from exc
+    try:
+        os.fchmod(fd, 0o600)  # os.open's mode passes through the umask
+    finally:
+        os.close(fd)
+
+
+def display_url(url: str) -> str:
+    """``url`` as it may be shown: the password replaced by ``***``."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+#: SQLite's primary result codes that mean "this user cannot use the file"
+#: (READONLY, CANTOPEN, PERM, AUTH) and "the file is damaged" (CORRUPT, NOTADB).
+_SQLITE_ACCESS = {8, 14, 3, 23}
+_SQLITE_DAMAGED = {11, 26}
+
+
+def _unwritable(database: str) -> str:
+    """Which of the database, its -wal, its -shm or its folder this user cannot write."""
+    path = Path(database).expanduser()
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if candidate.exists() and not os.access(candidate, os.R_OK | os.W_OK):
+            st = candidate.stat()
+            return f"{candidate} (mode {st.st_mode & 0o777:04o}, uid {st.st_uid}, gid {st.st_gid})"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return f"the folder {path.parent} (SQLite creates {path.name}-wal and -shm there)"
+    return str(path)
+
+
+def damaged(where: str, detail: str) -> ConfigError:
+    """A damaged SQLite file: waiting will not mend it, a backup or ``.recover`` may."""
+    return ConfigError(
+        f"the database {where} is damaged ({detail}): restore it from a backup, or rescue"
+        f" what is left with `sqlite3 {where} .recover`"
+    )
+
+
+def database_error(exc: BaseException | None, sqlite_file: str | None) -> DeskError | None:
+    """The DeskError a driver error stands for; None for one that is not about the database itself.
+
+    A file this user cannot write and a damaged file are configuration
+    (exit 5): waiting does not fix them, so they must not read as a
+    temporary outage (6). A busy, lost or refused database is temporary.
+    """
+    if isinstance(exc, sqlite3.Error):
+        code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+        where = sqlite_file or "the database"
+        if code in _SQLITE_DAMAGED:
+            return damaged(where, str(exc))
+        if code in _SQLITE_ACCESS and sqlite_file not in (None, ":memory:"):
+            return ConfigError(
+                f"cannot write {_unwritable(sqlite_file)}: deskctl must read and write the"
+                " database and its -wal and -shm files; run it as their owner or give their"
+                ' group write access (README, "Sharing one SQLite file")'
+            )
+        if isinstance(exc, sqlite3.OperationalError):
+            return Unreachable(f"database error: {exc}")
+        return None
+    operational = any(c.__name__ == "OperationalError" for c in type(exc).__mro__)
+    return Unreachable(f"database error: {exc}") if operational else None
+
+
+def connect_error(exc: BaseException | None, sqlite_file: str | None) -> DeskError:
+    """The DeskError for a failed connect: whatever :func:`database_error` says, else temporary."""
+    return database_error(exc, sqlite_file) or Unreachable(f"database error: {exc}")
 
 
 def sqlite_database(url: str) -> str | None:
@@ -106,6 +186,7 @@ class Database:
     conn: Any
     dialect: str  # "sqlite", "postgresql", or another SQLAlchemy dialect name
     driver: ModuleType  # the DB-API module: its exceptions and parameter style
+    file: str | None = None  # a SQLite database's file, for errors that name it
 
     @property
     def errors(self) -> tuple[type[Exception], ...]:
@@ -145,23 +226,72 @@ class Database:
         return count
 
     @contextmanager
-    def transaction(self, *, write: bool = False) -> Iterator[Database]:
+    def transaction(self, *, write: bool = False, wait_ms: int | None = None) -> Iterator[Database]:
         """One unit of work; a lost or locked database becomes exit 6.
 
         On SQLite a writer takes its lock at BEGIN (IMMEDIATE), as the engine
         does, so two writers queue instead of one failing on upgrade.
+        ``wait_ms`` bounds the wait for a lock another run holds (SQLite's
+        busy timeout, PostgreSQL's lock_timeout), for a write that may be
+        skipped rather than keep someone waiting.
         """
         try:
             if self.dialect == "sqlite":
+                if wait_ms is not None:
+                    self.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
                 self.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            elif wait_ms is not None:
+                self.scalar("SELECT set_config('lock_timeout', :wait, true)", wait=f"{wait_ms}ms")
             yield self
             self.conn.commit()
-        except self.driver.OperationalError as exc:
+        except self.driver.DatabaseError as exc:
             self.rollback()
-            raise Unreachable(f"database error: {exc}") from exc
+            converted = database_error(exc, self.file)
+            if converted is None:
+                raise
+            raise converted from exc
+        except MemoryError as exc:
+            # SQLite reports a damaged record that claims a huge size as
+            # "out of memory" (sqlite3 raises MemoryError); its own check tells.
+            self.rollback()
+            damage = self._damage() if self.dialect == "sqlite" else None
+            if damage is None:
+                raise
+            raise damage from exc
         except BaseException:
             self.rollback()
             raise
+        finally:
+            if wait_ms is not None and self.dialect == "sqlite":
+                with suppress(self.driver.Error):
+                    self.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+    def _damage(self) -> DeskError | None:
+        """The "damaged" error when SQLite's own checks find damage, else None.
+
+        ``quick_check`` covers the b-trees; a full-text index whose segments
+        are damaged passes it, and only FTS5's integrity check tells.
+        """
+        checks = ["PRAGMA quick_check(1)"]
+        try:
+            fts = self.rows(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE :fts",
+                fts="CREATE VIRTUAL TABLE%USING fts5%",
+            )
+            checks += [
+                f"INSERT INTO {r['name']}({r['name']}) VALUES('integrity-check')" for r in fts
+            ]
+            for check in checks:
+                verdict = self.scalar(check)
+                if verdict not in (None, "ok"):
+                    return damaged(self.file or "the database", str(verdict))
+        except self.driver.Error as exc:
+            return database_error(exc, self.file)
+        except MemoryError:
+            return damaged(self.file or "the database", "out of memory while checking it")
+        finally:
+            self.rollback()
+        return None
 
     def rollback(self) -> None:
         """Roll back; a connection that is gone cannot, and the error at hand says why."""
@@ -181,10 +311,13 @@ def open_database(url: str) -> Database:
             conn = sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
             sqlite_pragmas(conn)
         except sqlite3.Error as exc:
-            raise Unreachable(f"database error: {exc}") from exc
-        return Database(conn, "sqlite", sqlite3)
+            raise connect_error(exc, database) from exc
+        return Database(conn, "sqlite", sqlite3, database)
     if url.startswith("postgresql+psycopg://"):
-        import psycopg
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise missing_driver("psycopg") from exc
 
         try:
             pg = psycopg.connect("postgresql://" + url.partition("://")[2])
@@ -196,22 +329,37 @@ def open_database(url: str) -> Database:
     return from_engine(make_engine(url))
 
 
+def missing_driver(module: str) -> ConfigError:
+    """The error for a database URL whose driver is not installed."""
+    return ConfigError(
+        f"the database driver {module} is not installed: pip install {module} into deskctl's"
+        " environment (psycopg comes with 'deskctl[postgres]'), or name another database"
+    )
+
+
+def engine_file(engine: Engine) -> str | None:
+    """A SQLite engine's file (for errors that name it); None for other databases."""
+    return engine.url.database if engine.dialect.name == "sqlite" else None
+
+
 def from_engine(engine: Engine) -> Database:
     """A connection of ``engine``'s pool; closing it hands it back."""
     from sqlalchemy.exc import DBAPIError
 
     driver: Any = engine.dialect.dbapi
+    file = engine_file(engine)
     try:
         conn = engine.raw_connection()
     except DBAPIError as exc:
-        raise Unreachable(f"database error: {exc.orig}") from exc
+        raise connect_error(exc.orig, file) from exc
     except driver.Error as exc:  # the pool hands the driver's own errors through
-        raise Unreachable(f"database error: {exc}") from exc
-    return Database(conn, engine.dialect.name, driver)
+        raise connect_error(exc, file) from exc
+    return Database(conn, engine.dialect.name, driver, file)
 
 
 def from_session(session: Session) -> Database:
     """The connection under ``session``, inside its transaction, with its changes flushed."""
     session.flush()
     conn = session.connection()
-    return Database(conn.connection.dbapi_connection, conn.dialect.name, conn.dialect.dbapi)  # type: ignore[arg-type]
+    file = engine_file(conn.engine)
+    return Database(conn.connection.dbapi_connection, conn.dialect.name, conn.dialect.dbapi, file)  # type: ignore[arg-type]

@@ -6,14 +6,19 @@ SQLite connections get the same set-up as on the driver-only read path
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
 from deskctl.errors import ConfigError
-from deskctl.store.dbapi import SQLITE_BUSY_TIMEOUT_MS, prepare_sqlite_file, sqlite_pragmas
+from deskctl.store.dbapi import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    display_url,
+    missing_driver,
+    prepare_sqlite_file,
+    sqlite_pragmas,
+)
 
 
 def _sqlite_begin(conn: Any) -> None:
@@ -29,8 +34,9 @@ def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except Exception as exc:
-        shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-        raise ConfigError(f"invalid database URL {shown!r}: {type(exc).__name__}") from exc
+        raise ConfigError(
+            f"invalid database URL {display_url(url)!r}: {type(exc).__name__}"
+        ) from exc
     if parsed.get_backend_name() == "sqlite":
         prepare_sqlite_file(parsed.database or "")
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
@@ -39,5 +45,7 @@ def make_engine(url: str) -> Engine:
         return engine
     try:
         return create_engine(parsed, pool_pre_ping=True)
+    except ImportError as exc:
+        raise missing_driver(exc.name or parsed.get_driver_name()) from exc
     except Exception as exc:
         raise ConfigError(f"cannot use database URL: {exc}") from exc

@@ -7,15 +7,16 @@ package), so no ``alembic.ini`` next to the working directory is needed.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
-from deskctl.errors import Unreachable
+from deskctl.store.dbapi import database_error, engine_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 
@@ -31,16 +32,27 @@ def head_revision(engine: Engine) -> str | None:
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
 
 
+def _reported(exc: DBAPIError, engine: Engine) -> NoReturn:
+    """A database that is damaged, unwritable or down is one line (exit 5 or 6), not a bug."""
+    converted = database_error(exc.orig, engine_file(engine))
+    if converted is None:
+        raise exc
+    raise converted from exc
+
+
 def current_revision(engine: Engine) -> str | None:
     try:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
-    except OperationalError as exc:
-        raise Unreachable(f"cannot open the database: {exc.orig}") from exc
+    except DBAPIError as exc:
+        _reported(exc, engine)
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str | None]:
     """Upgrade to head; returns (revision before, revision after)."""
     before = current_revision(engine)
-    command.upgrade(alembic_config(engine), "head")
+    try:
+        command.upgrade(alembic_config(engine), "head")
+    except DBAPIError as exc:
+        _reported(exc, engine)
     return before, current_revision(engine)

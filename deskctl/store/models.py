@@ -252,6 +252,8 @@ class Message(Base):
     thread_rule: Mapped[str | None] = mapped_column(String(40))
     dedupe_scope: Mapped[int] = mapped_column(Integer, default=0)
     dedupe_key: Mapped[str | None] = mapped_column(String(998))
+    #: Incoming mail: mail/fingerprint.py; with the Message-ID, what makes a duplicate.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

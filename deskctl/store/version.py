@@ -8,10 +8,10 @@ newest migration.
 
 from __future__ import annotations
 
-from deskctl.errors import SchemaBehind, Unreachable
-from deskctl.store.dbapi import Database
+from deskctl.errors import SchemaBehind
+from deskctl.store.dbapi import Database, connect_error
 
-SCHEMA_HEAD = "0012"
+SCHEMA_HEAD = "0009"
 
 
 def stored_revision(db: Database) -> str | None:
@@ -23,17 +23,23 @@ def stored_revision(db: Database) -> str | None:
             "no such table" in message or "does not exist" in message
         ):
             return None
-        raise Unreachable(f"cannot open the database: {exc}") from exc
+        raise connect_error(exc, db.file) from exc
     finally:
         db.rollback()  # end the driver's implicit transaction, or the failed one
     return None if revision is None else str(revision)
 
 
-def ensure_current(db: Database) -> None:
-    """Refuse to work on a database whose schema is behind the code."""
+def ensure_current(db: Database, shown_url: str) -> None:
+    """Refuse to work on a database whose schema is behind the code.
+
+    The message names the database looked at (``shown_url``, without its
+    password): the usual cause is a mail alias or a cron line that reached
+    another database than the one that was upgraded.
+    """
     current = stored_revision(db)
     if current != SCHEMA_HEAD:
-        where = "has no deskctl schema" if current is None else f"is at revision {current}"
+        state = "has no deskctl schema" if current is None else f"is at revision {current}"
         raise SchemaBehind(
-            f"the database {where}, this deskctl needs {SCHEMA_HEAD}: run `deskctl db upgrade`"
+            f"the database {shown_url} {state}, this deskctl needs {SCHEMA_HEAD}:"
+            " run `deskctl db upgrade` with the same --db or DESKCTL_HOME"
         )

@@ -134,9 +134,11 @@ def install_sample(dest: Path) -> Path:
 
     if (dest / "cur").is_dir():
         return dest
+    from deskctl.config import make_private_dir
+
     with as_file(files("deskctl.samples") / "maildir") as source:
-        for sub in ("cur", "new", "tmp"):
-            (dest / sub).mkdir(parents=True, exist_ok=True)
+        for sub in ("cur", "new", "tmp"):  # DESKCTL_HOME too, if missing: 0700
+            make_private_dir(dest / sub, "the sample mailbox")
         for item in (source / "new").iterdir():
             if item.is_file():
                 shutil.copyfile(item, dest / "new" / item.name)

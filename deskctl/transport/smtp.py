@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
+import shutil
 import smtplib
 import ssl
 import subprocess
@@ -23,6 +25,23 @@ log = logging.getLogger(__name__)
 
 TIMEOUT = 60.0
 EX_TEMPFAIL = 75
+
+#: Where every mail system puts its sendmail, whatever PATH holds: cron's
+#: PATH (/usr/bin:/bin) has neither, and a mail server's pipe has no PATH.
+SENDMAIL_PLACES = ("/usr/sbin/sendmail", "/usr/lib/sendmail")
+
+
+def find_sendmail(command: str) -> str:
+    """The program for ``command``: a path as given; a bare name on PATH, then the usual places.
+
+    Returns ``command`` itself when nothing is found, so the error names it.
+    """
+    if "/" in command:
+        return command
+    found = shutil.which(command)
+    if found is None and command == "sendmail":
+        found = next((p for p in SENDMAIL_PLACES if os.access(p, os.X_OK)), None)
+    return found or command
 
 
 class SendError(Exception):
@@ -292,16 +311,17 @@ class SendmailSender:
     def send(self, raw: bytes, sender: str, recipients: list[str]) -> list[str]:
         try:
             proc = subprocess.run(
-                [self.command, "-oi", "-f", sender, "--", *recipients],
+                [find_sendmail(self.command), "-oi", "-f", sender, "--", *recipients],
                 input=raw,
                 capture_output=True,
                 timeout=TIMEOUT,
                 check=False,
             )
         except FileNotFoundError as exc:
+            where = "" if "/" in self.command else f" (on PATH, {', '.join(SENDMAIL_PLACES)})"
             raise ConfigError(
-                f"{self.command} not found: install a local mail system (e.g. postfix) or "
-                "add an SMTP outgoing channel"
+                f"{self.command} not found{where}: install a local mail system (e.g. postfix)"
+                " or add an SMTP outgoing channel"
             ) from exc
         except subprocess.TimeoutExpired as exc:
             raise SendError("sendmail timed out", permanent=False) from exc

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import shlex
 from pathlib import Path
 
 import pytest
 from peakrss import run_deskctl_measured
 
 from conftest import Run
-from mailfactory import make_mail
+from mailfactory import delivered_again, make_mail
 
 
 def write(tmp_path: Path, name: str, raw: bytes) -> str:
@@ -323,6 +325,246 @@ def test_a_cut_message_id_still_threads_the_answer_to_it(desk: Run) -> None:
     )
     joined = desk("--json", "ingest", stdin=answer).json()
     assert joined["ticket"] == first["ticket"] and joined["rule"] in ("in-reply-to", "references")
+
+
+def test_a_different_mail_reusing_a_stored_message_id_is_a_ticket_of_its_own(
+    desk: Run, tmp_path: Path
+) -> None:
+    first = desk("--json", "ingest", stdin=make_mail(message_id="<claim@example.org>")).json()
+    other = make_mail(
+        subject="Invoice 4711 is wrong",
+        sender="Grace Hopper <grace@example.net>",
+        body="Please correct the invoice.\n",
+        message_id="<claim@example.org>",
+    )
+    result = desk("--json", "ingest", write(tmp_path, "other.eml", other))
+    assert result.exit_code == 0, result.stderr
+    doc = result.json()
+    assert doc["created"] is True and doc["duplicate"] is False
+    assert doc["ticket"] != first["ticket"] and doc["rule"] == "new"
+    assert "message_id_reused" in doc["flags"]
+    (reason,) = [r for r in doc["flag_reasons"] if "reused" in r]
+    assert "<claim@example.org>" in reason and f"ticket #{first['ticket']}" in reason
+
+    shown = desk("--json", "ticket", "show", str(doc["ticket"])).json()
+    assert shown["customer"]["email"] == "grace@example.net"
+    (message,) = shown["messages"]
+    assert message["message_id"] == "claim@example.org" and "correct the invoice" in message["body"]
+    assert "message_id_reused" in message["flags"]
+    human = desk("ticket", "show", str(doc["ticket"])).stdout
+    assert "Message-ID reused" in human
+    assert len(desk("--json", "ticket", "show", str(first["ticket"])).json()["messages"]) == 1
+
+    again = desk("--json", "ingest", write(tmp_path, "other.eml", other)).json()
+    assert again["duplicate"] is True and again["message"] == doc["message"]
+    assert len(desk("--json", "ticket", "list").json()["tickets"]) == 2
+
+
+def test_a_copy_delivered_again_through_other_servers_is_still_a_duplicate(desk: Run) -> None:
+    raw = make_mail(message_id="<copy@example.org>", body="Grüße, der Drucker brennt.\n")
+    first = desk("--json", "ingest", stdin=raw).json()
+    again = desk("--json", "ingest", stdin=delivered_again(raw)).json()
+    assert again["duplicate"] is True and again["message"] == first["message"]
+
+    # A relay without 8BITMIME re-encodes the text: the content is the same mail.
+    eight_bit = (
+        b"From: Ada <ada@example.org>\nTo: support@example.test\nSubject: Umlaute\n"
+        b"Date: Mon, 02 Nov 2026 09:30:00 +0000\nMessage-ID: <8bit@example.org>\n"
+        b"MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n"
+        b"Content-Transfer-Encoding: 8bit\n\nGr\xc3\xbc\xc3\x9fe aus K\xc3\xb6ln   \n"
+    )
+    quoted = eight_bit.replace(b"8bit\n\n", b"quoted-printable\n\n").replace(
+        b"Gr\xc3\xbc\xc3\x9fe aus K\xc3\xb6ln   \n", b"Gr=C3=BC=C3=9Fe aus K=C3=B6ln\n"
+    )
+    stored = desk("--json", "ingest", stdin=eight_bit).json()
+    recoded = desk("--json", "ingest", stdin=delivered_again(quoted)).json()
+    assert recoded["duplicate"] is True and recoded["message"] == stored["message"]
+    assert len(desk("--json", "ticket", "list").json()["tickets"]) == 2
+
+
+def test_one_mail_read_from_two_inboxes_after_two_deliveries_is_one_ticket(desk: Run) -> None:
+    for name in ("sales", "support"):
+        desk("channel", "add", name, "--kind", "pipe", "--address", f"{name}@example.test")
+    mail = make_mail(to="sales@example.test, support@example.test", message_id="<twice@x>")
+    first = desk("--json", "ingest", "--channel", "support", stdin=mail).json()
+    second = desk("--json", "ingest", "--channel", "sales", stdin=delivered_again(mail)).json()
+    assert second["duplicate"] is True and second["ticket"] == first["ticket"]
+    assert "message_id_reused" not in second["flags"]
+    assert len(desk("--json", "ticket", "list").json()["tickets"]) == 1
+
+
+def test_mail_reusing_an_id_threads_like_any_mail_never_by_that_id(
+    desk: Run, tmp_path: Path
+) -> None:
+    original = desk("--json", "ingest", stdin=make_mail(message_id="<orig@example.org>")).json()
+    other = desk(
+        "--json",
+        "ingest",
+        stdin=make_mail(sender="bob@example.net", subject="VPN", message_id="<vpn@example.net>"),
+    ).json()
+
+    # A broken mailer reuses its ids, In-Reply-To naming the id itself included.
+    own_id = make_mail(
+        subject="Something else",
+        body="A new question.\n",
+        message_id="<orig@example.org>",
+        in_reply_to="<orig@example.org>",
+    )
+    alone = desk("--json", "ingest", stdin=own_id).json()
+    assert alone["created"] is True and alone["ticket"] not in (original["ticket"], other["ticket"])
+    assert "message_id_reused" in alone["flags"]
+
+    by_refs = make_mail(
+        sender="bob@example.net",
+        subject="Re: VPN",
+        body="It still drops.\n",
+        message_id="<orig@example.org>",
+        references="<vpn@example.net>",
+    )
+    joined = desk("--json", "ingest", stdin=by_refs).json()
+    assert joined["ticket"] == other["ticket"] and joined["rule"] == "references"
+    assert "message_id_reused" in joined["flags"]
+
+    by_token = make_mail(
+        sender="bob@example.net",
+        subject=f"Re: VPN [#{other['ticket']}]",
+        body="And once more.\n",
+        message_id="<orig@example.org>",
+    )
+    token = desk("--json", "ingest", stdin=by_token).json()
+    assert token["ticket"] == other["ticket"] and token["rule"] == "token"
+
+    # An answer to the id belongs with the mail that had it first, not with a reuser.
+    answer = make_mail(
+        subject="Re: Printer on fire",
+        message_id="<answer@example.org>",
+        in_reply_to="<orig@example.org>",
+    )
+    answered = desk("--json", "ingest", write(tmp_path, "answer.eml", answer)).json()
+    assert answered["ticket"] == original["ticket"] and answered["rule"] == "references"
+
+
+def test_long_message_ids_that_share_900_characters_stay_two_mails(desk: Run) -> None:
+    stem = "a" * 900
+    docs = [
+        desk("--json", "ingest", stdin=make_mail(message_id=f"<{stem}{tail}@example.org>")).json()
+        for tail in ("-first", "-second")
+    ]
+    assert [d.get("created") for d in docs] == [True, True], docs
+    assert docs[0]["ticket"] != docs[1]["ticket"]
+    assert not any("message_id_reused" in d["flags"] for d in docs)
+    shown = desk("--json", "ticket", "show", str(docs[1]["ticket"])).json()
+    assert shown["messages"][0]["message_id"] == f"{stem}-second@example.org"
+    again = desk("--json", "ingest", stdin=make_mail(message_id=f"<{stem}-second@example.org>"))
+    assert again.json()["duplicate"] is True and again.json()["message"] == docs[1]["message"]
+
+
+def acknowledging(desk: Run, tmp_path: Path, queue: str = "general") -> None:
+    ack = tmp_path / "ack.txt"
+    ack.write_text("We received your mail as ticket $number.\n")
+    assert desk("queue", "set", queue, "--ack-file", str(ack)).exit_code == 0
+
+
+def named_command(message: str) -> list[str]:
+    """The deskctl command an error message tells the user to run."""
+    found = re.search(r"`deskctl ([^`]+)`", message)
+    assert found, f"no command named in {message!r}"
+    return shlex.split(found.group(1))
+
+
+def test_an_acknowledging_queue_keeps_mail_it_cannot_answer_and_names_the_fix(
+    desk: Run, tmp_path: Path, db_url: str
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    acknowledging(desk, tmp_path)
+    stray = make_mail(to="someone@elsewhere.example", message_id="<stray@example.org>")
+    result = desk("--json", "ingest", "--mta", stdin=stray)
+    assert result.exit_code == 0, result.stderr
+    doc = result.json()
+    assert doc["created"] is True and doc["channel"] is None
+    assert doc["ack"].startswith("not sent: ") and "no From address" in doc["ack"]
+    with create_engine(db_url).connect() as conn:
+        recorded = conn.scalar(text("SELECT new FROM ticket_events WHERE kind = 'ack'"))
+    assert recorded == doc["ack"], "the ticket's record keeps the whole reason"
+
+    explained = desk("explain", write(tmp_path, "next.eml", make_mail(subject="Next one")))
+    said = " ".join(explained.stdout.split())
+    assert "acknowledgement: not sent: outgoing channel 'local' has no From address" in said
+    assert "`deskctl channel set-from local" in said
+    human = desk("ingest", write(tmp_path, "human.eml", make_mail(subject="Human output")))
+    assert human.exit_code == 0 and "acknowledgement not sent" in human.stderr
+
+    number = str(doc["ticket"])
+    desk("ticket", "show", number)
+    refused = desk("ticket", "reply", number, "--body", "We are on it.")
+    assert refused.exit_code == 5
+    fix = named_command(refused.stderr)
+    assert fix == named_command(doc["ack"])
+    assert desk(*fix).exit_code == 0, "the command the error names must work as written"
+
+    replied = desk("--json", "ticket", "reply", number, "--body", "We are on it.")
+    assert replied.exit_code == 0, replied.stderr
+    later = desk("--json", "ingest", stdin=make_mail(subject="Another one")).json()
+    assert later["ack"] == "sent"
+    ack = desk("--json", "ticket", "show", str(later["ticket"])).json()["messages"][-1]
+    assert ack["direction"] == "out" and ack["from"]["email"] == "support@example.com"
+    assert len(desk("--json", "outbox", "list").json()["outbox"]) == 2
+
+
+def test_mail_without_channel_is_filed_under_the_support_address_it_was_sent_to(
+    desk: Run, tmp_path: Path
+) -> None:
+    desk("channel", "add", "support", "--kind", "pipe", "--address", "support@example.test")
+    desk("channel", "add", "sales", "--kind", "pipe", "--address", "Sales@Example.test")
+    desk("queue", "add", "deals")
+    desk("channel", "add", "deals", "--kind", "pipe", "--address", "deals@example.test",
+         "--queue", "deals")  # fmt: skip
+    acknowledging(desk, tmp_path, "deals")
+
+    to_sales = desk("--json", "ingest", stdin=make_mail(to="Sales <sales@example.test>")).json()
+    assert to_sales["channel"] == "sales" and to_sales["queue"] == "general"
+    forwarded = make_mail(
+        to="all-staff@lists.example.test",
+        cc="boss@example.org",
+        headers={"Delivered-To": "deals@example.test"},
+    )
+    result = desk("ingest", write(tmp_path, "fwd.eml", forwarded))
+    assert result.exit_code == 0 and "on channel deals" in result.stdout
+    doc = desk("--json", "ticket", "list", "--queue", "deals").json()["tickets"]
+    (ticket,) = doc
+    shown = desk("--json", "ticket", "show", str(ticket["id"])).json()
+    assert shown["channel"] == "deals"
+    ack = shown["messages"][-1]
+    assert ack["direction"] == "out" and ack["from"]["email"] == "deals@example.test"
+
+
+def test_lookups_by_message_id_still_find_our_own_mail_and_one_raw_source(desk: Run) -> None:
+    desk("channel", "add", "support", "--kind", "pipe", "--address", "support@example.test")
+    number = str(
+        desk(
+            "--json", "ingest", "--channel", "support", stdin=make_mail(message_id="<q@x>")
+        ).json()["ticket"]
+    )
+    desk("ticket", "show", number)
+    reply = desk("--json", "ticket", "reply", number, "--body", "On our way.").json()
+    ours = desk("ticket", "show", number, "--raw", str(reply["message"])).stdout.encode()
+
+    # Our reply comes back (a Bcc to the inbox): own mail on its ticket, stored once.
+    back = desk("--json", "ingest", "--channel", "support", stdin=delivered_again(ours)).json()
+    assert back["ticket"] == int(number) and "own" in back["flags"]
+    assert "message_id_reused" not in back["flags"]
+    again = desk("--json", "ingest", "--channel", "support", stdin=delivered_again(ours)).json()
+    assert again["duplicate"] is True and again["message"] == back["message"]
+
+    # Another mail reusing the customer's id on the same ticket: --raw by that id asks for ours.
+    reuser = make_mail(subject=f"Re: [#{number}]", body="One more thing.\n", message_id="<q@x>")
+    joined = desk("--json", "ingest", "--channel", "support", stdin=reuser).json()
+    assert joined["ticket"] == int(number) and "message_id_reused" in joined["flags"]
+    ambiguous = desk("ticket", "show", number, "--raw", "<q@x>")
+    assert ambiguous.exit_code == 2 and f", {joined['message']} of ticket" in ambiguous.stderr
+    shown = desk("ticket", "show", number, "--raw", str(joined["message"]))
+    assert shown.exit_code == 0 and "One more thing." in shown.stdout
 
 
 def test_a_200_mb_mail_on_stdin_is_spooled_in_chunks_never_held_in_memory(

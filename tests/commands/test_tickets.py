@@ -33,8 +33,9 @@ def test_ticket_show_json_has_exactly_the_documented_fields(desk: Run, tmp_path:
     shown = desk("--json", "ticket", "show", str(doc["ticket"])).json()
     assert set(shown) == {
         "id", "number", "title", "status", "queue", "channel", "customer", "assignee",
-        "created_at", "updated_at", "messages",
+        "created_at", "updated_at", "messages", "reply_recipients",
     }  # fmt: skip
+    assert set(shown["reply_recipients"]) == {"to", "cc", "notes"}
     (msg,) = shown["messages"]
     assert set(msg) == {
         "id", "direction", "from", "to", "cc", "subject", "date", "message_id", "body", "flags",
@@ -169,7 +170,7 @@ def test_json_keys_come_in_the_order_cli_md_lists_them(desk: Run, tmp_path: Path
     shown = desk("--json", "ticket", "show", str(doc["ticket"])).json()
     assert list(shown) == [
         "id", "number", "title", "status", "queue", "channel", "customer", "assignee",
-        "created_at", "updated_at", "messages",
+        "created_at", "updated_at", "messages", "reply_recipients",
     ]  # fmt: skip
 
 

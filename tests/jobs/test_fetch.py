@@ -15,7 +15,7 @@ from peakrss import run_deskctl_measured
 from sqlalchemy import create_engine, text
 
 from conftest import Run
-from mailfactory import make_mail
+from mailfactory import delivered_again, make_mail
 from testbed.dovecot import Dovecot
 
 
@@ -91,6 +91,39 @@ def test_forwarded_mail_is_routed_by_its_original_recipient(
     assert tickets == {"Invoice wrong": "billing", "Quote please": "sales", "To both": "billing"}
 
 
+def test_a_mail_in_two_inboxes_is_one_ticket_and_a_reused_id_is_another(
+    desk: Run, dovecot: Dovecot, add_imap: AddImap
+) -> None:
+    support_folder = dovecot.create_folder(*SUPPORT)
+    sales_folder = dovecot.create_folder(*SALES)
+    both = make_mail(to="support@example.test, sales@example.test", message_id="<both@x>")
+    scanner = make_mail(
+        sender="scanner@example.net",
+        subject="Scan from the copier",
+        body="Your scan is attached.\n",
+        message_id="<both@x>",
+        attachments=[("scan.pdf", "application/pdf", b"%PDF-1.4 scan")],
+    )
+    fill(dovecot, SUPPORT, support_folder, [both])
+    fill(dovecot, SALES, sales_folder, [delivered_again(both), scanner])
+    add_imap("support", SUPPORT, folder=support_folder)
+    add_imap("sales", SALES, folder=sales_folder)
+
+    first = {
+        c["name"]: c for c in desk("--json", "fetch", "--channel", "support").json()["channels"]
+    }
+    assert first["support"]["tickets_created"] == 1
+    sales = desk("--json", "fetch", "--channel", "sales").json()["channels"][0]
+    assert sales["fetched"] == 2 and sales["skipped_duplicates"] == 1
+    assert sales["tickets_created"] == 1, "the scanner's mail is not the customer's"
+
+    tickets = desk("--json", "ticket", "list").json()["tickets"]
+    assert sorted(t["title"] for t in tickets) == ["Printer on fire", "Scan from the copier"]
+    (scan,) = [t for t in tickets if t["title"] == "Scan from the copier"]
+    (message,) = desk("--json", "ticket", "show", str(scan["id"])).json()["messages"]
+    assert "message_id_reused" in message["flags"] and message["attachments"]
+
+
 def test_fetch_killed_at_random_points_loses_and_doubles_nothing(
     desk: Run, dovecot: Dovecot, add_imap: AddImap, fresh_folder: str, db_url: str
 ) -> None:
@@ -98,20 +131,34 @@ def test_fetch_killed_at_random_points_loses_and_doubles_nothing(
     add_imap("support", SUPPORT, "--after-fetch", "move:Trash", folder=fresh_folder)
     rng = random.Random(7)
     kills = 0
+    # Each kill waits for progress (a few more messages stored), not for a
+    # time: a fast machine would finish before a timed kill, a slow one be
+    # killed before its first commit. The points stay random: how far to let
+    # it go, and a short jitter after that.
+    progress = create_engine(db_url)
+
+    def stored() -> int:
+        with progress.connect() as conn:
+            return int(conn.scalar(text("SELECT count(*) FROM messages")) or 0)
+
     while kills < 6:
+        target = stored() + rng.randint(1, 20)
         proc = deskctl_process("-q", "fetch")
-        time.sleep(rng.uniform(0.3, 0.9))
+        while proc.poll() is None and stored() < target:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.02))
         if proc.poll() is not None:
-            break
+            break  # it finished before this kill: what follows still checks it all
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
+    progress.dispose()
     final = desk("--json", "fetch")
     assert final.exit_code == 0, final.stderr
-    assert kills >= 5, "fetch finished before it could be killed five times"
-    assert count(db_url, "SELECT count(*) FROM messages") == 200
-    assert count(db_url, "SELECT count(DISTINCT message_id) FROM messages") == 200
-    assert count(db_url, "SELECT count(*) FROM tickets") == 200
+    seen = f"after {kills} kills"
+    assert count(db_url, "SELECT count(*) FROM messages") == 200, seen
+    assert count(db_url, "SELECT count(DISTINCT message_id) FROM messages") == 200, seen
+    assert count(db_url, "SELECT count(*) FROM tickets") == 200, seen
     with dovecot.mailbox(*SUPPORT, folder=fresh_folder) as box:
         assert box.uids() == [], "every stored message was moved away"
 

@@ -97,7 +97,8 @@ def test_an_expired_access_token_is_refreshed_silently_and_the_rotated_token_sav
     oauth_dovecot.deliver(make_mail(subject="later", to=SUPPORT), o365, SUPPORT)
     refreshes = idp.refresh_grants
     quiet = desk("-q", "fetch")
-    assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr == ""
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    assert quiet.stdout.count("\n") == 1 and " fetch: 1 fetched, 1 new tickets" in quiet.stdout
     assert idp.refresh_grants > refreshes
     after = json.loads(token_file.read_text())
     new_refresh = next(iter(after["RefreshToken"].values()))["secret"]

@@ -357,3 +357,42 @@ def test_an_smtp_password_that_is_not_ascii_sends_and_never_leaks_when_wrong(
     assert "login refused" in seen, seen
     assert not [c for c in set("Grüße-ñandú-秘密!") if not c.isascii() and c in seen], seen
     assert "position" not in seen and "codec" not in seen
+
+
+def test_a_long_message_id_goes_out_as_a_msg_id_never_an_encoded_word(
+    desk: Run, replying_inbox: tuple[str, str], smtp_relay: SmtpRelay
+) -> None:
+    """Microsoft 365 ids run to 78 characters and more; a mail program matches them only as is.
+
+    RFC 5322 3.6.4: In-Reply-To and References are msg-ids, folded between
+    ids only; an id longer than a line stands whole on a line of its own.
+    The reply is also rewritten at send time (a Cc on the filter is dropped),
+    which must keep the ids as they are too.
+    """
+    long_id = "AM0PR07MB" + "7A3F" * 16 + "B@EURPRD07.PROD.OUTLOOK.COM"
+    assert len(long_id) == 100
+    earlier = [f"earlier-{i}@mail.example.org" for i in range(4)]
+    raw = (
+        "From: Casey <casey-ids@example.org>\r\nTo: inbox@example.test\r\n"
+        "Cc: boss-ids@example.org\r\nSubject: Threads\r\n"
+        f"Message-ID: <{long_id}>\r\nIn-Reply-To: <{earlier[-1]}>\r\n"
+        f"References: {' '.join(f'<{e}>' for e in earlier)}\r\n\r\nHi\r\n"
+    ).encode()
+    _, queued = ticket_with_reply(desk, raw)
+    assert desk("filter", "add", "boss-ids@example.org").exit_code == 0  # rewritten at send
+    assert desk("--json", "send-outbox").json()["sent"] == 1
+    relayed = smtp_relay.wait_for(
+        lambda m: m.message()["Message-ID"] == f"<{queued['message_id']}>"
+    )
+    assert relayed.rcpt_tos == ["casey-ids@example.org"] and relayed.message()["Cc"] is None
+
+    head = relayed.raw.split(b"\r\n\r\n", 1)[0].decode()
+    assert f"\r\nIn-Reply-To: <{long_id}>\r\n" in head
+    fields = head.replace("\r\n ", "\n ").split("\r\n")
+    (references,) = [f for f in fields if f.startswith("References:")]
+    lines = references.split("\n")
+    assert f" <{long_id}>" in lines  # whole, on its own line
+    assert all(len(line) <= 78 for line in lines if long_id not in line)
+    ids = references.removeprefix("References:").split()
+    assert ids == [f"<{e}>" for e in [*earlier, long_id]]
+    assert "=?" not in head

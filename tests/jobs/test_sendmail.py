@@ -7,9 +7,11 @@ interface that records what it was given: the only way to make it answer
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from conftest import Run
 from mailfactory import make_mail
@@ -60,8 +62,15 @@ def test_the_default_channel_hands_replies_to_sendmail_from_the_inbox_address(
 
 
 def test_a_missing_sendmail_says_what_to_install(
-    desk: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    desk: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str
 ) -> None:
+    # A machine without a mail system: the channel names a sendmail that is not there
+    # (this one may have Postfix's /usr/sbin/sendmail, found whatever PATH holds).
+    with create_engine(db_url).begin() as conn:
+        conn.execute(
+            text("UPDATE outgoing_channels SET settings = :s WHERE name = 'local'"),
+            {"s": json.dumps({"sendmail": str(tmp_path / "sendmail")})},
+        )
     monkeypatch.setenv("PATH", str(tmp_path))
     desk("channel", "add", "support", "--kind", "pipe", "--address", "help@example.test")
     number = desk(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deskctl.mail.sanitize import fallback_filename, safe_filename, safe_header_value, safe_text
+from deskctl.mail.sanitize import fallback_filename, safe_filename, safe_text
 
 
 def test_a_subject_cannot_recolour_or_retitle_the_agents_terminal() -> None:
@@ -57,16 +57,6 @@ def test_nameless_attachments_get_a_numbered_name_with_a_fitting_extension() -> 
     assert fallback_filename(2, "application/pdf") == "attachment-2.pdf"
     assert fallback_filename(1, "message/rfc822") == "attachment-1.eml"
     assert fallback_filename(3, "application/x-unheard-of") == "attachment-3.bin"
-
-
-@pytest.mark.parametrize("value", ["Re: hi\r\nBcc: victim@example.com", "a\nb", "a\rb"])
-def test_header_values_with_line_breaks_are_refused(value: str) -> None:
-    with pytest.raises(ValueError, match="line break"):
-        safe_header_value(value)
-
-
-def test_ordinary_header_values_are_accepted_unchanged() -> None:
-    assert safe_header_value("Re: [#1042] Drucker kaputt") == "Re: [#1042] Drucker kaputt"
 
 
 def test_an_unterminated_osc_loses_its_introducer_not_the_rest_of_the_body() -> None:

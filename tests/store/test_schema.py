@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
 from conftest import Run
+from deskctl.store.engine import make_engine
+from deskctl.store.migrate import alembic_config
 from deskctl.store.models import Base, managed_by_models
+from mailfactory import make_mail
 
 
 def test_the_migrations_build_exactly_what_the_models_describe(db_url: str) -> None:
@@ -61,3 +66,91 @@ def test_the_fast_schema_check_knows_the_newest_migration(db_url: str) -> None:
     from deskctl.store.version import SCHEMA_HEAD
 
     assert head_revision(make_engine(db_url)) == SCHEMA_HEAD
+
+
+def test_mail_stored_before_fingerprints_is_carried_over_and_still_deduplicated(
+    empty_db_url: str, run_deskctl: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows as the code before migration 0009 wrote them: same mail again, other mail, long ids."""
+    engine = make_engine(empty_db_url)
+    config = alembic_config(engine)
+    before = ScriptDirectory.from_config(config).get_revision("0009").down_revision
+    assert isinstance(before, str)
+    command.upgrade(config, before)
+
+    long_id = "b" * 900 + "-stored@example.org"
+    stored = {
+        "old@example.org": make_mail(message_id="<old@example.org>"),
+        long_id: make_mail(message_id=f"<{long_id}>", subject="Long id"),
+        None: b"From: ann@example.org\r\nSubject: no id\r\n\r\nbody\r\n",
+    }
+    with engine.begin() as conn:
+        queue = conn.scalar(text("SELECT id FROM queues WHERE name = 'general'"))
+        first = None
+        for message_id, raw in stored.items():
+            number = conn.scalar(
+                text(
+                    "INSERT INTO tickets (title, status, queue_id, message_count, created_at,"
+                    " updated_at) VALUES ('t', 'new', :q, 1, :at, :at) RETURNING id"
+                ),
+                {"q": queue, "at": "2026-11-02 09:30:00+00:00"},
+            )
+            conn.execute(text("UPDATE tickets SET number = id WHERE id = :n"), {"n": number})
+            first = first or number
+            key = message_id[:900] if message_id else "sha256:whatever-0008-wrote"
+            conn.execute(
+                text(
+                    'INSERT INTO messages (ticket_id, direction, message_id, "references",'
+                    ' subject, from_name, from_email, "to", cc, body_text, raw, flags,'
+                    " flag_reasons, dedupe_scope, dedupe_key, created_at) VALUES (:n, 'in', :mid,"
+                    " '[]', 't', '', 'ada@example.org', '[]', '[]', 'b', :raw, '[]', '[]', 0,"
+                    " :key, :at)"
+                ),
+                {"n": number, "mid": message_id, "raw": raw, "key": key, "at": "2026-11-02"},
+            )
+        # Our reply, as replies wrote it: no fingerprint to compute, its key stays.
+        conn.execute(
+            text(
+                'INSERT INTO messages (ticket_id, direction, message_id, "references", subject,'
+                ' from_name, from_email, "to", cc, body_text, flags, flag_reasons, dedupe_scope,'
+                " dedupe_key, created_at) VALUES (:first, 'out', 'reply@desk', '[]', 'Re: t', '',"
+                " 'support@example.test', '[]', '[]', 'ok', '[]', '[]', -1, 'reply@desk', :at)"
+            ),
+            {"first": first, "at": "2026-11-02"},
+        )
+    monkeypatch.setenv("DESKCTL_DB", empty_db_url)
+    assert run_deskctl("db", "upgrade").exit_code == 0
+    with engine.connect() as conn:
+        carried = conn.execute(
+            text("SELECT direction, fingerprint, dedupe_key FROM messages ORDER BY id")
+        ).all()
+    assert [len(f or "") for _, f, _ in carried] == [64, 64, 64, 0]
+    assert carried[3].dedupe_key == "reply@desk"
+    assert carried[2].dedupe_key == "sha256:whatever-0008-wrote"
+
+    def ingest(raw: bytes) -> dict:  # type: ignore[type-arg]
+        result = run_deskctl("--json", "ingest", stdin=raw)
+        assert result.exit_code == 0, result.stderr
+        return result.json()  # type: ignore[no-any-return]
+
+    received = b"Received: from mx2.example.test by imap.example.test; Tue, 3 Nov 2026\r\n"
+    again = ingest(received + stored["old@example.org"])
+    assert again["duplicate"] is True and again["ticket"] == first
+    assert ingest(received + stored[long_id])["duplicate"] is True
+    other = ingest(make_mail(message_id="<old@example.org>", body="Someone else's mail.\n"))
+    assert other["created"] is True and "message_id_reused" in other["flags"]
+    sibling = ingest(make_mail(message_id=f"<{'b' * 900}-other@example.org>", subject="Long id"))
+    assert sibling["created"] is True and "message_id_reused" not in sibling["flags"]
+
+
+def test_downgrading_past_the_fingerprints_keeps_search_working(
+    db_url: str, run_deskctl: Run
+) -> None:
+    config = alembic_config(make_engine(db_url))
+    command.downgrade(
+        config, ScriptDirectory.from_config(config).get_revision("0009").down_revision
+    )
+    command.upgrade(config, "head")
+    assert run_deskctl("ingest", stdin=make_mail(subject="Kerberos ticket expired")).exit_code == 0
+    found = run_deskctl("--json", "ticket", "list", "--search", "kerberos").json()["tickets"]
+    assert [t["title"] for t in found] == ["Kerberos ticket expired"]

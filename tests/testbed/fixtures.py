@@ -28,6 +28,7 @@ from ._proc import MissingBinaryError
 from .certs import CertBundle, make_certs
 from .dovecot import Dovecot
 from .idp import FakeIdP, HeadlessBrowser
+from .postfix import Postfix
 from .postgres import PostgresCluster
 from .smtp_relay import SmtpRelay
 
@@ -224,6 +225,14 @@ def pg_url(pg_cluster: PostgresCluster) -> Iterator[str]:
     url = pg_cluster.create_database()
     yield url
     pg_cluster.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def postfix() -> Iterator[Postfix]:
+    """A real Postfix on 127.0.0.1 that relays nowhere; tests add their own aliases."""
+    server = _timed("postfix start", Postfix)
+    yield server
+    _stop_timed("postfix stop", server.stop)
 
 
 @pytest.fixture
