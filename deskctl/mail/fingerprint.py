@@ -18,7 +18,7 @@ counts the same way.
 
 Changing this recipe changes the fingerprint of mail already stored, so a
 rerun would no longer be recognised: a new recipe needs a migration that
-recomputes ``messages.fingerprint`` from ``messages.raw``, as 0009 did.
+recomputes ``messages.fingerprint`` from ``messages.raw``, as 0011 did.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def raw_fingerprint(raw: bytes) -> str | None:
     """:func:`content_fingerprint` of raw bytes, read as ``parse_mail`` reads them.
 
     None for bytes that are not a mail. Used where only the stored source is
-    at hand (migration 0009 fills the column for mail stored before it).
+    at hand (migration 0011 fills the column for mail stored before it).
     """
     try:
         msg = BytesParser(policy=RAW_POLICY).parsebytes(repair_header_block(bytes(raw)))

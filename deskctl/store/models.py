@@ -222,7 +222,7 @@ class Message(Base):
         UniqueConstraint("dedupe_scope", "dedupe_key", name="uq_messages_dedupe"),
         Index("ix_messages_ticket_id", "ticket_id"),
         Index("ix_messages_message_id", "message_id"),
-        # The few messages with flags, for `ticket list --flag` (migration 0010).
+        # The few messages with flags, for `ticket list --flag` (migration 0009).
         Index(
             "ix_messages_flagged",
             "ticket_id",

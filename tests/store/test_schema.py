@@ -71,10 +71,10 @@ def test_the_fast_schema_check_knows_the_newest_migration(db_url: str) -> None:
 def test_mail_stored_before_fingerprints_is_carried_over_and_still_deduplicated(
     empty_db_url: str, run_deskctl: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Rows as the code before migration 0009 wrote them: same mail again, other mail, long ids."""
+    """Rows as the code before migration 0011 wrote them: same mail again, other mail, long ids."""
     engine = make_engine(empty_db_url)
     config = alembic_config(engine)
-    before = ScriptDirectory.from_config(config).get_revision("0009").down_revision
+    before = ScriptDirectory.from_config(config).get_revision("0011").down_revision
     assert isinstance(before, str)
     command.upgrade(config, before)
 
@@ -148,7 +148,7 @@ def test_downgrading_past_the_fingerprints_keeps_search_working(
 ) -> None:
     config = alembic_config(make_engine(db_url))
     command.downgrade(
-        config, ScriptDirectory.from_config(config).get_revision("0009").down_revision
+        config, ScriptDirectory.from_config(config).get_revision("0011").down_revision
     )
     command.upgrade(config, "head")
     assert run_deskctl("ingest", stdin=make_mail(subject="Kerberos ticket expired")).exit_code == 0

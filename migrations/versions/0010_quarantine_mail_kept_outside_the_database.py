@@ -6,8 +6,8 @@ named by its UID (``remote_uid`` with the folder's ``remote_uidvalidity``).
 ``sender`` and ``subject`` come from the first bytes of the header only, so
 `quarantine list` can say whose mail it is without reading the message.
 
-Revision ID: 0012
-Revises: 0010
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-01
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0010"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

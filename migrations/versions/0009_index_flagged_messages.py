@@ -4,7 +4,7 @@ Almost every message has no flags (``[]``); a partial index over the others
 lets the filter skip the rest of the table (and the raw sources stored in its
 rows) instead of decoding every message's JSON.
 
-Revision ID: 0010
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-01
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None

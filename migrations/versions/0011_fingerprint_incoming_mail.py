@@ -14,8 +14,8 @@ loses nothing.
 Downgrading drops the column and leaves the keys as they are: the older code
 finds duplicates by Message-ID and writes keys that cannot clash with these.
 
-Revision ID: 0009
-Revises: 0012
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-01
 """
 
@@ -26,8 +26,8 @@ from alembic import op
 
 from deskctl.mail.fingerprint import duplicate_key, raw_fingerprint
 
-revision = "0009"
-down_revision = "0012"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
