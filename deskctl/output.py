@@ -74,9 +74,9 @@ def warn(message: str) -> None:
 
 
 def fmt_time(value: datetime | None) -> str:
-    """Local time, short: the year only when it is not this year."""
+    """Local time, short: the year only when it is not this year; ``-`` for none."""
     if value is None:
-        return ""
+        return "-"
     local = value.astimezone()
     same_year = local.year == datetime.now().astimezone().year
     return local.strftime("%m-%d %H:%M" if same_year else "%Y-%m-%d")
@@ -88,6 +88,8 @@ class Column:
     max_width: int | None = None
     right: bool = False
     share: int = 0  # > 0: takes this share of the room the other columns leave
+    min_width: int = 8  # a flexible column narrower than this is unreadable
+    drop: int = 0  # > 0: may be left out when the room is short, 1 first
 
 
 def columns(specs: Sequence[Column], rows: Sequence[Sequence[Text]], width: int) -> Text:
@@ -96,10 +98,20 @@ def columns(specs: Sequence[Column], rows: Sequence[Sequence[Text]], width: int)
     rich's Table measures every cell through its full renderer, about a
     millisecond a row here; ``ticket list`` prints fifty rows many times a
     day, so it lays out its columns itself, from rich's own cell widths.
+    When the flexible columns would get less than their ``min_width``, the
+    droppable columns go, in their ``drop`` order, until they fit.
     """
     from rich.cells import cell_len
     from rich.text import Text
 
+    keep = list(range(len(specs)))
+    for victim in sorted((i for i, c in enumerate(specs) if c.drop), key=lambda i: specs[i].drop):
+        if _fits([specs[i] for i in keep], [[row[i] for i in keep] for row in rows], width):
+            break
+        keep.remove(victim)
+    if len(keep) < len(specs):
+        specs = [specs[i] for i in keep]
+        rows = [[row[i] for i in keep] for row in rows]
     widths = []
     for i, spec in enumerate(specs):
         natural = max([cell_len(spec.header), *(row[i].cell_len for row in rows)])
@@ -120,6 +132,19 @@ def columns(specs: Sequence[Column], rows: Sequence[Sequence[Text]], width: int)
     for line in lines:
         line.rstrip()
     return Text("\n").join(lines)
+
+
+def _fits(specs: Sequence[Column], rows: Sequence[Sequence[Text]], width: int) -> bool:
+    """Whether the flexible columns get at least their ``min_width`` (or all they need)."""
+    from rich.cells import cell_len
+
+    need = 2 * (len(specs) - 1)
+    for i, spec in enumerate(specs):
+        natural = max([cell_len(spec.header), *(row[i].cell_len for row in rows)])
+        if spec.max_width:
+            natural = min(natural, spec.max_width)
+        need += min(natural, spec.min_width) if spec.share else natural
+    return need <= width
 
 
 def _cells(row: Sequence[Text], specs: Sequence[Column], widths: list[int]) -> list[Text]:

@@ -28,10 +28,16 @@ TicketNumber = Annotated[int, typer.Argument(help="ticket number", min=1, max=MA
 def list_(
     ctx: typer.Context,
     status: Annotated[
-        str | None, typer.Option("--status", help="new|open|pending|solved|closed")
+        list[str] | None,
+        typer.Option(
+            "--status",
+            help="new|open|pending|solved|closed|all; several: open,pending or repeated"
+            " \\[default: new,open,pending]",
+        ),
     ] = None,
     queue: Annotated[str | None, typer.Option("--queue", help="queue name")] = None,
     assignee: Annotated[str | None, typer.Option("--assignee", help="agent name, or 'me'")] = None,
+    mine: Annotated[bool, typer.Option("--mine", help="mine: --assignee me")] = False,
     customer: Annotated[str | None, typer.Option("--customer", help="customer address")] = None,
     search: Annotated[
         str | None, typer.Option("--search", help="text in title, body or address")
@@ -44,57 +50,66 @@ def list_(
         typer.Option("--flag", help="with a message flagged so: auto_reply, bounce, bulk, ..."),
     ] = None,
 ) -> None:
-    """List tickets, newest activity first.
+    """List tickets, newest activity first; by default the work to do (new, open, pending).
 
-    Tickets filed away on arrival (an out-of-office that answers none of our
-    mail) show only with --status or --flag.
+    With --flag and no --status, every status (filed auto-replies are closed).
 
     Example: deskctl ticket list --status open --queue billing
+    Example: deskctl ticket list --mine --status all
     Example: deskctl ticket list --flag auto_reply
     """
     from deskctl.services import tickets as svc
 
     context = app_context(ctx)
+    if mine:
+        if assignee not in (None, "me"):
+            raise UsageError("give --mine or --assignee, not both")
+        assignee = "me"
     if assignee == "me":
         assignee = context.settings.agent
-    flt = svc.TicketFilter(status, queue, assignee, customer, search, limit, flag)
+    statuses = svc.list_statuses(status or [], flag=flag)
+    flt = svc.TicketFilter(statuses, queue, assignee, customer, search, limit, flag)
     with context.database() as db, db.transaction():
         found = svc.list_tickets(db, flt)
     rows = [svc.ticket_summary(row) for row in found]
     colors = {row["id"]: row["queue_color"] for row in found}
+    emit({"tickets": rows}, as_json=context.json, human=lambda out: _render_list(out, rows, colors))
 
-    def human(out: Console) -> None:
-        from rich.text import Text
 
-        if not rows:
-            out.print("no tickets", markup=False)
-            return
-        specs = [
-            Column("#", right=True),
-            Column("status"),
-            Column("queue"),
-            Column("title", share=2),
-            Column("customer", share=1),
-            Column("assignee", max_width=10),
-            Column("msgs", right=True),
-            Column("updated"),
+#: ticket list's columns; a narrow terminal drops the later-listed first
+#: (msgs, then assignee, then queue), so that the title stays readable.
+_LIST_COLUMNS = [
+    Column("#", right=True),
+    Column("status"),
+    Column("queue", max_width=12, drop=3),
+    Column("title", share=3, min_width=32),
+    Column("customer", share=1, max_width=30, min_width=12),
+    Column("assignee", max_width=10, drop=2),
+    Column("msgs", right=True, drop=1),
+    Column("updated"),
+]
+
+
+def _render_list(out: Console, rows: list[dict[str, Any]], colors: dict[int, str]) -> None:
+    from rich.text import Text
+
+    if not rows:
+        out.print("no tickets", markup=False)
+        return
+    cells = [
+        [
+            Text(str(row["number"])),
+            Text(row["status"]),
+            Text(safe_text(row["queue"]), style=colors[row["id"]]),
+            Text(safe_text(row["title"]) or "-"),
+            Text(safe_text(row["customer"]["email"] or "-")),
+            Text(safe_text(row["assignee"] or "-")),
+            Text(str(row["messages"])),
+            Text(fmt_time(row["last_message_at"])),
         ]
-        cells = [
-            [
-                Text(str(row["number"])),
-                Text(row["status"]),
-                Text(safe_text(row["queue"]), style=colors[row["id"]]),
-                Text(safe_text(row["title"])),
-                Text(safe_text(row["customer"]["email"] or "")),
-                Text(safe_text(row["assignee"] or "")),
-                Text(str(row["messages"])),
-                Text(fmt_time(row["updated_at"])),
-            ]
-            for row in rows
-        ]
-        out.print(columns(specs, cells, out.width))
-
-    emit({"tickets": rows}, as_json=context.json, human=human)
+        for row in rows
+    ]
+    out.print(columns(_LIST_COLUMNS, cells, out.width))
 
 
 def _render_ticket(out: Console, data: dict[str, Any], color: str) -> None:
