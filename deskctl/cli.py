@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("db", "app"),
     "queue": ("queues", "app"),
     "ticket": ("tickets", "app"),
+    "attachment": ("attachments", "app"),
     "quarantine": ("quarantine", "app"),
     "channel": ("channels", "app"),
     "ingest": ("ingest", "ingest"),

@@ -11,7 +11,16 @@ import typer
 from deskctl.commands._common import app_context, read_file, read_text, report
 from deskctl.errors import UsageError
 from deskctl.mail.sanitize import safe_text
-from deskctl.output import Column, columns, emit, fmt_time
+from deskctl.output import (
+    Column,
+    address,
+    columns,
+    fmt_time,
+    human_size,
+    paged,
+    print_json,
+    show_value,
+)
 from deskctl.services.tickets import MAX_ID
 
 if TYPE_CHECKING:
@@ -49,6 +58,7 @@ def list_(
         str | None,
         typer.Option("--flag", help="with a message flagged so: auto_reply, bounce, bulk, ..."),
     ] = None,
+    no_pager: Annotated[bool, typer.Option("--no-pager", help="never page the output")] = False,
 ) -> None:
     """List tickets, newest activity first; by default the work to do (new, open, pending).
 
@@ -73,7 +83,11 @@ def list_(
         found = svc.list_tickets(db, flt)
     rows = [svc.ticket_summary(row) for row in found]
     colors = {row["id"]: row["queue_color"] for row in found}
-    emit({"tickets": rows}, as_json=context.json, human=lambda out: _render_list(out, rows, colors))
+    if context.json:
+        print_json({"tickets": rows})
+        return
+    with paged(not no_pager) as out:
+        _render_list(out, rows, colors)
 
 
 #: ticket list's columns; a narrow terminal drops the later-listed first
@@ -112,52 +126,98 @@ def _render_list(out: Console, rows: list[dict[str, Any]], colors: dict[int, str
     out.print(columns(_LIST_COLUMNS, cells, out.width))
 
 
-def _render_ticket(out: Console, data: dict[str, Any], color: str) -> None:
+def _render_ticket(out: Console, data: dict[str, Any], color: str, *, full: bool) -> None:
     from rich.text import Text
 
-    cust = data["customer"]
     head = Text()
     head.append(f"#{data['number']} ", style="bold")
-    head.append(safe_text(data["title"]), style="bold")
+    head.append(safe_text(data["title"]) or "-", style="bold")
     out.print(head)
     meta = Text()
     meta.append(f"{data['status']}  ")
     meta.append(safe_text(data["queue"]), style=color)
-    meta.append(f"  customer {safe_text(cust['name'] or '')} <{safe_text(cust['email'] or '')}>")
-    meta.append(f"  assignee {safe_text(data['assignee'] or '-')}")
+    meta.append(f"  customer {address(data['customer']['name'], data['customer']['email'])}")
+    meta.append(f"  assignee {show_value(data['assignee'])}")
     out.print(meta)
     for msg in data["messages"]:
         out.rule(style="dim")
-        sender = msg["from"]
-        line = Text(f"[{msg['id']}] {msg['direction']}  ", style="dim")
-        line.append(safe_text(f"{sender['name']} <{sender['email']}>"))
-        line.append(f"  {fmt_time(msg['date'])}", style="dim")
+        _render_message(out, msg, full=full)
+
+
+def _render_message(out: Console, msg: dict[str, Any], *, full: bool) -> None:
+    from rich.text import Text
+
+    line = Text(f"[{msg['id']}] {msg['direction']}  ", style="dim")
+    sender = address(msg["from"]["name"], msg["from"]["email"])
+    if msg["direction"] == "note":  # a note has no sender: its author wrote it
+        line.append(f"by {safe_text(msg['author'] or '-')}")
+    else:
+        line.append(sender)
         if msg["author"]:
             line.append(f"  by {safe_text(msg['author'])}", style="dim")
-        if msg.get("delivery"):
-            line.append(
-                f"  [{msg['delivery']}]", style="green" if msg["delivery"] == "sent" else "yellow"
+    line.append(f"  {fmt_time(msg['date'])}", style="dim")
+    if msg.get("delivery"):
+        line.append(
+            f"  [{msg['delivery']}]", style="green" if msg["delivery"] == "sent" else "yellow"
+        )
+    if msg["flags"]:
+        line.append("  " + ",".join(msg["flags"]), style="yellow")
+    out.print(line)
+    if msg["direction"] != "note":
+        rcpt = Text(f"  to: {show_value(msg['to'])}", style="dim")
+        if msg["cc"]:
+            rcpt.append(f"  cc: {show_value(msg['cc'])}")
+        out.print(rcpt)
+    if msg["flag_reasons"]:
+        out.print(Text("  why: " + safe_text("; ".join(msg["flag_reasons"])), style="yellow"))
+    _render_body(out, safe_text(msg["body"] or "").rstrip(), full=full)
+    for att in msg["attachments"]:
+        kind = "inline" if att["inline"] else "attachment"
+        out.print(
+            Text(
+                f"  {kind} {att['id']}: {safe_text(att['filename'])} "
+                f"({safe_text(att['content_type'])}, {human_size(att['size'])})",
+                style="cyan",
             )
-        if msg["flags"]:
-            line.append("  " + ",".join(msg["flags"]), style="yellow")
-        out.print(line)
-        if msg["flag_reasons"]:
-            out.print(Text("  why: " + safe_text("; ".join(msg["flag_reasons"])), style="yellow"))
-        out.print(Text(safe_text(msg["body"]).rstrip()))
-        for att in msg["attachments"]:
+        )
+        for inner in att.get("contents", []):
             out.print(
                 Text(
-                    f"  attachment: {safe_text(att['filename'])} "
-                    f"({att['content_type']}, {att['size']} bytes)",
+                    f"    inside: {safe_text(inner['filename'])} ({human_size(inner['size'])})",
                     style="cyan",
                 )
             )
+
+
+def _render_body(out: Console, body: str, *, full: bool) -> None:
+    """The body, its quoted parts folded into one dim line each unless ``full``."""
+    from rich.text import Text
+
+    from deskctl.mail.quotes import folds
+
+    found = [] if full else folds(body)
+    lines = body.split("\n")
+    shown = 0
+    for fold in found:
+        if fold.first > shown:
+            out.print(Text("\n".join(lines[shown : fold.first]).rstrip("\n")))
+        count = f"{fold.lines} line{'s' if fold.lines != 1 else ''}"
+        what = f"{count} of quoted history" if fold.kind == "history" else f"{count} quoted"
+        out.print(Text(f"[… {what}, folded; --full shows them]", style="dim"))
+        shown = fold.last + 1
+    rest = "\n".join(lines[shown:]).strip("\n") if found else body
+    if rest:
+        out.print(Text(rest))
 
 
 @app.command("show")
 def show(
     ctx: typer.Context,
     number: TicketNumber,
+    full: Annotated[
+        bool, typer.Option("--full", help="quoted history too, not folded into one line")
+    ] = False,
+    no_pager: Annotated[bool, typer.Option("--no-pager", help="never page the output")] = False,
     raw: Annotated[
         str | None,
         typer.Option("--raw", help="print the stored source of this message (id or Message-ID)"),
@@ -165,7 +225,11 @@ def show(
 ) -> None:
     """Show a ticket with its conversation, or one message's raw source.
 
+    Quoted history is folded into one dim line per block (--full shows it);
+    on a terminal the output goes through $DESKCTL_PAGER, $PAGER or `less -FRX`.
+
     Example: deskctl ticket show 1042
+    Example: deskctl ticket show 1042 --full --no-pager
     """
     from deskctl.services import tickets as svc
     from deskctl.services.seen import record_shown
@@ -189,9 +253,11 @@ def show(
             sys.stdout.buffer.write(source)
         sys.stdout.flush()
         return
-    emit(
-        data, as_json=context.json, human=lambda out: _render_ticket(out, data, row["queue_color"])
-    )
+    if context.json:
+        print_json(data)
+        return
+    with paged(not no_pager) as out:
+        _render_ticket(out, data, row["queue_color"], full=full)
 
 
 MARKER = "# ------------------------ >8 ------------------------"

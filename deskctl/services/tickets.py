@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from deskctl.errors import ConfigError, NotFound, UsageError
+from deskctl.mail.quotes import new_text_end
+from deskctl.mail.tnef import is_tnef, tnef_files
 from deskctl.store.dbapi import Database, as_datetime, as_json
 
 STATUSES = ("new", "open", "pending", "solved", "closed")
@@ -60,10 +62,20 @@ ORDER BY m.id
 """
 
 _ATTACHMENTS = """
-SELECT message_id, filename, content_type, size, blob_sha256
+SELECT id, message_id, filename, content_type, size, blob_sha256, inline
 FROM attachments
 WHERE message_id IN (SELECT id FROM messages WHERE ticket_id = :ticket_id)
 ORDER BY id
+"""
+
+_ATTACHMENT = """
+SELECT a.id, a.filename, a.content_type, a.size, a.blob_sha256, a.inline, b.data,
+       t.number AS ticket
+FROM attachments a
+JOIN blobs b ON b.sha256 = a.blob_sha256
+JOIN messages m ON m.id = a.message_id
+JOIN tickets t ON t.id = m.ticket_id
+WHERE a.id = :id
 """
 
 # The search: every word as a prefix, through the full-text indexes the
@@ -250,6 +262,9 @@ def _message(row: dict[str, Any], attachments: list[dict[str, Any]]) -> dict[str
         "flag_reasons": list(as_json(row["flag_reasons"]) or []),
         "author": row["author"],
         "attachments": attachments,
+        # Where the mail's own text ends and the history it quotes begins
+        # (an offset into body, in characters); body itself stays whole.
+        "new_text_end": new_text_end(row["body_text"] or ""),
     }
     if row["direction"] == "out":
         data["delivery"] = row["delivery"]
@@ -261,14 +276,19 @@ def ticket_detail(db: Database, number: int) -> tuple[dict[str, Any], dict[str, 
     row = get_row(db, number)
     attachments: dict[int, list[dict[str, Any]]] = {}
     for att in db.rows(_ATTACHMENTS, ticket_id=row["id"]):
-        attachments.setdefault(att["message_id"], []).append(
-            {
-                "filename": att["filename"],
-                "content_type": att["content_type"],
-                "size": att["size"],
-                "sha256": att["blob_sha256"],
-            }
-        )
+        item = {
+            "id": att["id"],
+            "filename": att["filename"],
+            "content_type": att["content_type"],
+            "size": att["size"],
+            "sha256": att["blob_sha256"],
+            "inline": bool(att["inline"]),
+        }
+        if is_tnef(att["filename"], att["content_type"]):
+            data = db.scalar("SELECT data FROM blobs WHERE sha256 = :sha", sha=att["blob_sha256"])
+            files = tnef_files(bytes(data or b""))
+            item["contents"] = [{"filename": f.filename, "size": f.size} for f in files]
+        attachments.setdefault(att["message_id"], []).append(item)
     messages = [
         _message(m, attachments.get(m["id"], [])) for m in db.rows(_MESSAGES, ticket_id=row["id"])
     ]
@@ -279,6 +299,17 @@ def ticket_detail(db: Database, number: int) -> tuple[dict[str, Any], dict[str, 
     detail["created_at"] = as_datetime(row["created_at"])
     detail |= {"updated_at": head["updated_at"], "messages": messages}
     return detail, row
+
+
+def attachment(db: Database, attachment_id: int) -> dict[str, Any]:
+    """One attachment with its bytes, by the id ``ticket show`` prints."""
+    rows = db.rows(_ATTACHMENT, id=attachment_id)
+    if not rows:
+        raise NotFound(f"no attachment {attachment_id} (`deskctl ticket show N` lists them)")
+    found = rows[0]
+    found["data"] = bytes(found["data"])
+    found["inline"] = bool(found["inline"])
+    return found
 
 
 def raw_source(db: Database, number: int, message_ref: str) -> bytes:

@@ -39,9 +39,11 @@ def test_ticket_show_json_has_exactly_the_documented_fields(desk: Run, tmp_path:
     (msg,) = shown["messages"]
     assert set(msg) == {
         "id", "direction", "from", "to", "cc", "subject", "date", "message_id", "body", "flags",
-        "flag_reasons", "author", "attachments",
+        "flag_reasons", "author", "attachments", "new_text_end",
     }  # fmt: skip
-    assert set(msg["attachments"][0]) == {"filename", "content_type", "size", "sha256"}
+    assert set(msg["attachments"][0]) == {
+        "id", "filename", "content_type", "size", "sha256", "inline",
+    }  # fmt: skip
     assert msg["direction"] == "in" and msg["to"] == [{"name": "", "email": "support@example.test"}]
 
 
