@@ -13,7 +13,7 @@ from rich.text import Text
 from deskctl.commands._common import app_context, read_text, report
 from deskctl.errors import UsageError
 from deskctl.mail.sanitize import safe_text
-from deskctl.output import emit, fmt_time, stderr, warn
+from deskctl.output import emit, fmt_time, show_value, stderr, warn
 
 app = typer.Typer(help="Incoming and outgoing channels.", no_args_is_help=True)
 
@@ -237,7 +237,7 @@ def remove(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
 def _counts(data: dict[str, Any]) -> str:
     c = data["last_counts"]
     if not c:
-        return ""
+        return "-"
     return (
         f"{c.get('fetched', 0)} in, {c.get('tickets_created', 0)} new, {c.get('quarantined', 0)} q"
     )
@@ -280,13 +280,13 @@ def list_(ctx: typer.Context) -> None:
                 "yes" if r["enabled"] else "no",
                 fmt_time(r["last_fetch_at"]),
                 _counts(r),
-                Text(safe_text(r["last_error"] or ""), style="red"),
+                Text(safe_text(r["last_error"] or "-"), style="red" if r["last_error"] else ""),
             )
         out.print(table)
         table = Table("outgoing", "kind", "from", "server", box=None)
         for o in outs:
             server = f"{o['host']}:{o['port']}" if o["host"] else "local"
-            table.add_row(o["name"], o["kind"], o["from"]["email"], server)
+            table.add_row(o["name"], o["kind"], show_value(o["from"]), server)
         out.print(table)
 
     emit({"incoming": rows, "outgoing": outs}, as_json=context.json, human=human)
@@ -306,7 +306,7 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
 
     def human(out: Console) -> None:
         for key, value in data.items():
-            out.print(Text(f"{key}: {safe_text(str(value if value is not None else '-'))}"))
+            out.print(Text(f"{key}: {show_value(value)}"))
 
     emit(data, as_json=context.json, human=human)
 

@@ -13,7 +13,7 @@ from rich.text import Text
 from deskctl.commands._common import app_context, finish, read_file, report
 from deskctl.errors import ExitCode
 from deskctl.mail.sanitize import safe_text
-from deskctl.output import emit, fmt_time
+from deskctl.output import emit, fmt_time, show_value
 
 app = typer.Typer(
     help="Mail that could not be parsed or stored, kept byte for byte.", no_args_is_help=True
@@ -72,7 +72,7 @@ def show(
 
     def human(out: Console) -> None:
         for key, value in data.items():
-            out.print(Text(f"{key}: {safe_text(str(value))}"))
+            out.print(Text(f"{key}: {show_value(value)}"))
 
     emit(data, as_json=context.json, human=human)
 
