@@ -8,6 +8,8 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import pytest
+
 from conftest import Run
 
 MAIL = (
@@ -110,3 +112,38 @@ def test_shell_completion_completes_commands_and_options(tmp_path: Path) -> None
         check=True,
     )
     assert "complete -o default -F _deskctl_completion deskctl" in script.stdout
+
+
+def test_a_postgresql_url_without_psycopg_says_how_to_install_it(tmp_path: Path) -> None:
+    """An installation without the postgres extra: psycopg cannot be imported at all."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "psycopg.py").write_text("raise ImportError('No module named psycopg')\n")
+    env = {**os.environ, "DESKCTL_HOME": str(tmp_path), "PYTHONPATH": str(shadow)}
+    env["DESKCTL_DB"] = "postgresql+psycopg://deskctl@127.0.0.1:1/deskctl"
+    for args in (["ticket", "list"], ["db", "upgrade"], ["queue", "list"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "deskctl", *args], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 5, (args, done.stderr)
+        assert done.stderr == (
+            "deskctl: error: a PostgreSQL database needs psycopg, which is not installed:"
+            " pip install 'deskctl[postgres]'\n"
+        ), args
+
+
+def test_reading_a_home_without_a_database_creates_nothing(
+    run_deskctl: Run, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = isolated_home / "fresh"
+    monkeypatch.setenv("DESKCTL_HOME", str(home))
+    for args in (("ticket", "list"), ("ticket", "show", "1"), ("queue", "list"), ("doctor",)):
+        result = run_deskctl(*args)
+        assert result.exit_code == 5, args
+        assert result.stderr == (
+            f"deskctl: error: there is no database at {home / 'deskctl.db'} yet:"
+            " run `deskctl db upgrade`\n"
+        ), args
+        assert not home.exists(), args
+    assert run_deskctl("db", "upgrade").exit_code == 0
+    assert run_deskctl("ticket", "list").stdout == "no tickets\n"

@@ -67,6 +67,20 @@ def prepare_sqlite_file(database: str) -> None:
             raise ConfigError(message) from exc
 
 
+def require_database(url: str) -> None:
+    """Refuse, before anything is created, a SQLite file that does not exist yet.
+
+    Connecting would create an empty file (and its folder) only to report
+    that it has no schema: a command that reads, or that needs the schema,
+    must leave a fresh home as it found it. ``db upgrade`` creates it.
+    """
+    from deskctl.errors import SchemaBehind
+
+    database = sqlite_database(url)
+    if database is not None and database != ":memory:" and not Path(database).expanduser().exists():
+        raise SchemaBehind(f"there is no database at {database} yet: run `deskctl db upgrade`")
+
+
 def sqlite_database(url: str) -> str | None:
     """The file of a plain ``sqlite://`` URL, as SQLAlchemy reads it.
 
@@ -184,7 +198,7 @@ def open_database(url: str) -> Database:
             raise Unreachable(f"database error: {exc}") from exc
         return Database(conn, "sqlite", sqlite3)
     if url.startswith("postgresql+psycopg://"):
-        import psycopg
+        psycopg = postgres_driver()
 
         try:
             pg = psycopg.connect("postgresql://" + url.partition("://")[2])
@@ -194,6 +208,21 @@ def open_database(url: str) -> Database:
     from deskctl.store.engine import make_engine
 
     return from_engine(make_engine(url))
+
+
+#: What to run when a PostgreSQL URL meets an installation without psycopg.
+POSTGRES_EXTRA = "pip install 'deskctl[postgres]'"
+
+
+def postgres_driver() -> ModuleType:
+    """psycopg, or exit 5 saying how to install it (it is an optional extra)."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise ConfigError(
+            f"a PostgreSQL database needs psycopg, which is not installed: {POSTGRES_EXTRA}"
+        ) from exc
+    return psycopg
 
 
 def from_engine(engine: Engine) -> Database:

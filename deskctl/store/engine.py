@@ -13,7 +13,12 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
 from deskctl.errors import ConfigError
-from deskctl.store.dbapi import SQLITE_BUSY_TIMEOUT_MS, prepare_sqlite_file, sqlite_pragmas
+from deskctl.store.dbapi import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    postgres_driver,
+    prepare_sqlite_file,
+    sqlite_pragmas,
+)
 
 
 def _sqlite_begin(conn: Any) -> None:
@@ -37,6 +42,8 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg":
+        postgres_driver()  # missing: exit 5 with the install line, not an import error
     try:
         return create_engine(parsed, pool_pre_ping=True)
     except Exception as exc:
