@@ -338,10 +338,18 @@ def login(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
 def test(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
     """Connect, log in and open the folder; say what was found or what is wrong.
 
+    An outgoing channel: connect, TLS, EHLO and AUTH, no mail sent; sendmail:
+    the program is there and runs.
+
     Example: deskctl channel test support
+    Example: deskctl channel test smtp-out
     """
-    from deskctl.jobs.probe import probe_channel
+    from deskctl.errors import NotFound
+    from deskctl.jobs.probe import probe_channel, probe_outgoing
 
     context = app_context(ctx)
-    found = probe_channel(context, name)
+    try:
+        found = probe_channel(context, name)
+    except NotFound:
+        found = probe_outgoing(context, name)
     emit(found, as_json=context.json, human=lambda out: out.print(Text(found["summary"])))
