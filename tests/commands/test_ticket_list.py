@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import BACKEND, Run
+from conftest import BACKEND, Run, run_sql
 from mailfactory import make_mail
 
 LONG = "The invoice for October is missing the VAT number and the delivery address"
@@ -71,17 +70,6 @@ def test_updated_is_the_last_mail_with_the_year_when_not_this_year(desk: Run, db
     assert row["last_message_at"].startswith("2019-03-04")
     assert not row["updated_at"].startswith("2019")
     assert " 2019-03-0" in desk("ticket", "list").stdout.splitlines()[1]
-
-
-def run_sql(url: str, sql: str) -> None:
-    if url.startswith("sqlite"):
-        with sqlite3.connect(url.split(":///", 1)[1]) as conn:
-            conn.execute(sql)
-        return
-    import psycopg
-
-    with psycopg.connect("postgresql://" + url.partition("://")[2]) as conn:
-        conn.execute(sql)
 
 
 def listing(width: int) -> list[str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from jobs.conftest import AddSmtp, new_user
 
 from conftest import Run
-from jobs.conftest import AddSmtp, new_user
 from testbed.dovecot import Dovecot
 from testbed.smtp_relay import SmtpRelay
 
