@@ -263,14 +263,29 @@ def show(
 MARKER = "# ------------------------ >8 ------------------------"
 
 
+def _editor() -> str:
+    """$VISUAL, $EDITOR, else vi, but vi only on a terminal: without one it would hang
+    or scribble over a pipe, so a script that gave no body is told what to give."""
+    import os
+
+    chosen = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if chosen:
+        return chosen
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(
+            "no body given and no terminal for an editor: give --body TEXT,"
+            " --body-file FILE, or --body-file - to read it from stdin"
+        )
+    return "vi"
+
+
 def _edit_body(quote: str) -> str:
     """Open $VISUAL/$EDITOR like `git commit`; everything below the marker is dropped."""
-    import os
     import shlex
     import subprocess
     import tempfile
 
-    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    editor = _editor()
     template = (
         "\n\n"
         + MARKER
