@@ -209,17 +209,21 @@ def search_where(dialect: str, word: str) -> str:
     )
 
 
+#: ticket list's default: the work still to do (deskctl.services.tickets.OPEN_STATUSES).
+TO_DO = "t.status IN ('new', 'open', 'pending')"
+
+
 def cases(db: Database, word: str, number: int) -> list[Case]:
     queue_where = (
         f"WHERE t.status = '{STATUS}' AND t.queue_id = (SELECT id FROM queues WHERE name = "
         f"'{QUEUE}')\n"
     )
     base = [
-        Case("ticket list", ["ticket", "list"], LIST_SQL.format(where=""), "list"),
+        Case("ticket list", ["ticket", "list"], LIST_SQL.format(where=f"WHERE {TO_DO}\n"), "list"),
         Case(
             f"ticket list --search {word}",
             ["ticket", "list", "--search", word],
-            LIST_SQL.format(where=search_where(db.dialect, word)),
+            LIST_SQL.format(where=f"WHERE {TO_DO} AND ({search_where(db.dialect, word)[6:]})\n"),
             "list",
         ),
         Case(
@@ -363,7 +367,9 @@ def explain(db: Database, word: str, number: int) -> None:
     calls = {
         "ticket list": lambda: list_(),
         f"ticket list --search {word}": lambda: list_(search=word),
-        f"ticket list --queue {QUEUE} --status {STATUS}": lambda: list_(queue=QUEUE, status=STATUS),
+        f"ticket list --queue {QUEUE} --status {STATUS}": lambda: list_(
+            queue=QUEUE, statuses=(STATUS,)
+        ),
         f"ticket show {number}": show,
     }
     for label, call in calls.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ import typer
 from typer.core import TyperGroup
 
 if TYPE_CHECKING:
-    from typer._click import Command
+    from typer._click import Command, Context, Parameter
+    from typer._click.exceptions import UsageError as ClickUsageError
 
 from deskctl.config import resolve_settings
 from deskctl.context import AppContext
@@ -32,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("db", "app"),
     "queue": ("queues", "app"),
     "ticket": ("tickets", "app"),
+    "attachment": ("attachments", "app"),
     "quarantine": ("quarantine", "app"),
     "channel": ("channels", "app"),
     "ingest": ("ingest", "ingest"),
@@ -57,7 +60,9 @@ def build_command(name: str) -> Command:
         host.command(name)(target)
     group = typer.main.get_command(host)
     assert isinstance(group, TyperGroup)
-    return group.commands[name]
+    command = group.commands[name]
+    accept_global_options(command)
+    return command
 
 
 def _host() -> None:
@@ -107,7 +112,7 @@ app = typer.Typer(
     help="A help desk for the shell: support inboxes in, tickets out, replies from the shell.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=False,  # its options import shellingham on every run; see main()
     cls=LazyGroup,
 )
 
@@ -117,8 +122,85 @@ class RunState:
     """What ``main`` needs to know after the command ran (or failed)."""
 
     json: bool = False
+    quiet: bool = False
     verbose: int = 0
     context: AppContext | None = field(default=None)
+    #: --db, --config and --agent as given, before or after the command.
+    given: dict[str, str | None] = field(default_factory=dict)
+
+    def apply(self) -> None:
+        """(Re)build logging and the context from the options given so far."""
+        _setup_logging(self.quiet, self.verbose)
+        settings = resolve_settings(
+            db=self.given.get("db_url"),
+            config=self.given.get("config"),
+            agent=self.given.get("agent"),
+        )
+        self.context = AppContext(
+            settings=settings, json=self.json, quiet=self.quiet, verbose=self.verbose
+        )
+
+
+def _global_after(ctx: Context, param: Parameter, value: Any) -> None:
+    """A global option given after the command: it counts as if given before."""
+    if ctx.resilient_parsing or value in (None, False, 0):
+        return
+    state: RunState = ctx.find_root().obj
+    name = str(param.name).removeprefix(_AFTER)
+    if name == "as_json":
+        state.json = True
+    elif name == "quiet":
+        state.quiet = True
+    elif name == "verbose":
+        state.verbose += int(value)
+    else:
+        state.given[name] = str(value)
+    state.apply()
+
+
+#: The prefix of their names on a leaf command, where a parameter of the
+#: command's own may have the same name (``ticket assign ID AGENT``).
+_AFTER = "deskctl_global_"
+
+
+def _global_options() -> list[Parameter]:
+    """The root's options, for a leaf command (hidden: the root's --help lists them)."""
+    from typer.core import TyperOption
+
+    def option(decls: list[str], name: str, **kwargs: Any) -> Parameter:
+        return TyperOption(
+            param_decls=[_AFTER + name, *decls],
+            callback=_global_after,
+            expose_value=False,
+            hidden=True,
+            **kwargs,
+        )
+
+    return [
+        option(["--db"], "db_url", type=str),
+        option(["--config"], "config", type=str),
+        option(["--agent"], "agent", type=str),
+        option(["--json"], "as_json", is_flag=True, default=False),
+        option(["-q", "--quiet"], "quiet", is_flag=True, default=False),
+        option(["-v", "--verbose"], "verbose", count=True, default=0),
+    ]
+
+
+def accept_global_options(command: Command) -> None:
+    """Let ``deskctl ticket list --json`` mean ``deskctl --json ticket list``, as in gh.
+
+    Every leaf command takes the global options too; given there, they
+    update the run's state the root callback set up. A command's own option
+    of the same name (none today) would win.
+    """
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            accept_global_options(sub)
+        return
+    taken = {opt for p in command.params for opt in getattr(p, "opts", [])}
+    command.params.extend(
+        p for p in _global_options() if not taken.intersection(getattr(p, "opts", []))
+    )
 
 
 class _SafeFormatter(logging.Formatter):
@@ -154,6 +236,14 @@ def _setup_logging(quiet: bool, verbose: int) -> None:
     root.setLevel(level)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        sys.stdout.write(f"deskctl {version('deskctl')}\n")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -169,14 +259,30 @@ def root(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="nothing on success")] = False,
-    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="more logs")] = 0,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "-v",
+            "--verbose",
+            count=True,
+            metavar="",
+            show_default=False,
+            help="more logs on stderr; -vv for debug",
+        ),
+    ] = 0,
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="print the version"),
+    ] = False,
 ) -> None:
-    """Mail in from any inbox, tickets in one shared database, replies from the shell."""
+    """Mail in from any inbox, tickets in one shared database, replies from the shell.
+
+    The global options may also follow the command: deskctl ticket list --json
+    """
     state: RunState = ctx.ensure_object(RunState)
-    state.json, state.verbose = as_json, verbose
-    _setup_logging(quiet, verbose)
-    settings = resolve_settings(db=db_url, config=config, agent=agent)
-    state.context = AppContext(settings=settings, json=as_json, quiet=quiet, verbose=verbose)
+    state.json, state.quiet, state.verbose = as_json, quiet, verbose
+    state.given = {"db_url": db_url, "config": config, "agent": agent}
+    state.apply()
     ctx.obj = state
 
 
@@ -190,19 +296,58 @@ def _report(state: RunState, code: str, message: str, exit_code: int) -> int:
     return exit_code
 
 
+#: The environment variable the shell's completion script sets (README: Shell completion).
+COMPLETE_VAR = "_DESKCTL_COMPLETE"
+
+
+def usage_message(exc: ClickUsageError) -> str:
+    """A usage error as one line: what is wrong, the likeliest fix, where help is.
+
+    Typer draws a box over several lines; every other deskctl error is one
+    ``deskctl: error: ...`` line, and scripts read usage errors the same way.
+    """
+    from typer._click.exceptions import NoSuchOption
+
+    if isinstance(exc, NoSuchOption):
+        message = exc.message
+        if exc.possibilities:
+            message += f"; did you mean {' or '.join(sorted(exc.possibilities))}?"
+    else:  # Typer's own suggestion for a command is a second sentence
+        message = exc.format_message().replace(". Did you mean", "; did you mean")
+    message = message[:1].lower() + message[1:]
+    where = exc.ctx.command_path if exc.ctx is not None else "deskctl"
+    return f"{message.rstrip('.')} (see '{where} --help')"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run deskctl and return its exit status (the console script exits with it)."""
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+    from typer._click.exceptions import UsageError as ClickUsageError
+
+    if COMPLETE_VAR in os.environ:
+        # The shell asks for completions (or the script): Typer's shells are
+        # registered only now, so an ordinary run never imports them.
+        from typer.completion import completion_init
+
+        completion_init()
     args = sys.argv[1:] if argv is None else argv
     command = typer.main.get_command(app)
     state = RunState()
     if "--mta" in args:
         return _main_for_mail_server(command, args, state)
     try:
-        # Standalone mode lets Typer print usage errors its own way (exit 2);
-        # our own failures are not Click exceptions and arrive here unchanged.
-        command.main(args=args, prog_name="deskctl", standalone_mode=True, obj=state)
+        # Not standalone: usage errors come here to be printed our way, in one line.
+        result = command.main(args=args, prog_name="deskctl", standalone_mode=False, obj=state)
+        return result if isinstance(result, int) else ExitCode.OK
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else ExitCode.OK
+    except NoArgsIsHelpError as exc:  # a bare group: its help, as before
+        exc.show()
+        return exc.exit_code
+    except ClickUsageError as exc:
+        return _report(state, "usage", usage_message(exc), ExitCode.USAGE)
+    except ClickException as exc:
+        return _report(state, "usage", exc.format_message(), exc.exit_code)
     except DeskError as exc:
         return _report(state, exc.code, exc.message, exc.exit_code)
     except KeyboardInterrupt:

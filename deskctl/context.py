@@ -36,6 +36,10 @@ class AppContext:
 
     def engine(self, *, check_schema: bool = True) -> Engine:
         """The engine; by default refuses a database whose schema is behind."""
+        if check_schema and not self._checked:
+            from deskctl.store.dbapi import require_database
+
+            require_database(self.settings.db_url)
         if self._engine is None:
             from deskctl.store.engine import make_engine
 
@@ -63,8 +67,10 @@ class AppContext:
 
         The caller opens its transactions with :meth:`Database.transaction`.
         """
-        from deskctl.store.dbapi import open_database
+        from deskctl.store.dbapi import open_database, require_database
 
+        if not self._checked:
+            require_database(self.settings.db_url)
         db = open_database(self.settings.db_url)
         try:
             if not self._checked:

@@ -84,3 +84,15 @@ def db_url(empty_db_url: str, run_deskctl: Run, monkeypatch: pytest.MonkeyPatch)
 def desk(db_url: str, run_deskctl: Run) -> Iterator[Run]:
     """deskctl on a ready database: the fixture most user stories start from."""
     yield run_deskctl
+
+
+def run_sql(url: str, statement: str) -> None:
+    """One statement straight on the test database, for a state no command makes (an old date)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(statement))
+    finally:
+        engine.dispose()

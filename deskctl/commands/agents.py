@@ -52,7 +52,7 @@ def list_(ctx: typer.Context) -> None:
         table = Table("agent", "email", "signature", box=None)
         for row in rows:
             table.add_row(
-                str(row["name"]), str(row["email"] or ""), "yes" if row["signature"] else ""
+                str(row["name"]), str(row["email"] or "-"), "yes" if row["signature"] else "no"
             )
         out.print(table)
 

@@ -13,7 +13,7 @@ from rich.text import Text
 from deskctl.commands._common import app_context, read_text, report
 from deskctl.errors import UsageError
 from deskctl.mail.sanitize import safe_text
-from deskctl.output import emit, fmt_time, stderr, warn
+from deskctl.output import emit, fmt_time, show_value, stderr, warn
 
 app = typer.Typer(help="Incoming and outgoing channels.", no_args_is_help=True)
 
@@ -295,7 +295,7 @@ def remove(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
 def _counts(data: dict[str, Any]) -> str:
     c = data["last_counts"]
     if not c:
-        return ""
+        return "-"
     return (
         f"{c.get('fetched', 0)} in, {c.get('tickets_created', 0)} new, {c.get('quarantined', 0)} q"
     )
@@ -338,13 +338,13 @@ def list_(ctx: typer.Context) -> None:
                 "yes" if r["enabled"] else "no",
                 fmt_time(r["last_fetch_at"]),
                 _counts(r),
-                Text(safe_text(r["last_error"] or ""), style="red"),
+                Text(safe_text(r["last_error"] or "-"), style="red" if r["last_error"] else ""),
             )
         out.print(table)
         table = Table("outgoing", "kind", "from", "server", box=None)
         for o in outs:
             server = f"{o['host']}:{o['port']}" if o["host"] else "local"
-            table.add_row(o["name"], o["kind"], o["from"]["email"], server)
+            table.add_row(o["name"], o["kind"], show_value(o["from"]), server)
         out.print(table)
 
     emit({"incoming": rows, "outgoing": outs}, as_json=context.json, human=human)
@@ -364,7 +364,7 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
 
     def human(out: Console) -> None:
         for key, value in data.items():
-            out.print(Text(f"{key}: {safe_text(str(value if value is not None else '-'))}"))
+            out.print(Text(f"{key}: {show_value(value)}"))
 
     emit(data, as_json=context.json, human=human)
 
@@ -396,10 +396,18 @@ def login(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
 def test(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
     """Connect, log in, open the folder and find the after-fetch folder; say what is wrong.
 
+    An outgoing channel: connect, TLS, EHLO and AUTH, no mail sent; sendmail:
+    the program is there and runs.
+
     Example: deskctl channel test support
+    Example: deskctl channel test smtp-out
     """
-    from deskctl.jobs.probe import probe_channel
+    from deskctl.errors import NotFound
+    from deskctl.jobs.probe import probe_channel, probe_outgoing
 
     context = app_context(ctx)
-    found = probe_channel(context, name)
+    try:
+        found = probe_channel(context, name)
+    except NotFound:
+        found = probe_outgoing(context, name)
     emit(found, as_json=context.json, human=lambda out: out.print(Text(found["summary"])))

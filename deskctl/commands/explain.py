@@ -68,12 +68,16 @@ def explain(
 
 
 def doctor(ctx: typer.Context) -> None:
-    """Check the configuration for mail loops and stale channels.
+    """Check for mail loops, stale or failing channels, and replies failing or stuck.
+
+    Exit 0: nothing found; 5: a configuration problem (loop risk, filter,
+    sign-in, stale channel); 6: only mail not moving (a failed fetch, failed
+    or stuck replies).
 
     Example: deskctl doctor
     """
     from deskctl.jobs.probe import oauth_warnings
-    from deskctl.services.doctor import Finding, check_configuration
+    from deskctl.services.doctor import OPERATIONS, Finding, check_configuration
 
     context = app_context(ctx)
     with context.transaction(write=False) as session:
@@ -90,4 +94,7 @@ def doctor(ctx: typer.Context) -> None:
             )
 
     emit({"findings": [f.to_dict() for f in findings]}, as_json=context.json, human=human)
-    finish(ExitCode.CONFIG if warnings else ExitCode.OK)
+    # 5: something in the configuration needs fixing; 6: only mail that is not moving.
+    if any(f.check not in OPERATIONS for f in warnings):
+        finish(ExitCode.CONFIG)
+    finish(ExitCode.UNREACHABLE if warnings else ExitCode.OK)

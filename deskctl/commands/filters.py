@@ -63,7 +63,7 @@ def list_(ctx: typer.Context) -> None:
         table = Table("pattern", "added by", "reason", box=None)
         for r in rows:
             source = "hand" if r["source"] == "manual" else str(r["source"]).replace(":", " ")
-            table.add_row(str(r["pattern"]), source, Text(str(r["reason"] or "")))
+            table.add_row(str(r["pattern"]), source, Text(str(r["reason"] or "-")))
         out.print(table)
 
     emit({"filters": rows}, as_json=context.json, human=human)

@@ -48,8 +48,8 @@ def list_(
                 Text(r["channel"] or "-"),
                 r["state"],
                 str(r["attempts"]),
-                fmt_time(r["next_attempt_at"]) if r["state"] == "queued" else "",
-                Text(safe_text(r["last_error"] or "")),
+                fmt_time(r["next_attempt_at"]) if r["state"] == "queued" else "-",
+                Text(safe_text(r["last_error"] or "-")),
             )
         out.print(table if rows else "the outbox is empty")
 

@@ -16,7 +16,7 @@ from deskctl.commands._common import app_context, finish, read_mail, report
 from deskctl.commands.ingest import DEFAULT_MAX_SIZE
 from deskctl.errors import ExitCode, NotFound, UsageError
 from deskctl.mail.sanitize import one_line, safe_text
-from deskctl.output import emit, fmt_time
+from deskctl.output import emit, fmt_time, show_value
 
 #: On a terminal, ``show --raw`` prints at most this much (sanitised); a pipe gets every byte.
 TERMINAL_BYTES = 1024 * 1024
@@ -96,7 +96,7 @@ def show(
     def human(out: Console) -> None:
         # One line per field: a newline in a source (a file name) cannot add a field.
         for key, value in data.items():
-            out.print(Text(f"{key}: {one_line(safe_text(str(value)))}"))
+            out.print(Text(f"{key}: {one_line(safe_text(show_value(value)))}"))
 
     emit(data, as_json=context.json, human=human)
 

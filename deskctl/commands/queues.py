@@ -95,7 +95,7 @@ def list_(ctx: typer.Context) -> None:
                 name,
                 str(row["color"]),
                 str(row["open_tickets"]),
-                Text(str(row["description"] or "")),
+                Text(str(row["description"] or "-")),
             )
         out.print(table)
 

@@ -12,7 +12,16 @@ import typer
 from deskctl.commands._common import app_context, read_file, read_text, report
 from deskctl.errors import UsageError
 from deskctl.mail.sanitize import safe_text
-from deskctl.output import Column, columns, emit, fmt_time
+from deskctl.output import (
+    Column,
+    address,
+    columns,
+    fmt_time,
+    human_size,
+    paged,
+    print_json,
+    show_value,
+)
 from deskctl.services.tickets import MAX_ID
 
 if TYPE_CHECKING:
@@ -32,10 +41,16 @@ TicketNumber = Annotated[int, typer.Argument(help="ticket number", min=1, max=MA
 def list_(
     ctx: typer.Context,
     status: Annotated[
-        str | None, typer.Option("--status", help="new|open|pending|solved|closed")
+        list[str] | None,
+        typer.Option(
+            "--status",
+            help="new|open|pending|solved|closed|all; several: open,pending or repeated"
+            " \\[default: new,open,pending]",
+        ),
     ] = None,
     queue: Annotated[str | None, typer.Option("--queue", help="queue name")] = None,
     assignee: Annotated[str | None, typer.Option("--assignee", help="agent name, or 'me'")] = None,
+    mine: Annotated[bool, typer.Option("--mine", help="mine: --assignee me")] = False,
     customer: Annotated[str | None, typer.Option("--customer", help="customer address")] = None,
     search: Annotated[
         str | None, typer.Option("--search", help="text in title, body or address")
@@ -47,58 +62,36 @@ def list_(
         str | None,
         typer.Option("--flag", help="with a message flagged so: auto_reply, bounce, bulk, ..."),
     ] = None,
+    no_pager: Annotated[bool, typer.Option("--no-pager", help="never page the output")] = False,
 ) -> None:
-    """List tickets, newest activity first.
+    """List tickets, newest activity first; by default the work to do (new, open, pending).
 
-    Tickets filed away on arrival (an out-of-office that answers none of our
-    mail) show only with --status or --flag.
+    With --flag and no --status, every status (filed auto-replies are closed).
 
     Example: deskctl ticket list --status open --queue billing
+    Example: deskctl ticket list --mine --status all
     Example: deskctl ticket list --flag auto_reply
     """
     from deskctl.services import tickets as svc
 
     context = app_context(ctx)
+    if mine:
+        if assignee not in (None, "me"):
+            raise UsageError("give --mine or --assignee, not both")
+        assignee = "me"
     if assignee == "me":
         assignee = context.settings.agent
-    flt = svc.TicketFilter(status, queue, assignee, customer, search, limit, flag)
+    statuses = svc.list_statuses(status or [], flag=flag)
+    flt = svc.TicketFilter(statuses, queue, assignee, customer, search, limit, flag)
     with context.database() as db, db.transaction():
         found = svc.list_tickets(db, flt)
     rows = [svc.ticket_summary(row) for row in found]
     colors = {row["id"]: row["queue_color"] for row in found}
-
-    def human(out: Console) -> None:
-        from rich.text import Text
-
-        if not rows:
-            out.print("no tickets", markup=False)
-            return
-        specs = [
-            Column("#", right=True),
-            Column("status"),
-            Column("queue"),
-            Column("title", share=2),
-            Column("customer", share=1),
-            Column("assignee", max_width=10),
-            Column("msgs", right=True),
-            Column("updated"),
-        ]
-        cells = [
-            [
-                Text(str(row["number"])),
-                Text(row["status"]),
-                Text(safe_text(row["queue"]), style=colors[row["id"]]),
-                Text(safe_text(row["title"])),
-                Text(safe_text(row["customer"]["email"] or "")),
-                Text(safe_text(row["assignee"] or "")),
-                Text(str(row["messages"])),
-                Text(fmt_time(row["updated_at"])),
-            ]
-            for row in rows
-        ]
-        out.print(columns(specs, cells, out.width))
-
-    emit({"tickets": rows}, as_json=context.json, human=human)
+    if context.json:
+        print_json({"tickets": rows})
+        return
+    with paged(not no_pager) as out:
+        _render_list(out, rows, colors)
 
 
 def _mailboxes(addresses: list[dict[str, str]]) -> str:
@@ -115,48 +108,105 @@ def recipients_line(recipients: dict[str, Any]) -> str:
     return line + (f", cc {_mailboxes(recipients['cc'])}" if recipients["cc"] else "")
 
 
-def _render_ticket(out: Console, data: dict[str, Any], color: str) -> None:
+#: ticket list's columns; a narrow terminal drops the later-listed first
+#: (msgs, then assignee, then queue), so that the title stays readable.
+_LIST_COLUMNS = [
+    Column("#", right=True),
+    Column("status"),
+    Column("queue", max_width=12, drop=3),
+    Column("title", share=3, min_width=32),
+    Column("customer", share=1, max_width=30, min_width=12),
+    Column("assignee", max_width=10, drop=2),
+    Column("msgs", right=True, drop=1),
+    Column("updated"),
+]
+
+
+def _render_list(out: Console, rows: list[dict[str, Any]], colors: dict[int, str]) -> None:
     from rich.text import Text
 
-    cust = data["customer"]
+    if not rows:
+        out.print("no tickets", markup=False)
+        return
+    cells = [
+        [
+            Text(str(row["number"])),
+            Text(row["status"]),
+            Text(safe_text(row["queue"]), style=colors[row["id"]]),
+            Text(safe_text(row["title"]) or "-"),
+            Text(safe_text(row["customer"]["email"] or "-")),
+            Text(safe_text(row["assignee"] or "-")),
+            Text(str(row["messages"])),
+            Text(fmt_time(row["last_message_at"])),
+        ]
+        for row in rows
+    ]
+    out.print(columns(_LIST_COLUMNS, cells, out.width))
+
+
+def _render_ticket(out: Console, data: dict[str, Any], color: str, *, full: bool) -> None:
+    from rich.text import Text
+
     head = Text()
     head.append(f"#{data['number']} ", style="bold")
-    head.append(safe_text(data["title"]), style="bold")
+    head.append(safe_text(data["title"]) or "-", style="bold")
     out.print(head)
     meta = Text()
     meta.append(f"{data['status']}  ")
     meta.append(safe_text(data["queue"]), style=color)
-    meta.append(f"  customer {safe_text(cust['name'] or '')} <{safe_text(cust['email'] or '')}>")
-    meta.append(f"  assignee {safe_text(data['assignee'] or '-')}")
+    meta.append(f"  customer {address(data['customer']['name'], data['customer']['email'])}")
+    meta.append(f"  assignee {show_value(data['assignee'])}")
     out.print(meta)
     out.print(Text(f"a reply goes {recipients_line(data['reply_recipients'])}", style="dim"))
     for note in data["reply_recipients"]["notes"]:
         out.print(Text(f"  {safe_text(note)}", style="yellow"))
     for msg in data["messages"]:
         out.rule(style="dim")
-        sender = msg["from"]
-        line = Text(f"[{msg['id']}] {msg['direction']}  ", style="dim")
-        line.append(safe_text(f"{sender['name']} <{sender['email']}>"))
-        line.append(f"  {fmt_time(msg['date'])}", style="dim")
+        _render_message(out, msg, full=full)
+
+
+def _render_message(out: Console, msg: dict[str, Any], *, full: bool) -> None:
+    from rich.text import Text
+
+    line = Text(f"[{msg['id']}] {msg['direction']}  ", style="dim")
+    sender = address(msg["from"]["name"], msg["from"]["email"])
+    if msg["direction"] == "note":  # a note has no sender: its author wrote it
+        line.append(f"by {safe_text(msg['author'] or '-')}")
+    else:
+        line.append(sender)
         if msg["author"]:
             line.append(f"  by {safe_text(msg['author'])}", style="dim")
-        if msg.get("delivery"):
-            line.append(
-                f"  [{msg['delivery']}]", style="green" if msg["delivery"] == "sent" else "yellow"
+    line.append(f"  {fmt_time(msg['date'])}", style="dim")
+    if msg.get("delivery"):
+        line.append(
+            f"  [{msg['delivery']}]", style="green" if msg["delivery"] == "sent" else "yellow"
+        )
+    if msg["flags"]:
+        line.append("  " + ",".join(msg["flags"]), style="yellow")
+    out.print(line)
+    if msg["direction"] != "note":
+        rcpt = Text(f"  to: {show_value(msg['to'])}", style="dim")
+        if msg["cc"]:
+            rcpt.append(f"  cc: {show_value(msg['cc'])}")
+        out.print(rcpt)
+    if msg["flag_reasons"]:
+        out.print(Text("  why: " + safe_text("; ".join(msg["flag_reasons"])), style="yellow"))
+    if msg.get("delivery_error"):
+        out.print(Text("  delivery: " + safe_text(msg["delivery_error"]), style="yellow"))
+    _render_body(out, safe_text(msg["body"] or "").rstrip(), full=full)
+    for att in msg["attachments"]:
+        kind = "inline" if att["inline"] else "attachment"
+        out.print(
+            Text(
+                f"  {kind} {att['id']}: {safe_text(att['filename'])} "
+                f"({safe_text(att['content_type'])}, {human_size(att['size'])})",
+                style="cyan",
             )
-        if msg["flags"]:
-            line.append("  " + ",".join(msg["flags"]), style="yellow")
-        out.print(line)
-        if msg["flag_reasons"]:
-            out.print(Text("  why: " + safe_text("; ".join(msg["flag_reasons"])), style="yellow"))
-        if msg.get("delivery_error"):
-            out.print(Text("  delivery: " + safe_text(msg["delivery_error"]), style="yellow"))
-        out.print(Text(safe_text(msg["body"]).rstrip()))
-        for att in msg["attachments"]:
+        )
+        for inner in att.get("contents", []):
             out.print(
                 Text(
-                    f"  attachment: {safe_text(att['filename'])} "
-                    f"({safe_text(att['content_type'])}, {att['size']} bytes)",
+                    f"    inside: {safe_text(inner['filename'])} ({human_size(inner['size'])})",
                     style="cyan",
                 )
             )
@@ -189,10 +239,35 @@ def _record_seen(db: Database, agent: str, data: dict[str, Any]) -> None:
         )
 
 
+def _render_body(out: Console, body: str, *, full: bool) -> None:
+    """The body, its quoted parts folded into one dim line each unless ``full``."""
+    from rich.text import Text
+
+    from deskctl.mail.quotes import folds
+
+    found = [] if full else folds(body)
+    lines = body.split("\n")
+    shown = 0
+    for fold in found:
+        if fold.first > shown:
+            out.print(Text("\n".join(lines[shown : fold.first]).rstrip("\n")))
+        count = f"{fold.lines} line{'s' if fold.lines != 1 else ''}"
+        what = f"{count} of quoted history" if fold.kind == "history" else f"{count} quoted"
+        out.print(Text(f"[… {what}, folded; --full shows them]", style="dim"))
+        shown = fold.last + 1
+    rest = "\n".join(lines[shown:]).strip("\n") if found else body
+    if rest:
+        out.print(Text(rest))
+
+
 @app.command("show")
 def show(
     ctx: typer.Context,
     number: TicketNumber,
+    full: Annotated[
+        bool, typer.Option("--full", help="quoted history too, not folded into one line")
+    ] = False,
+    no_pager: Annotated[bool, typer.Option("--no-pager", help="never page the output")] = False,
     raw: Annotated[
         str | None,
         typer.Option("--raw", help="print the stored source of this message (id or Message-ID)"),
@@ -200,7 +275,11 @@ def show(
 ) -> None:
     """Show a ticket with its conversation, or one message's raw source.
 
+    Quoted history is folded into one dim line per block (--full shows it);
+    on a terminal the output goes through $DESKCTL_PAGER, $PAGER or `less -FRX`.
+
     Example: deskctl ticket show 1042
+    Example: deskctl ticket show 1042 --full --no-pager
     """
     from deskctl.services import tickets as svc
     from deskctl.services.recipients import shown_recipients
@@ -214,11 +293,11 @@ def show(
             with db.transaction():
                 data, row = svc.ticket_detail(db, number)
                 data["reply_recipients"] = shown_recipients(db, data, context.settings.reply_max_cc)
-            emit(
-                data,
-                as_json=context.json,
-                human=lambda out: _render_ticket(out, data, row["queue_color"]),
-            )
+            if context.json:
+                print_json(data)
+            else:
+                with paged(not no_pager) as out:
+                    _render_ticket(out, data, row["queue_color"], full=full)
             # Printed first: a run holding the write lock may delay the record, never the read.
             _record_seen(db, context.settings.agent, data)
             return
@@ -234,18 +313,33 @@ def show(
 MARKER = "# ------------------------ >8 ------------------------"
 
 
+def _editor() -> str:
+    """$VISUAL, $EDITOR, else vi, but vi only on a terminal: without one it would hang
+    or scribble over a pipe, so a script that gave no body is told what to give."""
+    import os
+
+    chosen = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if chosen:
+        return chosen
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(
+            "no body given and no terminal for an editor: give --body TEXT,"
+            " --body-file FILE, or --body-file - to read it from stdin"
+        )
+    return "vi"
+
+
 def _edit_body(quote: str, about: str = "") -> str:
     """Open $VISUAL/$EDITOR like `git commit`; everything below the marker is dropped.
 
     ``about`` (who the reply goes to) is shown below the marker, where the
     agent reads it before writing and nothing of it is sent.
     """
-    import os
     import shlex
     import subprocess
     import tempfile
 
-    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    editor = _editor()
     template = (
         "\n\n"
         + MARKER

@@ -116,3 +116,57 @@ def oauth_warnings(context: AppContext) -> list[str]:
                 f"expire: run `deskctl fetch --channel {name}` or `deskctl channel login {name}`"
             )
     return found
+
+
+def probe_outgoing(context: AppContext, name: str) -> dict[str, Any]:
+    """Connect, TLS, EHLO and AUTH as a reply would, and send nothing.
+
+    The same sender ``send-outbox`` opens, so a channel that passes here
+    fails there only for what the server says about a message. For sendmail:
+    the program is there and runs (``-bp`` lists the queue, sending nothing).
+    """
+    from deskctl.jobs.send_outbox import open_sender
+    from deskctl.services.channels import get_outgoing
+    from deskctl.transport.smtp import SmtpSender
+
+    with context.transaction(write=False) as session:
+        ch = get_outgoing(session, name)
+        channel_id, kind, host, port = ch.id, ch.kind, ch.host, ch.port
+        security, user = ch.security or "starttls", ch.username
+        command = str(dict(ch.settings or {}).get("sendmail", "sendmail"))
+    if kind == "sendmail":
+        return _probe_sendmail(name, command)
+    with open_sender(context, channel_id) as sender:
+        assert isinstance(sender, SmtpSender) and sender.client is not None
+        code, _answer = sender.client.ehlo()
+        if code != 250:
+            raise ConfigError(f"{name}: {host}:{port} answered EHLO with {code}")
+    login = f"logged in as {user}" if user else "no login configured"
+    summary = f"{name}: connected to {host}:{port} ({security}), EHLO ok, {login}; no mail sent"
+    return {"channel": name, "ok": True, "kind": kind, "summary": summary}
+
+
+def _probe_sendmail(name: str, command: str) -> dict[str, Any]:
+    import shutil
+    import subprocess
+
+    found = shutil.which(command)
+    if found is None:
+        raise ConfigError(
+            f"{name}: {command} not found: install a local mail system (e.g. postfix)"
+            " or add an SMTP outgoing channel"
+        )
+    try:
+        done = subprocess.run(
+            [found, "-bp"], capture_output=True, timeout=30, check=False, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"{name}: {found} does not run: {exc}") from exc
+    if done.returncode != 0:
+        said = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise ConfigError(
+            f"{name}: {found} -bp exited {done.returncode}: {said[-1] if said else ''}".rstrip(": ")
+            + "; is the local mail system running?"
+        )
+    summary = f"{name}: {found} runs (its queue is readable); no mail sent"
+    return {"channel": name, "ok": True, "kind": "sendmail", "summary": summary}

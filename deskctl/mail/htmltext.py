@@ -16,21 +16,24 @@ import re
 _BLANK_RUNS = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
 #: How much HTML is turned into text (2 MB); the rest is noted, not converted.
 HTML_LIMIT = 2 * 1000 * 1000
+_XML_DECLARATION = re.compile(r"^<\?xml [^>]+?\?>")
 
 
 def html_to_text(html: str) -> str:
-    """Text an agent can read in a terminal, with the layout of lists and tables kept."""
+    """Text an agent can read in a terminal, with the layout of lists and tables kept.
+
+    A link keeps its target, as ``text <url>``: "click here" alone would lose
+    the one thing the customer sent (a download, a screenshot on a share).
+    """
     if not html.strip():
         return ""
-    from inscriptis import get_text
-
     kept = html
     if len(html) > HTML_LIMIT:
         # Cut before a tag rather than inside one, unless that loses too much.
         cut = html.rfind("<", 0, HTML_LIMIT)
         kept = html[: cut if cut > HTML_LIMIT // 2 else HTML_LIMIT]
     try:
-        text = get_text(kept)
+        text = _text_with_links(kept)
     except (ValueError, TypeError):  # lxml refuses some documents outright
         text = re.sub(r"<[^>]*>", " ", kept)
     lines = "\n".join(line.rstrip() for line in text.splitlines())
@@ -41,3 +44,25 @@ def html_to_text(html: str) -> str:
             "HTML were turned into text; the rest is in the raw message]"
         )
     return text
+
+
+def _text_with_links(html: str) -> str:
+    from inscriptis.html_engine import Inscriptis
+    from lxml.etree import ParserError
+    from lxml.html import document_fromstring
+
+    html = _XML_DECLARATION.sub("", html.strip(), count=1)
+    try:  # as inscriptis' get_text parses, so the layout is the same
+        tree = document_fromstring(html)
+    except ParserError:
+        tree = document_fromstring("<pre>" + html + "</pre>")
+    for anchor in tree.iter("a"):
+        target = (anchor.get("href") or "").strip()
+        shown = anchor.text_content().strip()
+        if not target or target.startswith("#") or target.lower().startswith("javascript:"):
+            continue
+        bare = target.removeprefix("mailto:")
+        if shown in (target, bare):  # the text is the address already
+            continue
+        anchor.tail = f" <{bare}>" + (anchor.tail or "")
+    return str(Inscriptis(tree).get_text())

@@ -9,9 +9,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from deskctl.services.filters import load_patterns, matching_pattern
-from deskctl.store.models import Agent, IncomingChannel, OutgoingChannel, Queue
+from deskctl.store.models import Agent, IncomingChannel, OutboxItem, OutgoingChannel, Queue
 
 STALE_AFTER = timedelta(days=1)
+#: A reply due longer than this and still not sent: send-outbox is not running.
+STUCK_AFTER = timedelta(hours=1)
+#: Findings about mail that is not moving (exit 6), not about the configuration (exit 5).
+OPERATIONS = frozenset({"fetch-failed", "outbox-failed", "outbox-stuck", "outbox-retrying"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,81 @@ def check_configuration(session: Session, now: datetime) -> list[Finding]:
                 f"channel {channel.name} has not fetched successfully for a day "
                 f"(last success: {when}; last error: {channel.last_error or 'none'})",
             )
+    found += check_operations(session, now, incoming)
     if not found:
-        found.append(Finding("ok", "all", "no loop risks or stale channels found"))
+        found.append(Finding("ok", "all", "no loop risks, failing channels or stuck replies found"))
+    return found
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
+
+
+def check_operations(
+    session: Session, now: datetime, incoming: list[IncomingChannel]
+) -> list[Finding]:
+    """Mail that is not moving: a channel whose last fetch failed, replies failing or stuck.
+
+    "Since when" for a channel is its last success (or, never having
+    fetched, its creation): the failures began after that.
+    """
+    found = []
+    for ch in incoming:
+        if not ch.enabled or not ch.last_error:
+            continue
+        if ch.last_success_at is not None and (ch.last_fetch_at or now) <= ch.last_success_at:
+            continue
+        since = (
+            f"failing since its last success at {_when(ch.last_success_at)}"
+            if ch.last_success_at
+            else f"never fetched successfully since it was added at {_when(ch.created_at)}"
+        )
+        found.append(
+            Finding(
+                "warning",
+                "fetch-failed",
+                f"channel {ch.name}: the last fetch failed at {_when(ch.last_fetch_at)}, {since}:"
+                f" {ch.last_error}; try `deskctl channel test {ch.name}`",
+            )
+        )
+    items = list(
+        session.scalars(
+            select(OutboxItem)
+            .where(OutboxItem.state.in_(("failed", "queued", "sending")))
+            .order_by(OutboxItem.id)
+        )
+    )
+    failed = [i for i in items if i.state == "failed"]
+    if failed:
+        ids = ", ".join(str(i.id) for i in failed[:5]) + (" ..." if len(failed) > 5 else "")
+        found.append(
+            Finding(
+                "warning",
+                "outbox-failed",
+                f"{len(failed)} repl{'y' if len(failed) == 1 else 'ies'} failed (outbox {ids}),"
+                f" the last: {failed[-1].last_error}; "
+                "see `deskctl outbox list --state failed`, then `deskctl outbox retry ID`",
+            )
+        )
+    for item in items:
+        if item.state == "queued" and item.attempts and item.last_error:
+            found.append(
+                Finding(
+                    "warning",
+                    "outbox-retrying",
+                    f"outbox item {item.id} is retried (attempt {item.attempts}, next at "
+                    f"{_when(item.next_attempt_at)}): {item.last_error}",
+                )
+            )
+        elif (item.state == "queued" and now - item.next_attempt_at > STUCK_AFTER) or (
+            item.state == "sending" and item.lease_until and now - item.lease_until > STUCK_AFTER
+        ):
+            found.append(
+                Finding(
+                    "warning",
+                    "outbox-stuck",
+                    f"outbox item {item.id} has been due since {_when(item.next_attempt_at)} and "
+                    "is not sent: is `deskctl send-outbox` in cron?",
+                )
+            )
     return found

@@ -12,16 +12,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from deskctl.errors import ConfigError, NotFound, UsageError
+from deskctl.mail.quotes import new_text_end
+from deskctl.mail.tnef import is_tnef, tnef_files
 from deskctl.store.dbapi import Database, as_datetime, as_json
 
 STATUSES = ("new", "open", "pending", "solved", "closed")
 
+#: What ``ticket list`` shows when no --status is given: the work still to do.
+OPEN_STATUSES = ("new", "open", "pending")
+
 #: The event kind of a ticket that mail opened but that is no one's work (an
-#: out-of-office answering none of our mail): it is closed on arrival and the
-#: default list leaves it out; ``--status`` or ``--flag`` show it.
+#: out-of-office answering none of our mail): it is closed on arrival, so the
+#: default list (OPEN_STATUSES) leaves it out; ``--status closed`` or ``--flag`` show it.
 FILED = "filed"
-_NOT_FILED = f"""NOT (t.status = 'closed' AND EXISTS (
-    SELECT 1 FROM ticket_events e WHERE e.ticket_id = t.id AND e.kind = '{FILED}'))"""
 
 # Tickets with a message flagged so (auto_reply, bounce, bulk, own, help_desk, ...).
 # The "not []" term matches the partial index ix_messages_flagged, so only the
@@ -61,10 +64,20 @@ ORDER BY m.id
 """
 
 _ATTACHMENTS = """
-SELECT message_id, filename, content_type, size, blob_sha256
+SELECT id, message_id, filename, content_type, size, blob_sha256, inline
 FROM attachments
 WHERE message_id IN (SELECT id FROM messages WHERE ticket_id = :ticket_id)
 ORDER BY id
+"""
+
+_ATTACHMENT = """
+SELECT a.id, a.filename, a.content_type, a.size, a.blob_sha256, a.inline, b.data,
+       t.number AS ticket
+FROM attachments a
+JOIN blobs b ON b.sha256 = a.blob_sha256
+JOIN messages m ON m.id = a.message_id
+JOIN tickets t ON t.id = m.ticket_id
+WHERE a.id = :id
 """
 
 # The search: every word as a prefix, through the full-text indexes the
@@ -95,9 +108,25 @@ def check_status(status: str) -> str:
     return value
 
 
+def list_statuses(given: list[str], *, flag: str | None = None) -> tuple[str, ...] | None:
+    """The statuses ``ticket list`` shows; None for every status.
+
+    ``--status`` may be repeated and may list several (``open,pending``);
+    ``all`` is every status. Without it the list is the work to do, except
+    with ``--flag``: that asks for flagged mail wherever it lies (filed
+    auto-replies are closed).
+    """
+    words = [w.strip() for value in given for w in value.split(",") if w.strip()]
+    if not words:
+        return None if flag else OPEN_STATUSES
+    if any(w.lower() == "all" for w in words):
+        return None
+    return tuple(dict.fromkeys(check_status(w) for w in words))
+
+
 @dataclass(frozen=True, slots=True)
 class TicketFilter:
-    status: str | None = None
+    statuses: tuple[str, ...] | None = OPEN_STATUSES
     queue: str | None = None
     assignee: str | None = None
     customer: str | None = None
@@ -139,18 +168,28 @@ def search_clause(dialect: str, text: str) -> tuple[str, dict[str, Any]]:
     return _SEARCH[dialect], params
 
 
-def _where(dialect: str, flt: TicketFilter) -> tuple[list[str], dict[str, Any]]:
+def _id_of(db: Database, table: str, name: str, hint: str) -> int:
+    """The id of a queue or agent named in a filter; an unknown name is exit 3, not "no tickets"."""
+    found = db.scalar(f"SELECT id FROM {table} WHERE name = :name", name=name)
+    if found is None:
+        raise NotFound(f"no {table[:-1]} named {name!r} (see `deskctl {hint} list`)")
+    return int(found)
+
+
+def _where(db: Database, flt: TicketFilter) -> tuple[list[str], dict[str, Any]]:
+    dialect = db.dialect
     where: list[str] = []
     params: dict[str, Any] = {}
-    if flt.status:
-        where.append("t.status = :status")
-        params["status"] = check_status(flt.status)
+    if flt.statuses:
+        names = {f"status{i}": check_status(s) for i, s in enumerate(flt.statuses)}
+        where.append(f"t.status IN ({', '.join(':' + n for n in names)})")
+        params.update(names)
     if flt.queue:
-        where.append("t.queue_id = (SELECT id FROM queues WHERE name = :queue)")
-        params["queue"] = flt.queue
+        where.append("t.queue_id = :queue_id")
+        params["queue_id"] = _id_of(db, "queues", flt.queue, "queue")
     if flt.assignee:
-        where.append("t.assignee_id = (SELECT id FROM agents WHERE name = :assignee)")
-        params["assignee"] = flt.assignee
+        where.append("t.assignee_id = :assignee_id")
+        params["assignee_id"] = _id_of(db, "agents", flt.assignee, "agent")
     if flt.customer:
         where.append("t.customer_id = (SELECT id FROM customers WHERE email = :customer)")
         params["customer"] = flt.customer.strip().lower()
@@ -163,8 +202,6 @@ def _where(dialect: str, flt: TicketFilter) -> tuple[list[str], dict[str, Any]]:
             raise ConfigError(f"--flag needs SQLite or PostgreSQL, not {dialect}")
         where.append(_FLAGGED[dialect])
         params["flag"] = flt.flag.strip().lower()
-    elif not flt.status:
-        where.append(_NOT_FILED)
     return where, params
 
 
@@ -172,10 +209,29 @@ def list_tickets(db: Database, flt: TicketFilter) -> list[dict[str, Any]]:
     """Ticket rows, newest activity first: what an agent works on next is at the top."""
     if flt.limit < 1:
         raise UsageError("--limit must be at least 1")
-    where, params = _where(db.dialect, flt)
+    where, params = _where(db, flt)
     sql = _SUMMARY + (f"WHERE {' AND '.join(where)}\n" if where else "")
     sql += "ORDER BY t.updated_at DESC, t.id DESC LIMIT :limit"
-    return db.rows(sql, limit=flt.limit, **params)
+    rows = db.rows(sql, limit=flt.limit, **params)
+    last = _last_mail(db, [row["id"] for row in rows])
+    for row in rows:
+        row["last_message_at"] = last.get(row["id"])
+    return rows
+
+
+def _last_mail(db: Database, ticket_ids: list[int]) -> dict[int, Any]:
+    """When the last mail came in or went out on each ticket (notes and status changes aside).
+
+    A second statement over the page's few ids: as a column of the list
+    query it would run for every row the sort reads, not the fifty it keeps.
+    """
+    if not ticket_ids:
+        return {}
+    names = {f"t{i}": tid for i, tid in enumerate(ticket_ids)}
+    sql = f"""SELECT ticket_id, MAX(created_at) AS at FROM messages
+              WHERE ticket_id IN ({", ".join(":" + n for n in names)}) AND direction <> 'note'
+              GROUP BY ticket_id"""
+    return {row["ticket_id"]: row["at"] for row in db.rows(sql, **names)}
 
 
 def get_row(db: Database, number: int) -> dict[str, Any]:
@@ -200,7 +256,10 @@ def _ticket(row: dict[str, Any]) -> dict[str, Any]:
 
 def ticket_summary(row: dict[str, Any]) -> dict[str, Any]:
     """One line of ``ticket list --json`` from a row of :func:`list_tickets`."""
-    return {**_ticket(row), "messages": row["message_count"]}
+    data = {**_ticket(row), "messages": row["message_count"]}
+    if "last_message_at" in row:
+        data["last_message_at"] = as_datetime(row["last_message_at"]) or data["updated_at"]
+    return data
 
 
 def _message(row: dict[str, Any], attachments: list[dict[str, Any]]) -> dict[str, Any]:
@@ -218,6 +277,9 @@ def _message(row: dict[str, Any], attachments: list[dict[str, Any]]) -> dict[str
         "flag_reasons": list(as_json(row["flag_reasons"]) or []),
         "author": row["author"],
         "attachments": attachments,
+        # Where the mail's own text ends and the history it quotes begins
+        # (an offset into body, in characters); body itself stays whole.
+        "new_text_end": new_text_end(row["body_text"] or ""),
     }
     if row["direction"] == "out":
         data["delivery"] = row["delivery"]
@@ -231,14 +293,19 @@ def ticket_detail(db: Database, number: int) -> tuple[dict[str, Any], dict[str, 
     row = get_row(db, number)
     attachments: dict[int, list[dict[str, Any]]] = {}
     for att in db.rows(_ATTACHMENTS, ticket_id=row["id"]):
-        attachments.setdefault(att["message_id"], []).append(
-            {
-                "filename": att["filename"],
-                "content_type": att["content_type"],
-                "size": att["size"],
-                "sha256": att["blob_sha256"],
-            }
-        )
+        item = {
+            "id": att["id"],
+            "filename": att["filename"],
+            "content_type": att["content_type"],
+            "size": att["size"],
+            "sha256": att["blob_sha256"],
+            "inline": bool(att["inline"]),
+        }
+        if is_tnef(att["filename"], att["content_type"]):
+            data = db.scalar("SELECT data FROM blobs WHERE sha256 = :sha", sha=att["blob_sha256"])
+            files = tnef_files(bytes(data or b""))
+            item["contents"] = [{"filename": f.filename, "size": f.size} for f in files]
+        attachments.setdefault(att["message_id"], []).append(item)
     messages = [
         _message(m, attachments.get(m["id"], [])) for m in db.rows(_MESSAGES, ticket_id=row["id"])
     ]
@@ -249,6 +316,17 @@ def ticket_detail(db: Database, number: int) -> tuple[dict[str, Any], dict[str, 
     detail["created_at"] = as_datetime(row["created_at"])
     detail |= {"updated_at": head["updated_at"], "messages": messages}
     return detail, row
+
+
+def attachment(db: Database, attachment_id: int) -> dict[str, Any]:
+    """One attachment with its bytes, by the id ``ticket show`` prints."""
+    rows = db.rows(_ATTACHMENT, id=attachment_id)
+    if not rows:
+        raise NotFound(f"no attachment {attachment_id} (`deskctl ticket show N` lists them)")
+    found = rows[0]
+    found["data"] = bytes(found["data"])
+    found["inline"] = bool(found["inline"])
+    return found
 
 
 def raw_source(db: Database, number: int, message_ref: str) -> bytes:

@@ -147,6 +147,20 @@ def connect_error(exc: BaseException | None, sqlite_file: str | None) -> DeskErr
     return database_error(exc, sqlite_file) or Unreachable(f"database error: {exc}")
 
 
+def require_database(url: str) -> None:
+    """Refuse, before anything is created, a SQLite file that does not exist yet.
+
+    Connecting would create an empty file (and its folder) only to report
+    that it has no schema: a command that reads, or that needs the schema,
+    must leave a fresh home as it found it. ``db upgrade`` creates it.
+    """
+    from deskctl.errors import SchemaBehind
+
+    database = sqlite_database(url)
+    if database is not None and database != ":memory:" and not Path(database).expanduser().exists():
+        raise SchemaBehind(f"there is no database at {database} yet: run `deskctl db upgrade`")
+
+
 def sqlite_database(url: str) -> str | None:
     """The file of a plain ``sqlite://`` URL, as SQLAlchemy reads it.
 
@@ -314,10 +328,7 @@ def open_database(url: str) -> Database:
             raise connect_error(exc, database) from exc
         return Database(conn, "sqlite", sqlite3, database)
     if url.startswith("postgresql+psycopg://"):
-        try:
-            import psycopg
-        except ImportError as exc:
-            raise missing_driver("psycopg") from exc
+        psycopg = postgres_driver()
 
         try:
             pg = psycopg.connect("postgresql://" + url.partition("://")[2])
@@ -340,6 +351,21 @@ def missing_driver(module: str) -> ConfigError:
 def engine_file(engine: Engine) -> str | None:
     """A SQLite engine's file (for errors that name it); None for other databases."""
     return engine.url.database if engine.dialect.name == "sqlite" else None
+
+
+#: What to run when a PostgreSQL URL meets an installation without psycopg.
+POSTGRES_EXTRA = "pip install 'deskctl[postgres]'"
+
+
+def postgres_driver() -> ModuleType:
+    """psycopg, or exit 5 saying how to install it (it is an optional extra)."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise ConfigError(
+            f"a PostgreSQL database needs psycopg, which is not installed: {POSTGRES_EXTRA}"
+        ) from exc
+    return psycopg
 
 
 def from_engine(engine: Engine) -> Database:

@@ -16,6 +16,7 @@ from deskctl.store.dbapi import (
     SQLITE_BUSY_TIMEOUT_MS,
     display_url,
     missing_driver,
+    postgres_driver,
     prepare_sqlite_file,
     sqlite_pragmas,
 )
@@ -43,6 +44,8 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg":
+        postgres_driver()  # missing: exit 5 with the install line, not an import error
     try:
         return create_engine(parsed, pool_pre_ping=True)
     except ImportError as exc:

@@ -1,7 +1,9 @@
 """Alembic driven from code, so ``deskctl db upgrade`` works from any directory.
 
-The migrations ship inside the installed package (the top-level ``migrations``
-package), so no ``alembic.ini`` next to the working directory is needed.
+The migrations ship inside the installed package (``deskctl.migrations``; in
+the repository a link to the top-level ``migrations`` folder), so no
+``alembic.ini`` next to the working directory is needed, and installing
+deskctl puts no package named ``migrations`` into site-packages.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from deskctl.store.dbapi import database_error, engine_file
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -71,7 +71,7 @@ def upgrade() -> None:
             batch = [c for c in changes if ("key" in c) is keyed]
             if not batch:
                 continue
-            values = {"fingerprint": sa.bindparam("fingerprint")}
+            values: dict[str, sa.BindParameter[str]] = {"fingerprint": sa.bindparam("fingerprint")}
             if keyed:
                 values["dedupe_key"] = sa.bindparam("key")
             conn.execute(

@@ -22,6 +22,7 @@ def test_ticket_list_json_has_exactly_the_documented_fields(desk: Run, tmp_path:
     (row,) = desk("--json", "ticket", "list").json()["tickets"]
     assert set(row) == {
         "id", "number", "title", "status", "queue", "customer", "assignee", "updated_at", "messages",
+        "last_message_at",
     }  # fmt: skip
     assert row["customer"] == {"name": "Ada", "email": "ada@example.org"}
     assert row["messages"] == 1 and row["assignee"] is None
@@ -39,9 +40,11 @@ def test_ticket_show_json_has_exactly_the_documented_fields(desk: Run, tmp_path:
     (msg,) = shown["messages"]
     assert set(msg) == {
         "id", "direction", "from", "to", "cc", "subject", "date", "message_id", "body", "flags",
-        "flag_reasons", "author", "attachments",
+        "flag_reasons", "author", "attachments", "new_text_end",
     }  # fmt: skip
-    assert set(msg["attachments"][0]) == {"filename", "content_type", "size", "sha256"}
+    assert set(msg["attachments"][0]) == {
+        "id", "filename", "content_type", "size", "sha256", "inline",
+    }  # fmt: skip
     assert msg["direction"] == "in" and msg["to"] == [{"name": "", "email": "support@example.test"}]
 
 
@@ -165,7 +168,7 @@ def test_json_keys_come_in_the_order_cli_md_lists_them(desk: Run, tmp_path: Path
     listed = desk("--json", "ticket", "list").json()["tickets"][0]
     assert list(listed) == [
         "id", "number", "title", "status", "queue", "customer", "assignee", "updated_at",
-        "messages",
+        "messages", "last_message_at",
     ]  # fmt: skip
     shown = desk("--json", "ticket", "show", str(doc["ticket"])).json()
     assert list(shown) == [

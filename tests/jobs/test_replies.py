@@ -286,9 +286,8 @@ def test_notes_assignments_and_status_changes_record_who_did_them(
     note = shown["messages"][-1]
     assert note["direction"] == "note" and note["author"] == "alice"
     assert shown["assignee"] == "alice" and shown["status"] == "solved"
-    mine = desk("--agent", "alice", "--json", "ticket", "list", "--assignee", "me").json()[
-        "tickets"
-    ]
+    mine = desk("--agent", "alice", "--json", "ticket", "list", "--mine", "--status", "all")
+    mine = mine.json()["tickets"]
     assert [t["number"] for t in mine] == [number]
     with create_engine(db_url).connect() as conn:
         events = conn.execute(text(
