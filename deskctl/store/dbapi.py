@@ -157,8 +157,19 @@ def require_database(url: str) -> None:
     from deskctl.errors import SchemaBehind
 
     database = sqlite_database(url)
-    if database is not None and database != ":memory:" and not Path(database).expanduser().exists():
-        raise SchemaBehind(f"there is no database at {database} yet: run `deskctl db upgrade`")
+    if database is None or database == ":memory:" or Path(database).expanduser().exists():
+        return
+    folder = Path(database).expanduser().parent
+    ancestor = next(p for p in (folder, *folder.parents) if p.exists())
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        # `db upgrade` would fail too: say what to change instead.
+        why = "not a folder" if not ancestor.is_dir() else "not writable by this user"
+        raise ConfigError(
+            f"there is no database at {database} yet, and deskctl cannot create the database"
+            f" folder {folder} ({ancestor} is {why}): set DESKCTL_HOME to a folder this user"
+            " may write, or name the database with --db"
+        )
+    raise SchemaBehind(f"there is no database at {database} yet: run `deskctl db upgrade`")
 
 
 def sqlite_database(url: str) -> str | None:
