@@ -93,3 +93,21 @@ def load_manifest(path: Path = MANIFEST) -> list[ManifestRow]:
             )
             for row in reader
         ]
+
+
+def deskctl_adapter(path: str) -> dict[str, object]:
+    """score.py's adapter contract, answered by deskctl's own parser.
+
+    ``PYTHONPATH=tests python3 tests/fixtures/corpus/score.py --adapter
+    corpus_manifest:deskctl_adapter --expectations ...`` scores any corpus.
+    """
+    from deskctl.mail.parse import parse_mail
+
+    mail = parse_mail(Path(path).read_bytes())
+    return {
+        "subject": mail.subject,
+        "from_address": mail.sender.email if mail.sender else "",
+        "from_name": mail.sender.name if mail.sender else "",
+        "attachment_count": len(mail.attachments),
+        "is_auto_reply": mail.is_automatic,
+    }

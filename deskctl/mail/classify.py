@@ -25,7 +25,19 @@ class MailSignals:
     headers: Mapping[str, Sequence[str]]
     subject: str = ""
     sender_email: str = ""
+    sender_name: str = ""
     report_type: str | None = None  # report-type of a multipart/report part, if any
+    dsn_actions: Sequence[str] = ()  # Action fields of its delivery-status part
+    null_sender: bool = False  # From: Name <>, the null reverse path of RFC 5321
+    bounce_scan: BounceScan | None = None  # flufl.bounce's verdict, when it was asked
+
+
+@dataclass(frozen=True, slots=True)
+class BounceScan:
+    """What flufl.bounce (GNU Mailman's bounce detectors) found in a mail."""
+
+    permanent: tuple[str, ...] = ()  # recipients whose delivery failed for good
+    temporary: tuple[str, ...] = ()  # recipients whose delivery is delayed
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +87,22 @@ _BOUNCE_SUBJECT = re.compile(
         | delivery\ failure | failure\ notice | mail\ delivery\ failure | delivery\ has\ failed
         | non[\s-]?delivery\ report | unzustellbar: | nicht\ zustellbar | non\ remis:
         | onbestelbaar: | no\ se\ puede\ entregar:
+        | (?:mail|message)\ (?:could\ not\ be|not)\ delivered\b | permanent\ delivery\ failure
+        | delivery\ notification:\ delivery\ has\ failed | delivery\ report\ \(failure\)
+        | failed\ mail: | mail\ system\ error | undeliverable\ message | nondeliverable\ mail
+        | unzustellbare\ nachricht | メール配信エラー | 배달\ 실패 | 邮件传输失败 | 退信
+    )""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+# Warnings that a mail is late, not lost (RFC 3464 "delayed"); automatic mail,
+# but the outbox item they name has not failed.
+_DELAY_SUBJECT = re.compile(
+    r"""^\s*(?:
+        delivery\ status\ notification\ \(delay\) | delayed\ mail | message\ delayed\b
+        | warning:\ message\ .{0,60}\ (?:delayed|not\ yet\ been\ delivered)
+        | mail\ delivery\ warning | delivery\ delay(?:ed)?\ notification | delivery\ delayed:
+        | warning:\ could\ not\ send\ message | verzögerte\ zustellung | retard\ de\ remise
     )""",
     re.IGNORECASE | re.VERBOSE,
 )
@@ -104,23 +132,70 @@ def _auto_reply_rules(s: MailSignals, v: _Verdict) -> None:
         v.add("auto_reply", "out-of-office subject")
 
 
-def _bounce_rules(s: MailSignals, v: _Verdict) -> None:
+# Actions of a delivery-status report that say the mail is (still) on its way
+# (RFC 3464 2.3.3): a warning or a success notice, automatic but not a bounce.
+_NOT_FAILED = frozenset({"delayed", "delivered", "relayed", "expanded"})
+
+_DAEMON_NAME = re.compile(
+    r"^\s*(?:mail\s+delivery\s+(?:system|subsystem|service)|mailer[\s-]?daemon|postmaster)\s*$",
+    re.IGNORECASE,
+)
+
+
+def _daemon_local(email: str) -> str | None:
+    """The daemon local part of ``email``, also when quoted (``"postmaster@x"@relay``)."""
+    local = email.rpartition("@")[0].strip('"').replace("\\", "").lower()
+    local = local.partition("@")[0]
+    return local if local in _DAEMON_LOCALPARTS else None
+
+
+def _delay_warning(s: MailSignals) -> str | None:
+    """Why this mail is a warning that delivery is late, or None when it is not one."""
     if s.report_type == "delivery-status":
-        v.add("bounce", "multipart/report delivery-status")
-    local = s.sender_email.partition("@")[0]
-    if local in _DAEMON_LOCALPARTS:
-        v.add("bounce", f"From {'MAILER-DAEMON' if 'daemon' in local else local}")
+        actions = {action for action in s.dsn_actions if action}
+        if actions and actions <= _NOT_FAILED:
+            return f"delivery-status report: {', '.join(sorted(actions))}"
+        if actions:
+            return None  # a report with a failed recipient is a bounce, whatever it is titled
+    scan = s.bounce_scan
+    if scan is not None and scan.temporary and not scan.permanent:
+        late = ", ".join(scan.temporary[:3])
+        return f"bounce detector (flufl.bounce): delivery delayed for {late}"
+    if _DELAY_SUBJECT.search(s.subject):
+        return "delivery-delayed subject"
+    return None
+
+
+def _bounce_rules(s: MailSignals, v: _Verdict) -> None:
+    """Mail from a mail system: a bounce, or (flagged auto_reply) a delay warning.
+
+    A warning must not fail the outbox item it names, so every machine-sender
+    signal below lands under the warning's flag when one was found.
+    """
+    warning = _delay_warning(s)
+    flag = "auto_reply" if warning else "bounce"
+    if warning:
+        v.add(flag, warning)
+    elif s.report_type == "delivery-status":
+        v.add(flag, "multipart/report delivery-status")
+    scan = s.bounce_scan
+    if scan is not None and scan.permanent and not warning:
+        v.add(flag, f"bounce detector (flufl.bounce): failed {', '.join(scan.permanent[:3])}")
+    local = _daemon_local(s.sender_email)
+    # RFC 3834 auto-replies also come from null or role senders; those count as
+    # a bounce only when nothing says the mail is an auto-reply.
+    replied = "auto_reply" in v.reasons and not warning
+    if local is not None:
+        v.add(flag, f"From {'MAILER-DAEMON' if 'daemon' in local else local}")
+    elif _DAEMON_NAME.match(s.sender_name) and not replied:
+        v.add(flag, f"From name {' '.join(s.sender_name.split())}")
+    if s.null_sender and not replied:
+        v.add(flag, "From <> (the null sender)")
     return_path = _first(s, "return-path")
-    if (
-        return_path is not None
-        and return_path.replace(" ", "") in ("<>", "")
-        and ("auto_reply" not in v.reasons)
-    ):
-        # RFC 3834 auto-replies also use a null sender; only count it as a
-        # bounce when nothing says the mail is an auto-reply.
-        v.add("bounce", "Return-Path <>")
-    if _BOUNCE_SUBJECT.search(s.subject):
-        v.add("bounce", "bounce subject")
+    if return_path is not None and return_path.replace(" ", "") in ("<>", "") and not replied:
+        v.add(flag, "Return-Path <>")
+    if not warning and _BOUNCE_SUBJECT.search(s.subject):
+        v.add(flag, "bounce subject")
 
 
 def _bulk_rules(s: MailSignals, v: _Verdict) -> None:
