@@ -16,6 +16,7 @@ the read path.
 
 from __future__ import annotations
 
+import logging
 import re
 from email.message import Message
 
@@ -52,6 +53,9 @@ def scan_bounce(msg: Message) -> BounceScan:
     """The failed and delayed recipients flufl.bounce finds; empty when it finds none."""
     from flufl.bounce import all_failures
 
+    # A detector that trips over odd mail logs its traceback before raising;
+    # that is flufl.bounce's business, not something to show our user.
+    logging.getLogger("flufl.bounce").disabled = True
     try:
         temporary, permanent = all_failures(msg)
     except Exception:  # heuristics over hostile bytes may raise anything
