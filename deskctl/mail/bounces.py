@@ -32,12 +32,29 @@ _HINT = re.compile(
 )
 
 
+# A person forwarding: "Fwd: Undelivered Mail" is a customer asking about a
+# bounce, with the bounce attached for the detectors to find. A reply is a
+# person too, unless a gateway tacked its verdict on the end, as Lotus Notes
+# does ("RE: your question : non remis (delivery failed)").
+_FORWARD = re.compile(r"^\s*(?:fw|fwd|wg|tr|enc|doorst|vb|i)\s*(?:\[\d+\])?\s*:", re.IGNORECASE)
+_REPLY = re.compile(r"^\s*(?:re|aw|sv|vs|antw|odp|res|ynt|ref)\s*(?:\[\d+\])?\s*:", re.IGNORECASE)
+_VERDICT_SUFFIX = re.compile(
+    r"(?:non\s+remis|undeliverable|delivery\s+failed|nicht\s+zustellbar)\W*$", re.IGNORECASE
+)
+
+
 def worth_scanning(subject: str, sender_email: str, sender_name: str, null_sender: bool) -> bool:
     """True when a mail system may have written this mail; cheap, header-only."""
     if null_sender or not sender_email:
         return True
     local = sender_email.partition("@")[0]
-    return any(_HINT.search(text) for text in (subject, local, sender_name) if text)
+    if any(_HINT.search(text) for text in (local, sender_name) if text):
+        return True
+    if _FORWARD.match(subject):
+        return False
+    if _REPLY.match(subject):
+        return bool(_VERDICT_SUFFIX.search(subject))
+    return bool(_HINT.search(subject))
 
 
 def _addresses(found: object) -> tuple[str, ...]:
