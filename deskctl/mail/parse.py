@@ -17,7 +17,6 @@ from dataclasses import replace
 from email.message import Message
 from email.parser import BytesParser
 
-from deskctl.mail.addresses import choose_sender, parse_from
 from deskctl.mail.bounces import scan_bounce, worth_scanning
 from deskctl.mail.classify import BounceScan, MailSignals, classify
 from deskctl.mail.compose import LOOP_HEADER
@@ -35,6 +34,7 @@ from deskctl.mail.htmltext import html_to_text
 from deskctl.mail.parsed import Address, ParsedMail
 from deskctl.mail.parts import Walk, walk_parts
 from deskctl.mail.sanitize import safe_text
+from deskctl.mail.senders import choose_sender, parse_from
 
 _RECIPIENT_HEADERS = ("delivered-to", "x-original-to", "x-forwarded-to")
 _WORD_CHARSET = re.compile(r"=\?([^?*\s]+)")
