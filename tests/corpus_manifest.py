@@ -88,6 +88,21 @@ class ManifestRow:
         alternatives = cell.split(" || ") if " || " in cell else [cell]
         return [normalise(field, "" if alt.strip() == "(empty)" else alt) for alt in alternatives]
 
+    def judge(self, got: dict[str, object]) -> dict[str, str | None]:
+        """Each scored field: None when ``got`` has it right, else a line saying how not."""
+        verdicts: dict[str, str | None] = {}
+        for field in FIELDS:
+            accepted = self.expected(field)
+            if accepted is None:
+                continue
+            right = normalise(field, got[field]) in accepted
+            verdicts[field] = (
+                None
+                if right
+                else f"{self.corpus}/{self.file} [{field}] expected {accepted!r}, got {got[field]!r}"
+            )
+        return verdicts
+
 
 def load_all() -> list[ManifestRow]:
     """Every row of every corpus in :data:`CORPORA`."""

@@ -218,37 +218,47 @@ Content-Type: multipart/alternative; boundary="alt"
     assert mail.html.strip() == "<p>Let us meet on Monday.</p>"
 
 
-def test_winmail_dat_is_unpacked_into_the_files_it_holds() -> None:
-    tnef = (FIXTURES / "tnefparse" / "one-file.tnef").read_bytes()
-    raw = mail_bytes(
-        """
-From: Outlook User <o@example.com>
-Subject: Report
-MIME-Version: 1.0
-Content-Type: multipart/mixed; boundary="m"
-""",
-        "--m\nContent-Type: text/plain\n\nSee attached.\n"
+def with_winmail(*blobs: bytes) -> bytes:
+    """An Outlook mail: a line of text and each blob as a winmail.dat part."""
+    parts = "".join(
         '--m\nContent-Type: application/ms-tnef; name="winmail.dat"\n'
-        "Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(tnef).decode() + "--m--\n",
+        "Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(blob).decode()
+        for blob in blobs
     )
-    mail = parse_mail(raw)
-    assert [(a.filename, a.size) for a in mail.attachments] == [("AUTHORS", 244)]
-    assert b"winmail.dat" in raw  # the original stays in the raw source the message keeps
+    return mail_bytes(
+        "From: Outlook User <o@example.com>\nSubject: Report\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="m"',
+        "--m\nContent-Type: text/plain\n\nSee attached.\n" + parts + "--m--\n",
+    )
+
+
+def test_winmail_dat_is_unpacked_into_the_files_it_holds() -> None:
+    one = (FIXTURES / "tnefparse" / "one-file.tnef").read_bytes()
+    long_name = (FIXTURES / "tnefparse" / "long-filename.tnef").read_bytes()
+    mail = parse_mail(with_winmail(one, long_name))
+    assert [(a.filename, a.size) for a in mail.attachments] == [
+        ("AUTHORS", 244),
+        ("allproductsmar2000.dat", 279),
+    ]
+    assert "winmail.dat" not in [a.filename for a in mail.attachments]
+    assert mail.text.strip() == "See attached."
 
 
 def test_a_winmail_dat_that_is_no_tnef_stays_one_file() -> None:
+    mail = parse_mail(with_winmail(b"not tnef at all"))
+    assert [(a.filename, a.data) for a in mail.attachments] == [("winmail.dat", b"not tnef at all")]
+
+
+def test_a_tnef_that_carries_only_the_html_body_gives_the_body() -> None:
+    body_only = (FIXTURES / "tnefparse" / "body.tnef").read_bytes()
     raw = mail_bytes(
-        """
-From: o@example.com
-Subject: Report
-MIME-Version: 1.0
-Content-Type: multipart/mixed; boundary="m"
-""",
-        '--m\nContent-Type: text/plain\n\nHi\n--m\nContent-Type: application/ms-tnef; name="winmail.dat"\n\n'
-        "not tnef at all\n--m--\n",
+        "From: o@example.com\nSubject: Report\nMIME-Version: 1.0\n"
+        'Content-Type: application/ms-tnef; name="winmail.dat"\nContent-Transfer-Encoding: base64',
+        base64.encodebytes(body_only).decode(),
     )
     mail = parse_mail(raw)
-    assert [a.filename for a in mail.attachments] == ["winmail.dat"]
+    assert mail.attachments == ()
+    assert mail.html is not None and mail.text.strip()
 
 
 def test_a_forwarded_message_is_one_attachment() -> None:
