@@ -91,6 +91,10 @@ _BOUNCE_SUBJECT = re.compile(
         | delivery\ notification:\ delivery\ has\ failed | delivery\ report\ \(failure\)
         | failed\ mail: | mail\ system\ error | undeliverable\ message | nondeliverable\ mail
         | unzustellbare\ nachricht | メール配信エラー | 배달\ 실패 | 邮件传输失败 | 退信
+        # Exchange's "Undeliverable:" in the languages it is installed in
+        | não\ é\ possível\ entregar: | impossibile\ recapitare: | olevererbart:
+        | kan\ ikke\ leveres: | ei\ voitu\ toimittaa: | nie\ można\ dostarczyć:
+        | nedoručitelné: | недоставляемое\ сообщение: | 配信不能: | 无法传递: | 배달되지\ 않음:
     )""",
     re.IGNORECASE | re.VERBOSE,
 )

@@ -211,6 +211,10 @@ def test_a_report_with_one_failed_recipient_is_a_bounce() -> None:
         ("Warning: message 1Ab2-000 delayed 24 hours", "auto_reply", "delivery-delayed subject"),
         ("Mail could not be delivered", "bounce", "bounce subject"),
         ("DELIVERY FAILURE: User jdoe not listed in Domino Directory", "bounce", "bounce subject"),
+        ("Unzustellbar: Angebot", "bounce", "bounce subject"),
+        ("Impossibile recapitare: offerta", "bounce", "bounce subject"),
+        ("Olevererbart: offert", "bounce", "bounce subject"),
+        ("配信不能: お見積り", "bounce", "bounce subject"),
     ],
 )
 def test_mail_system_subjects_name_their_rule(subject: str, flag: str, reason: str) -> None:
@@ -240,3 +244,11 @@ def test_the_bounce_detector_names_the_failed_recipients() -> None:
     assert late.reasons == (
         "bounce detector (flufl.bounce): delivery delayed for slow@example.org",
     )
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["WG: Unzustellbar: Angebot", "Fwd: Mail delivery failed", "Why was my mail undeliverable?"],
+)
+def test_a_person_asking_about_a_bounce_is_not_one(subject: str) -> None:
+    assert classify(signals(subject=subject, sender_email="ann@example.com")).flags == ()
