@@ -22,12 +22,17 @@ from email.message import Message
 
 from deskctl.mail.classify import BounceScan
 
-# Words mail systems put in a bounce's subject or sender, in the languages
-# bounces come in. Broad on purpose: a match only lets the detectors look.
-_HINT = re.compile(
-    r"deliver|returned|failure|failed|fehlgeschlagen|unzustellbar|non[\s-]?remis|undeliv"
-    r"|error|warning|delay|rejected|bounce|daemon|postmaster|mdaemon|mail\s*system"
-    r"|administrator|notif|nicht\s+zugestellt|不達|配信|エラー|전송|실패|반송|退信|失败|失敗",
+# Words mail systems put in a bounce's sender, and in its subject, in the
+# languages bounces come in. Broad on purpose: a match only lets the
+# detectors look (about 30 ms a mail), it decides nothing.
+_SENDER_HINT = re.compile(
+    r"daemon|postmaster|mailer|mdaemon|admin|deliver|mail\W?system|smtp|mail\W?service|bounce"
+    r"|notif|gateway|antivirus|virus|scanner|ndr|dsn",
+    re.IGNORECASE,
+)
+_SUBJECT_HINT = re.compile(
+    r"deliver|returned|failure|failed|fehlgeschlagen|unzustellbar|non[\s-]?remis|bounce"
+    r"|delay|rejected|nicht\s+zugestellt|不達|配信|전송|실패|반송|退信|失败|失敗",
     re.IGNORECASE,
 )
 
@@ -48,13 +53,13 @@ def worth_scanning(subject: str, sender_email: str, sender_name: str, null_sende
     if null_sender or not sender_email:
         return True
     local = sender_email.partition("@")[0]
-    if any(_HINT.search(text) for text in (local, sender_name) if text):
+    if any(_SENDER_HINT.search(text) for text in (local, sender_name) if text):
         return True
     if _FORWARD.match(subject):
         return False
     if _REPLY.match(subject):
         return bool(_VERDICT_SUFFIX.search(subject))
-    return bool(_HINT.search(subject))
+    return bool(_SUBJECT_HINT.search(subject))
 
 
 def _addresses(found: object) -> tuple[str, ...]:
