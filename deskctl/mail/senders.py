@@ -41,20 +41,32 @@ def parse_from(values: Sequence[str], fallbacks: Sequence[str] = ()) -> FromFiel
     null_sender = False
     for value in values:
         text = raw_text(value, fallbacks)
-        words: list[str] = []
-
-        def mask(match: re.Match[str], words: list[str] = words) -> str:
-            words.append(match.group(0))
-            return f"=?{len(words) - 1}?="
-
-        masked = _ENCODED_WORD.sub(mask, text)
-        mailboxes = parse_addresses([masked], fallbacks)
-        if _NULL_SENDER.search(masked) and not any(_USABLE.fullmatch(m.email) for m in mailboxes):
+        if "=?" not in text:  # the common case: nothing to mask
+            mailboxes = parse_addresses([text], fallbacks)
+        else:
+            mailboxes = _parse_masked(text, fallbacks)
+        found += mailboxes
+        if "<" in text and _NULL_SENDER.search(text) and not any(map(usable, mailboxes)):
             null_sender = True
-        for mailbox in mailboxes:
-            name = _MASK.sub(partial(_unmask, words), mailbox.name)
-            found.append(Address(name=collapse(decode_words(name, fallbacks)), email=mailbox.email))
     return FromField(tuple(found), null_sender)
+
+
+def _parse_masked(text: str, fallbacks: Sequence[str]) -> list[Address]:
+    """Mailboxes of ``text`` with each encoded word kept whole while the list is split."""
+    words: list[str] = []
+
+    def mask(match: re.Match[str]) -> str:
+        words.append(match.group(0))
+        return f"=?{len(words) - 1}?="
+
+    masked = _ENCODED_WORD.sub(mask, text)
+    return [
+        Address(
+            name=collapse(decode_words(_MASK.sub(partial(_unmask, words), m.name), fallbacks)),
+            email=m.email,
+        )
+        for m in parse_addresses([masked], fallbacks)
+    ]
 
 
 def _unmask(words: list[str], match: re.Match[str]) -> str:
