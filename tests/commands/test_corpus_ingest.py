@@ -79,6 +79,13 @@ def test_the_corpora_nobody_here_wrote_become_tickets_in_one_ingest_run(
         verdicts = row.judge(got)
         scored.update(verdicts.keys())
         mismatches += [wrong for wrong in verdicts.values() if wrong]
+        if row.file == "simple_13.txt":  # no From at all: the envelope sender, and it says so
+            assert (got["from_address"], doc["from_source"]) == (
+                "mailer-daemon@sb7.songbird.com",
+                "envelope",
+            )
+        elif row.corpus == "flufl-bounce":
+            assert doc["from_source"] == "from", row.file
         if got["is_auto_reply"]:
             assert doc["flag_reasons"], f"{row.file}: an automatic verdict must name its rule"
     assert sum(scored.values()) > 800
