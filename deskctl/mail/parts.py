@@ -275,7 +275,7 @@ def _walk_alternative(children: list[Message], walk: Walk, depth: int) -> None:
     for child in children:
         ctype = child.get_content_type()
         maintype = child.get_content_maintype()
-        if child.is_multipart() and maintype == "multipart":
+        if maintype == "multipart":  # related HTML and its images, or a broken multipart
             walk_parts(child, walk, depth + 1)
         elif ctype == "text/calendar" or maintype != "text" or not _is_body_text(child):
             _add_attachment(child, ctype, walk)

@@ -314,3 +314,19 @@ def test_html_only_mail_keeps_link_targets_and_lists() -> None:
     assert "* blue chair" in text and "* red table" in text
     assert "1. first" in text and "2. second" in text
     assert "pixel" not in text and "#top" not in text
+
+
+def test_an_html_alternative_with_its_images_keeps_the_images_as_files() -> None:
+    raw = mail_bytes(
+        'From: a@example.com\nSubject: logo\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary="alt"',
+        "--alt\nContent-Type: text/plain\n\nOur logo\n"
+        '--alt\nContent-Type: multipart/related; boundary="rel"\n\n'
+        '--rel\nContent-Type: text/html\n\n<p>Our <img src="cid:logo@x"> logo</p>\n'
+        "--rel\nContent-Type: image/png\nContent-ID: <logo@x>\nContent-Transfer-Encoding: base64\n\n"
+        "iVBORw0KGgo=\n--rel--\n--alt--\n",
+    )
+    mail = parse_mail(raw)
+    assert [(a.content_type, a.content_id, a.inline) for a in mail.attachments] == [
+        ("image/png", "logo@x", True)
+    ]
+    assert mail.text.strip() == "Our logo"
