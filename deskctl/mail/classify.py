@@ -76,6 +76,9 @@ _AUTO_REPLY_SUBJECT = re.compile(
         | risposta\ automatica | fuori\ sede | automatisch\ antwoord | afwezig
         | autosvar | automatisk\ svar | automaattinen\ vastaus | odpowiedź\ automatyczna
         | automatická\ odpověď | автоответ | автоматический\ ответ | 自動応答 | 自动回复
+        | 自動返信 | 不在通知 | 부재중 | 자동\ 응답
+        # Lotus Notes: "Jane Doe is out of the office." (no prefix, so no reply)
+        | [^:]{1,60}\ (?:is|ist)\ (?:out\ of\ (?:the\ )?office|nicht\ im\ büro|abwesend)
     )\b""",
     re.IGNORECASE | re.VERBOSE,
 )

@@ -61,6 +61,8 @@ def test_asking_not_to_be_auto_answered_is_not_an_auto_reply(suppress: str) -> N
         "Respuesta automática: pedido",
         "Autosvar: faktura",
         "Auto reply: Nyaan",
+        "Jane Doe is out of the office.",
+        "自動返信: お問い合わせありがとうございます",
     ],
 )
 def test_out_of_office_subjects_of_common_mail_programs_are_recognised(subject: str) -> None:
@@ -69,8 +71,12 @@ def test_out_of_office_subjects_of_common_mail_programs_are_recognised(subject: 
     assert verdict.reasons == ("out-of-office subject",)
 
 
-def test_a_human_mentioning_an_out_of_office_reply_is_not_one() -> None:
-    assert classify(signals(subject="Re: your out of office reply is broken")).flags == ()
+@pytest.mark.parametrize(
+    "subject",
+    ["Re: your out of office reply is broken", "Re: Jane Doe is out of the office."],
+)
+def test_a_human_mentioning_an_out_of_office_reply_is_not_one(subject: str) -> None:
+    assert classify(signals(subject=subject)).flags == ()
 
 
 @pytest.mark.parametrize("report_type", ["feedback-report", "disposition-notification"])
