@@ -85,3 +85,22 @@ def test_manifest_alternatives_and_empty_cells_are_understood() -> None:
         _row("plain/mikel__plain_emails__mix_caps_content_type.eml").expected("from_name") is None
     )
     assert corpus_manifest.normalise("from_address", " <A@B.example> ") == "a@b.example"
+
+
+def test_every_delay_warning_of_the_bounce_corpus_is_automatic_but_no_bounce() -> None:
+    """A warning must not mark our reply as bounced; flufl.bounce's own tests say which
+    of its mails report only temporary failures."""
+    warnings = [row for row in ROWS if row.kind == "delay-warning"]
+    assert len(warnings) == 11
+    wrong = []
+    for row in warnings:
+        mail = parse_mail(row.path.read_bytes())
+        if "bounce" in mail.flags or "auto_reply" not in mail.flags or mail.bounced_recipients:
+            wrong.append(f"{row.file}: {mail.flags} {mail.flag_reasons}")
+    assert wrong == []
+
+
+def test_every_bounce_of_the_bounce_corpus_names_its_rule() -> None:
+    rows = [row for row in ROWS if row.kind == "bounces"]
+    unnamed = [row.file for row in rows if not parse_mail(row.path.read_bytes()).flag_reasons]
+    assert unnamed == []
