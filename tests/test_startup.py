@@ -22,6 +22,9 @@ HEAVY = (
     "inscriptis",
     "lxml",
     "aiosmtpd",
+    "flufl",
+    "tnefparse",
+    "charset_normalizer",
 )
 
 

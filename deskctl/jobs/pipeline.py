@@ -71,6 +71,8 @@ class Outcome:
                 "title": result.ticket.title,
                 "subject": msg.subject,
                 "from": {"name": msg.from_name, "email": msg.from_email},
+                # where the customer was found when From was missing or unusable
+                "from_source": mail.sender_source,
                 "attachments": attachments,
                 "is_auto_reply": bool(AUTOMATIC_FLAGS.intersection(msg.flags)),
                 "flag_reasons": list(msg.flag_reasons),

@@ -124,16 +124,78 @@ _MULTIBYTE = frozenset(
 )
 
 
+# What a raw 8-bit header is likely written in when the message declares one
+# charset of a language: the 7-bit ISO-2022 forms cannot carry raw bytes at
+# all, so a Japanese mail's raw header is Shift_JIS (CP932) or EUC-JP, and so on.
+_FAMILIES: dict[str, tuple[str, ...]] = {
+    "iso2022_jp_ext": ("cp932", "euc_jp"),
+    "iso2022_jp": ("cp932", "euc_jp"),
+    "iso2022_jp_2": ("cp932", "euc_jp"),
+    "cp932": ("euc_jp",),
+    "shift_jis": ("cp932", "euc_jp"),
+    "euc_jp": ("cp932",),
+    "big5": ("big5hkscs", "cp950"),
+    "cp950": ("big5hkscs",),
+    "big5hkscs": ("cp950",),
+    "gb18030": ("big5hkscs",),
+    "hz": ("gb18030",),
+    "iso2022_kr": ("cp949",),
+    "cp949": ("johab",),
+    "euc_kr": ("cp949",),
+}
+
+# Letters of the CJK scripts (kana, ideographs, hangul). A wrong double-byte
+# codec that happens to accept the bytes yields half-width katakana, symbols
+# and rare compatibility characters instead.
+_CJK_LETTER = re.compile(r"[\u3041-\u3096\u30a1-\u30fa\u4e00-\u9fff\uac00-\ud7a3]")
+
+
+def _family(codecs_: Sequence[str]) -> list[str]:
+    """The declared codecs, each followed by the ones its language also uses."""
+    out: dict[str, None] = {}
+    for codec in codecs_:
+        out.setdefault(codec, None)
+        for relative in _FAMILIES.get(codec, ()):
+            out.setdefault(relative, None)
+    return list(out)
+
+
 def decode_header_bytes(data: bytes, candidates: Sequence[str]) -> str:
     """Decode a raw 8-bit header (no RFC 2047) using charsets the message declares.
 
     Single-byte charsets accept any bytes, so a declared iso-8859-1 would always
     "succeed" on GB2312 text. When every run of high bytes has even length, as
     double-byte CJK text does and accented European text rarely does, declared
-    multi-byte charsets are tried before the single-byte ones.
+    multi-byte charsets (and their relatives, see ``_FAMILIES``) are tried
+    before the single-byte ones, and of those that decode cleanly the one
+    giving the most CJK letters wins: EUC-JP bytes also "decode" as CP932
+    half-width katakana.
     """
     paired = all(len(run) % 2 == 0 for run in _HIGH_RUN.findall(data))
-    codecs_ = [codec for label in candidates if (codec := codec_for(label))]
+    codecs_ = _family([codec for label in candidates if (codec := codec_for(label))])
     if paired:
         codecs_.sort(key=lambda codec: codec not in _MULTIBYTE)
+        best = _best_multibyte(data, [codec for codec in codecs_ if codec in _MULTIBYTE])
+        if best is not None:
+            return best
     return decode_bytes(data, None, codecs_)
+
+
+def _best_multibyte(data: bytes, codecs_: Sequence[str]) -> str | None:
+    """The clean decode with the most CJK letters; None if none is clean."""
+    if data.isascii() or not codecs_:
+        return None
+    try:  # valid UTF-8 is never an accident (see decode_bytes)
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    best: tuple[int, str] | None = None
+    for codec in codecs_:
+        try:
+            text = data.decode(codec)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        score = len(_CJK_LETTER.findall(text))
+        if best is None or score > best[0]:
+            best = (score, text)
+    return best[1] if best else None

@@ -18,7 +18,8 @@ from email.message import Message
 from email.parser import BytesParser
 from typing import TypeVar
 
-from deskctl.mail.classify import MailSignals, classify
+from deskctl.mail.bounce_scan import scan_bounce, worth_scanning
+from deskctl.mail.classify import BounceScan, MailSignals, classify
 from deskctl.mail.compose import LOOP_HEADER
 from deskctl.mail.errors import MalformedMail
 from deskctl.mail.fingerprint import content_fingerprint
@@ -35,6 +36,7 @@ from deskctl.mail.htmltext import html_to_text
 from deskctl.mail.parsed import Address, ParsedMail
 from deskctl.mail.parts import Walk, walk_parts
 from deskctl.mail.sanitize import safe_text
+from deskctl.mail.senders import choose_sender, parse_from
 
 _RECIPIENT_HEADERS = ("delivered-to", "x-original-to", "x-forwarded-to")
 _WORD_CHARSET = re.compile(r"=\?([^?*\s]+)")
@@ -65,7 +67,13 @@ def parse_mail(raw: bytes) -> ParsedMail:
     )
     reply_to = addresses("reply-to")
     to, cc = addresses("to"), addresses("cc")
-    sender = _pick_sender(addresses("from"), reply_to, addresses("sender"))
+    from_ = parse_from(headers.get("from", ()), fallbacks)
+    sender, sender_source = choose_sender(
+        from_,
+        ("sender", addresses("sender")),
+        ("reply-to", reply_to),
+        ("envelope", addresses("return-path")),
+    )
 
     walk = Walk(fallbacks=fallbacks)
     walk_parts(msg, walk)
@@ -75,14 +83,24 @@ def parse_mail(raw: bytes) -> ParsedMail:
         text = html_to_text(html)
     text = safe_text(text)
 
-    verdict = classify(
-        MailSignals(
-            headers=headers,
-            subject=subject,
-            sender_email=sender.email if sender else "",
-            report_type=walk.report_type,
-        )
+    sender_email, sender_name = (sender.email, sender.name) if sender else ("", "")
+    signals = MailSignals(
+        headers=headers,
+        subject=subject,
+        sender_email=sender_email,
+        sender_name=sender_name,
+        report_type=walk.report_type,
+        dsn_actions=tuple(walk.dsn_actions),
+        null_sender=from_.null_sender,
     )
+    verdict = classify(signals)
+    scan: BounceScan | None = None
+    if "auto_reply" not in verdict.flags and worth_scanning(
+        subject, sender_email, sender_name, from_.null_sender
+    ):
+        scan = scan_bounce(msg)
+        if scan.permanent or scan.temporary:
+            verdict = classify(replace(signals, bounce_scan=scan))
     message_id = first_message_id(_first(headers, "message-id"))
     auto_submitted = _first(headers, "auto-submitted")
     parsed = ParsedMail(
@@ -91,6 +109,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         references=message_ids(" ".join(headers.get("references", ()))),
         subject=subject,
         sender=sender,
+        sender_source=sender_source,
         reply_to=tuple(reply_to),
         to=tuple(to),
         cc=tuple(cc),
@@ -103,6 +122,9 @@ def parse_mail(raw: bytes) -> ParsedMail:
         flag_reasons=verdict.reasons,
         bounced_message_ids=(
             _bounced_ids(walk.returned_ids, text, message_id) if "bounce" in verdict.flags else ()
+        ),
+        bounced_recipients=(
+            scan.permanent if "bounce" in verdict.flags and scan is not None else ()
         ),
         auto_submitted=" ".join(auto_submitted.split()).lower() if auto_submitted else None,
         fingerprint=content_fingerprint(msg),
@@ -166,21 +188,6 @@ def _declared_charsets(msg: Message, headers: dict[str, list[str]]) -> tuple[str
         if charset and charset not in ("us-ascii", "utf-8"):
             seen.setdefault(charset, None)
     return tuple(seen)
-
-
-def _pick_sender(
-    from_: Sequence[Address], reply_to: Sequence[Address], sender: Sequence[Address]
-) -> Address | None:
-    """First usable From mailbox; Reply-To, then Sender, when From has none.
-
-    Usable means it has an ``@``: a From of ``[??????]`` or ``undisclosed`` cannot
-    become a customer.
-    """
-    for group in (from_, reply_to, sender):
-        for address in group:
-            if "@" in address.email:
-                return address
-    return next((address for address in from_ if address.email), None)
 
 
 def _original_recipients(

@@ -65,6 +65,11 @@ class ParsedMail:
     fingerprint: str
     loop_token: str | None = None  # our own X-Deskctl-Loop header: this is mail we sent
     thread_topic: str = ""  # Outlook's Thread-Topic: the conversation's subject, no prefixes
+    # Where the customer was found: "from", or "sender", "reply-to", "envelope"
+    # when From was missing or unusable ("none" when nothing was).
+    sender_source: str = "from"
+    # Recipients a bounce reports as failed for good (flufl.bounce's reading).
+    bounced_recipients: tuple[str, ...] = ()
 
     @property
     def is_automatic(self) -> bool:

@@ -7,11 +7,20 @@ interleave text and images. A ``message/*`` part is one file and is not opened.
 In a ``multipart/report`` only the first part is read; the machine-readable
 parts after it are kept as files, and the returned message gives us the
 Message-ID that bounced.
+
+In a ``multipart/alternative`` every alternative is the same body written
+again: the first plain and the first HTML one are read, the others (a
+text/enriched copy, a second HTML) are dropped rather than shown as files.
+A calendar invite is the exception: it is the thing the sender wants us to
+keep, so it is an attachment wherever it sits. Outlook's TNEF (``winmail.dat``)
+is opened and the files it carries become the attachments; the original stays
+in the raw source the message keeps.
 """
 
 from __future__ import annotations
 
 import binascii
+import mimetypes
 import quopri
 import re
 from dataclasses import dataclass, field
@@ -23,9 +32,11 @@ from email.utils import collapse_rfc2231_value
 from io import BytesIO
 
 from deskctl.mail.charsets import decode_bytes
+from deskctl.mail.flowed import unflow
 from deskctl.mail.headers import RAW_POLICY, decode_text, first_message_id
 from deskctl.mail.parsed import ParsedAttachment
 from deskctl.mail.sanitize import fallback_filename, safe_filename
+from deskctl.mail.tnef import is_tnef
 
 _BODY_SUBTYPES = frozenset({"plain", "html"})
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
@@ -42,6 +53,8 @@ class Walk:
     attachments: list[ParsedAttachment] = field(default_factory=list)
     returned_ids: list[str] = field(default_factory=list)
     report_type: str | None = None
+    # Action fields of a delivery-status report: "failed", "delayed", ...
+    dsn_actions: list[str] = field(default_factory=list)
 
 
 def payload_bytes(part: Message) -> bytes:
@@ -140,14 +153,64 @@ def _returned_id(part: Message, ctype: str) -> str | None:
     return None
 
 
+def _dsn_actions(part: Message) -> list[str]:
+    """The Action of every recipient block in a message/delivery-status part."""
+    blocks = _children(part)
+    if not blocks:  # an unparsed body: read the fields from its text
+        text = payload_bytes(part).decode("ascii", "replace")
+        return [a.lower() for a in re.findall(r"(?im)^action:\s*([a-z-]+)", text)]
+    return [
+        str(block.get("action")).split("(")[0].strip().lower()
+        for block in blocks
+        if block.get("action") is not None
+    ]
+
+
+def _add_tnef(data: bytes, walk: Walk) -> bool:
+    """Keep the files inside a TNEF blob; False when it is no TNEF we can read.
+
+    tnefparse is imported here, on the first winmail.dat, and not before: most
+    mail never carries one.
+    """
+    from tnefparse import TNEF
+
+    try:
+        tnef = TNEF(data)
+        files = [(str(a.long_filename() or a.name or ""), bytes(a.data)) for a in tnef.attachments]
+        html = getattr(tnef, "htmlbody", None)
+    except Exception:  # a third-party decoder on hostile bytes may raise anything
+        return False
+    if not files and not html:
+        return False
+    if html and not walk.plain and not walk.html:
+        walk.html.append(decode_bytes(html if isinstance(html, bytes) else str(html).encode()))
+    for name, content in files:
+        index = len(walk.attachments) + 1
+        ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        walk.attachments.append(
+            ParsedAttachment(
+                filename=safe_filename(name, fallback_filename(index, ctype)),
+                content_type=ctype,
+                content_id=None,
+                inline=False,
+                data=content,
+            )
+        )
+    return True
+
+
 def _add_attachment(part: Message, ctype: str, walk: Walk) -> None:
     if part.get_content_maintype() == "message" or ctype == "text/rfc822-headers":
         returned = _returned_id(part, ctype)
         if returned:
             walk.returned_ids.append(returned)
+    if ctype == "message/delivery-status":
+        walk.dsn_actions.extend(_dsn_actions(part))
     data = _serialised(part) if part.is_multipart() else payload_bytes(part)
-    index = len(walk.attachments) + 1
     raw_name = _filename(part)
+    if is_tnef(raw_name.strip(), ctype) and _add_tnef(data, walk):
+        return
+    index = len(walk.attachments) + 1
     name = decode_text(raw_name, walk.fallbacks) if raw_name else ""
     if not name and ctype == "message/rfc822":
         inner = _children(part)
@@ -167,16 +230,16 @@ def _add_attachment(part: Message, ctype: str, walk: Walk) -> None:
     )
 
 
+def _is_body_text(part: Message) -> bool:
+    """Not marked as a file: no attachment disposition and no file name."""
+    return part.get_content_disposition() != "attachment" and not _filename(part)
+
+
 def _is_body(part: Message, ctype: str) -> bool:
     maintype, _, subtype = ctype.partition("/")
     if maintype == "multipart":  # a multipart whose boundary never appears
         return True
-    return (
-        maintype == "text"
-        and subtype in _BODY_SUBTYPES
-        and part.get_content_disposition() != "attachment"
-        and not _filename(part)
-    )
+    return maintype == "text" and subtype in _BODY_SUBTYPES and _is_body_text(part)
 
 
 def _add_body(part: Message, ctype: str, walk: Walk) -> None:
@@ -185,7 +248,39 @@ def _add_body(part: Message, ctype: str, walk: Walk) -> None:
         ctype.startswith("multipart/") and b"<html" in data[:2048].lower()
     )
     text = part_text(part, data, walk.fallbacks, is_html)
+    if not is_html and _param(part, "format") == "flowed":
+        text = unflow(text, delsp=_param(part, "delsp") == "yes")
     (walk.html if is_html else walk.plain).append(text)
+
+
+def _param(part: Message, name: str) -> str:
+    """A Content-Type parameter, lower-cased; "" when absent or unreadable."""
+    try:
+        value = collapse_rfc2231_value(part.get_param(name) or "")
+    except (UnicodeError, LookupError, ValueError):
+        return ""
+    return str(value).strip().lower()
+
+
+def _walk_alternative(children: list[Message], walk: Walk, depth: int) -> None:
+    """One body out of the alternatives; see the module docstring."""
+    seen: set[str] = set()
+    others: list[Message] = []
+    for child in children:
+        ctype = child.get_content_type()
+        maintype = child.get_content_maintype()
+        if maintype == "multipart":  # related HTML and its images, or a broken multipart
+            walk_parts(child, walk, depth + 1)
+        elif ctype == "text/calendar" or maintype != "text" or not _is_body_text(child):
+            _add_attachment(child, ctype, walk)
+        elif ctype in ("text/plain", "text/html"):
+            if ctype not in seen:
+                seen.add(ctype)
+                _add_body(child, ctype, walk)
+        else:
+            others.append(child)
+    if not seen and others:  # text/enriched alone: still the body, read as text
+        _add_body(others[0], "text/plain", walk)
 
 
 # Deeper nesting than this is an attack on the parser, not a mail; what lies
@@ -208,6 +303,9 @@ def walk_parts(part: Message, walk: Walk, depth: int = 0) -> None:
                 walk_parts(children[0], walk, depth + 1)
             for child in children[1:]:
                 _add_attachment(child, child.get_content_type(), walk)
+            return
+        if ctype == "multipart/alternative":
+            _walk_alternative([*children, *_epilogue_parts(part)], walk, depth)
             return
         for child in (*children, *_epilogue_parts(part)):
             walk_parts(child, walk, depth + 1)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from deskctl.mail.classify import MailSignals, classify
+from deskctl.mail.classify import BounceScan, MailSignals, classify
 
 
-def signals(headers: dict[str, str] | None = None, **kwargs: str | None) -> MailSignals:
+def signals(headers: dict[str, str] | None = None, **kwargs: object) -> MailSignals:
     values = {name.lower(): [value] for name, value in (headers or {}).items()}
     return MailSignals(headers=values, **kwargs)  # type: ignore[arg-type]
 
@@ -27,8 +27,6 @@ def test_a_customers_ordinary_mail_gets_no_flags() -> None:
         ({"Auto-Submitted": "Auto-Generated"}, "Auto-Submitted: auto-generated"),
         ({"X-Autoreply": "yes"}, "X-Autoreply present"),
         ({"X-Autorespond": "Vacation"}, "X-Autorespond present"),
-        ({"X-Auto-Response-Suppress": "All"}, "X-Auto-Response-Suppress: all"),
-        ({"X-Auto-Response-Suppress": "DR, OOF"}, "X-Auto-Response-Suppress: dr, oof"),
         ({"Precedence": "auto_reply"}, "Precedence: auto_reply"),
     ],
 )
@@ -40,9 +38,16 @@ def test_auto_reply_headers_mark_the_mail_as_auto_reply(
     assert verdict.reasons == (reason,)
 
 
-def test_a_delivery_receipt_request_alone_is_not_an_auto_reply() -> None:
-    # Outlook sets this on ordinary mail to suppress *delivery reports*.
-    assert classify(signals({"X-Auto-Response-Suppress": "DR, RN, NRN"})).flags == ()
+@pytest.mark.parametrize("suppress", ["DR, RN, NRN", "All", "DR, OOF, AutoReply"])
+def test_asking_not_to_be_auto_answered_is_not_an_auto_reply(suppress: str) -> None:
+    # Outlook sets this on ordinary mail to suppress delivery reports, and
+    # CRMs and corporate mailers set "All" on mail a person wrote: it asks
+    # others not to answer automatically, it does not say this mail is one.
+    headers = {"X-Auto-Response-Suppress": suppress}
+    verdict = classify(
+        signals(headers, subject="Quote for 40 chairs", sender_email="a@corp.example")
+    )
+    assert verdict.flags == ()
 
 
 @pytest.mark.parametrize(
@@ -56,6 +61,8 @@ def test_a_delivery_receipt_request_alone_is_not_an_auto_reply() -> None:
         "Respuesta automática: pedido",
         "Autosvar: faktura",
         "Auto reply: Nyaan",
+        "Jane Doe is out of the office.",
+        "自動返信: お問い合わせありがとうございます",
     ],
 )
 def test_out_of_office_subjects_of_common_mail_programs_are_recognised(subject: str) -> None:
@@ -64,8 +71,12 @@ def test_out_of_office_subjects_of_common_mail_programs_are_recognised(subject: 
     assert verdict.reasons == ("out-of-office subject",)
 
 
-def test_a_human_mentioning_an_out_of_office_reply_is_not_one() -> None:
-    assert classify(signals(subject="Re: your out of office reply is broken")).flags == ()
+@pytest.mark.parametrize(
+    "subject",
+    ["Re: your out of office reply is broken", "Re: Jane Doe is out of the office."],
+)
+def test_a_human_mentioning_an_out_of_office_reply_is_not_one(subject: str) -> None:
+    assert classify(signals(subject=subject)).flags == ()
 
 
 @pytest.mark.parametrize("report_type", ["feedback-report", "disposition-notification"])
@@ -127,7 +138,17 @@ def test_well_known_bounce_subjects_are_bounces(subject: str) -> None:
         ({"Precedence": "list"}, "Precedence: list"),
         ({"Precedence": "junk"}, "Precedence: junk"),
         ({"List-Id": "<users.lists.example.org>"}, "List-Id present"),
-        ({"List-Unsubscribe": "<mailto:leave@example.org>"}, "List-Unsubscribe present"),
+        (
+            {
+                "List-Unsubscribe": "<mailto:leave@example.org>",
+                "List-Unsubscribe-Post": "One-Click",
+            },
+            "List-Unsubscribe, List-Unsubscribe-Post present",
+        ),
+        (
+            {"List-Post": "<mailto:users@example.org>", "List-Help": "<mailto:help@example.org>"},
+            "List-Post, List-Help present",
+        ),
     ],
 )
 def test_list_and_newsletter_mail_is_bulk(headers: dict[str, str], reason: str) -> None:
@@ -151,3 +172,89 @@ def test_flags_come_in_a_fixed_order_with_one_reason_per_decision() -> None:
         "From MAILER-DAEMON",
         "Precedence: bulk",
     )
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["List-Unsubscribe", "List-Help", "List-Owner", "List-Archive"],
+)
+def test_one_list_like_header_from_a_corporate_mailer_is_not_list_mail(header: str) -> None:
+    # A customer's company mailer stamps List-Unsubscribe (or one of its
+    # siblings) on every mail; the customer must still get an answer.
+    verdict = classify(
+        signals(
+            {header: "<https://corp.example/prefs>"},
+            subject="Broken hinge",
+            sender_email="a@b.example",
+        )
+    )
+    assert verdict.flags == ()
+    assert verdict.reasons == ()
+
+
+def test_a_delay_warning_is_automatic_but_not_a_bounce() -> None:
+    verdict = classify(
+        signals(
+            report_type="delivery-status",
+            dsn_actions=("delayed",),
+            sender_email="mailer-daemon@mx.example.net",
+        )
+    )
+    assert verdict.flags == ("auto_reply",)
+    assert verdict.reasons == ("delivery-status report: delayed", "From MAILER-DAEMON")
+
+
+def test_a_report_with_one_failed_recipient_is_a_bounce() -> None:
+    verdict = classify(signals(report_type="delivery-status", dsn_actions=("delayed", "failed")))
+    assert verdict.flags == ("bounce",)
+    assert verdict.reasons == ("multipart/report delivery-status",)
+
+
+@pytest.mark.parametrize(
+    ("subject", "flag", "reason"),
+    [
+        ("Delivery Status Notification (Delay)", "auto_reply", "delivery-delayed subject"),
+        ("Warning: message 1Ab2-000 delayed 24 hours", "auto_reply", "delivery-delayed subject"),
+        ("Mail could not be delivered", "bounce", "bounce subject"),
+        ("DELIVERY FAILURE: User jdoe not listed in Domino Directory", "bounce", "bounce subject"),
+        ("Unzustellbar: Angebot", "bounce", "bounce subject"),
+        ("Impossibile recapitare: offerta", "bounce", "bounce subject"),
+        ("Olevererbart: offert", "bounce", "bounce subject"),
+        ("配信不能: お見積り", "bounce", "bounce subject"),
+    ],
+)
+def test_mail_system_subjects_name_their_rule(subject: str, flag: str, reason: str) -> None:
+    verdict = classify(signals(subject=subject))
+    assert verdict.flags == (flag,)
+    assert verdict.reasons == (reason,)
+
+
+def test_the_null_sender_and_daemon_names_are_mail_systems() -> None:
+    verdict = classify(signals(null_sender=True, sender_name="Mail Delivery System"))
+    assert verdict.flags == ("bounce",)
+    assert verdict.reasons == ("From name Mail Delivery System", "From <> (the null sender)")
+
+
+def test_a_quoted_postmaster_local_part_is_still_the_postmaster() -> None:
+    verdict = classify(signals(sender_email='"postmaster@example.com"@relay.example'))
+    assert verdict.reasons == ("From postmaster",)
+
+
+def test_the_bounce_detector_names_the_failed_recipients() -> None:
+    scan = BounceScan(permanent=("gone@example.org",))
+    verdict = classify(signals(bounce_scan=scan))
+    assert verdict.flags == ("bounce",)
+    assert verdict.reasons == ("bounce detector (flufl.bounce): failed gone@example.org",)
+    late = classify(signals(bounce_scan=BounceScan(temporary=("slow@example.org",))))
+    assert late.flags == ("auto_reply",)
+    assert late.reasons == (
+        "bounce detector (flufl.bounce): delivery delayed for slow@example.org",
+    )
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["WG: Unzustellbar: Angebot", "Fwd: Mail delivery failed", "Why was my mail undeliverable?"],
+)
+def test_a_person_asking_about_a_bounce_is_not_one(subject: str) -> None:
+    assert classify(signals(subject=subject, sender_email="ann@example.com")).flags == ()
