@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from deskctl.mail.headers import collapse, decode_words, parse_addresses, raw_text
+from deskctl.mail.headers import collapse, decode_fully, parse_addresses, raw_text
 from deskctl.mail.parsed import Address
 
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?]*\?=")
@@ -62,7 +62,7 @@ def _parse_masked(text: str, fallbacks: Sequence[str]) -> list[Address]:
     masked = _ENCODED_WORD.sub(mask, text)
     return [
         Address(
-            name=collapse(decode_words(_MASK.sub(partial(_unmask, words), m.name), fallbacks)),
+            name=collapse(decode_fully(_MASK.sub(partial(_unmask, words), m.name), fallbacks)),
             email=m.email,
         )
         for m in parse_addresses([masked], fallbacks)
