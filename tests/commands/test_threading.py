@@ -176,3 +176,21 @@ def test_an_outlook_mail_with_an_empty_subject_is_titled_by_its_thread_topic(
     doc = ingest(support, subject="AW: ", sender=ADA, headers={"Thread-Topic": "Toner leer"})
     assert doc["title"] == "Toner leer"
     assert ingest(support, subject="", sender=BOB)["title"] == "(no subject)"
+
+
+def test_an_answer_naming_more_ids_than_a_query_may_hold_still_joins_its_ticket(
+    support: Run,
+) -> None:
+    """A References list of 300,000 ids (3 MB, well under the size limit) is more
+    than one SQL statement may carry (SQLite 250,000 parameters, PostgreSQL 65,535):
+    the answer still finds its ticket instead of failing ingest on every delivery."""
+    first = ingest(support, subject="Printer on fire", sender=ADA, message_id="<root@example.org>")
+    refs = " ".join(f"<{i}@x.example>" for i in range(300_000))
+    raw = (
+        f"From: {ADA}\r\nTo: help@example.test\r\nSubject: Re: Printer on fire\r\n"
+        "Message-ID: <many-refs@example.org>\r\nIn-Reply-To: <root@example.org>\r\n"
+        f"References: <root@example.org> {refs}\r\n\r\nStill burning.\r\n"
+    ).encode()
+    result = support("--json", "ingest", "--channel", "support", stdin=raw)
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["ticket"] == first["ticket"] and result.json()["rule"] == "references"
