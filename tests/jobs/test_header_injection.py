@@ -223,15 +223,17 @@ def test_an_address_hiding_an_encoded_word_is_not_a_recipient(
     into another address; re-reading our reply to drop a filtered Cc then
     failed on every send-outbox run. Such an address is left out, with the reason."""
     hidden = "=?utf-8?q?x=0D=0ABcc=3A_victim=40attacker.example?=@example.net"
+    quoted = '"=\\?utf-8\\?q\\?y=0D=0ABcc=3A_victim=40attacker.example\\?="@example.net'
     raw = (
         "From: Casey <casey-lp@example.org>\r\nTo: inbox@example.test\r\n"
-        f"Cc: boss-lp@example.org, Al <{hidden}>\r\nSubject: Local parts\r\n"
+        f"Cc: boss-lp@example.org, Al <{hidden}>, Bo <{quoted}>\r\nSubject: Local parts\r\n"
         "Message-ID: <local-part@example.org>\r\n\r\nHi\r\n"
     ).encode()
     number = int(desk("--json", "ingest", "--channel", "inbox", stdin=raw).json()["ticket"])
     shown = desk("--json", "ticket", "show", str(number)).json()
     assert [a["email"] for a in shown["reply_recipients"]["cc"]] == ["boss-lp@example.org"]
-    assert any("encoded word" in note for note in shown["reply_recipients"]["notes"])
+    notes = shown["reply_recipients"]["notes"]
+    assert len([note for note in notes if "encoded word" in note]) == 2, notes
     queued = desk("--json", "ticket", "reply", str(number), "--body", "Hello!")
     assert queued.exit_code == 0, queued.stderr
     assert desk("filter", "add", "boss-lp@example.org").exit_code == 0  # rewritten at send
