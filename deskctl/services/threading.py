@@ -39,6 +39,9 @@ PLAIN_UNTIL_KEY = "token_plain_until"
 #: answer to that mail (README: longer than the days mail servers keep retrying
 #: a delayed message, so a late out-of-office still finds its ticket).
 AUTO_REPLY_WINDOW = timedelta(days=14)
+#: The most of a subject's tokens weighed, last first: a real subject carries a
+#: few, and each costs queries, so a subject of 100,000 tokens must not hold ingest.
+MAX_TOKENS = 20
 #: Message-IDs looked up per statement, well inside every database's parameter limit.
 _IDS_PER_QUERY = 10_000
 
@@ -158,7 +161,7 @@ def find_thread(session: Session, mail: ParsedMail) -> ThreadMatch:
         return ThreadMatch(None, "new")
     sender = address_key(mail.sender.email) if mail.sender and mail.sender.email else ""
     untrusted = False
-    for number in token_scheme(session).numbers(mail.subject):
+    for number in token_scheme(session).numbers(mail.subject)[:MAX_TOKENS]:
         ticket = session.scalar(select(Ticket).where(Ticket.number == number))
         if ticket is None:
             continue
