@@ -78,6 +78,10 @@ def recipient_problem(email: str) -> str | None:
         return "it has no domain"
     if not local:
         return "it has no local part"
+    if "=?" in split_address(email.strip())[0]:  # unquoted: ``"=\?..."`` is written ``=?...``
+        # atext, but the email package and mail programs decode it even there
+        # (RFC 2047 5 forbids it), into CR/LF or into another address.
+        return "its local part holds an encoded word (=?...?=) that mail programs would decode"
     quoted = len(local) >= 2 and local[0] == local[-1] == '"'
     if not quoted and not _LOCAL.fullmatch(local):
         return "its local part has characters an address cannot have without quotes"

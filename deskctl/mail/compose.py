@@ -136,6 +136,21 @@ def usable_msg_id(ident: str) -> bool:
     return len(ident) <= MAX_MSG_ID and _MSG_ID_TEXT.fullmatch(ident) is not None
 
 
+#: The most msg-ids our References names. Mail programs append every id they
+#: are given, and a sender can write thousands: past this the list keeps the
+#: thread's first mail and the newest ones, as RFC 5537 3.4.4 trims, which is
+#: all threading needs (the newest id is the mail answered).
+MAX_REFERENCES = 20
+
+
+def thread_references(ids: Iterable[str]) -> tuple[str, ...]:
+    """The usable ids of ``ids``, each once, trimmed to :data:`MAX_REFERENCES`."""
+    refs = tuple(dict.fromkeys(r for r in ids if r and usable_msg_id(r)))
+    if len(refs) <= MAX_REFERENCES:
+        return refs
+    return (refs[0], *refs[len(refs) - MAX_REFERENCES + 1 :])
+
+
 def _fold_words(name: str, words: list[str], policy: Policy) -> str:
     """``Name: w1 w2 ...`` folded only between words, never inside one.
 
@@ -327,7 +342,7 @@ def compose(reply: Reply) -> EmailMessage:
     # The [#N] subject token still carries the thread when no id is usable.
     if reply.in_reply_to and usable_msg_id(reply.in_reply_to):
         msg["In-Reply-To"] = (reply.in_reply_to,)
-    refs = tuple(dict.fromkeys(r for r in reply.references if r and usable_msg_id(r)))
+    refs = thread_references(reply.references)
     if refs:
         msg["References"] = refs
     msg[LOOP_HEADER] = header_text(reply.loop_token)

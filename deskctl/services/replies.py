@@ -25,6 +25,7 @@ from deskctl.mail.compose import (
     compose,
     loop_token,
     new_message_id,
+    thread_references,
     to_wire,
 )
 from deskctl.mail.headers import header_text
@@ -204,7 +205,7 @@ def queue_mail(
     number = ticket.number or ticket.id
     message_id = new_message_id(wire_address(from_email).rpartition("@")[2])
     references = (
-        (*(answered.references or []), answered.message_id)
+        thread_references((*(answered.references or []), answered.message_id))
         if answered is not None and answered.message_id
         else ()
     )

@@ -39,6 +39,11 @@ PLAIN_UNTIL_KEY = "token_plain_until"
 #: answer to that mail (README: longer than the days mail servers keep retrying
 #: a delayed message, so a late out-of-office still finds its ticket).
 AUTO_REPLY_WINDOW = timedelta(days=14)
+#: The most of a subject's tokens weighed, last first: a real subject carries a
+#: few, and each costs queries, so a subject of 100,000 tokens must not hold ingest.
+MAX_TOKENS = 20
+#: Message-IDs looked up per statement, well inside every database's parameter limit.
+_IDS_PER_QUERY = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,14 +138,19 @@ def referenced_ticket(session: Session, mail: ParsedMail) -> int | None:
         for ident in dict.fromkeys([*mail.in_reply_to, *reversed(mail.references)])
         if ident != mail.message_id
     ]
-    if not ids:
-        return None
-    rows = session.execute(
-        select(Message.ticket_id, Message.flags)
-        .where(Message.message_id.in_(ids))
-        .order_by(Message.id.desc())
-    )
-    return next((ticket for ticket, flags in rows if REUSED_FLAG not in (flags or ())), None)
+    # In slices: a hostile References list can name more ids than one statement
+    # may carry (SQLite 250,000 parameters, PostgreSQL 65,535).
+    newest: tuple[int, int] | None = None  # (message id, ticket id)
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        rows = session.execute(
+            select(Message.id, Message.ticket_id, Message.flags)
+            .where(Message.message_id.in_(ids[start : start + _IDS_PER_QUERY]))
+            .order_by(Message.id.desc())
+        )
+        found = next((row for row in rows if REUSED_FLAG not in (row.flags or ())), None)
+        if found is not None and (newest is None or found.id > newest[0]):
+            newest = (found.id, found.ticket_id)
+    return newest[1] if newest is not None else None
 
 
 def find_thread(session: Session, mail: ParsedMail) -> ThreadMatch:
@@ -151,7 +161,7 @@ def find_thread(session: Session, mail: ParsedMail) -> ThreadMatch:
         return ThreadMatch(None, "new")
     sender = address_key(mail.sender.email) if mail.sender and mail.sender.email else ""
     untrusted = False
-    for number in token_scheme(session).numbers(mail.subject):
+    for number in token_scheme(session).numbers(mail.subject)[:MAX_TOKENS]:
         ticket = session.scalar(select(Ticket).where(Ticket.number == number))
         if ticket is None:
             continue

@@ -38,12 +38,16 @@ def open_regular(path: Path, *, follow_links: bool = True) -> BinaryIO:
     """``path`` opened for reading if it is a regular file; raises NotRegularFile otherwise.
 
     With ``follow_links=False`` a symbolic link is refused (``O_NOFOLLOW``)
-    instead of opening what it points to. Other failures raise the OSError
-    the system gave (missing, permission denied, ...).
+    instead of opening what it points to, and so is a file in a folder that
+    is one (a Maildir's ``new/`` swapped for a link to ``/etc``): the file is
+    opened through its folder, itself opened without following a link.
+    Other failures raise the OSError the system gave (missing, permission denied, ...).
     """
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, flags) if follow_links else _open_in_folder(path, flags)
+    except NotRegularFile:
+        raise
     except OSError as exc:
         if exc.errno == errno.ELOOP and not follow_links:
             raise NotRegularFile(errno.ELOOP, "a symbolic link", str(path)) from exc
@@ -59,3 +63,19 @@ def open_regular(path: Path, *, follow_links: bool = True) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def _open_in_folder(path: Path, flags: int) -> int:
+    """``path`` opened relative to its folder, which must not be a symbolic link."""
+    try:
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and path.parent.is_symlink():
+            raise NotRegularFile(
+                errno.ELOOP, "in a folder that is a symbolic link", str(path)
+            ) from exc
+        raise
+    try:
+        return os.open(path.name, flags, dir_fd=folder)
+    finally:
+        os.close(folder)

@@ -176,3 +176,39 @@ def test_an_outlook_mail_with_an_empty_subject_is_titled_by_its_thread_topic(
     doc = ingest(support, subject="AW: ", sender=ADA, headers={"Thread-Topic": "Toner leer"})
     assert doc["title"] == "Toner leer"
     assert ingest(support, subject="", sender=BOB)["title"] == "(no subject)"
+
+
+def test_an_answer_naming_more_ids_than_a_query_may_hold_still_joins_its_ticket(
+    support: Run,
+) -> None:
+    """A References list of 300,000 ids (3 MB, well under the size limit) is more
+    than one SQL statement may carry (SQLite 250,000 parameters, PostgreSQL 65,535):
+    the answer still finds its ticket instead of failing ingest on every delivery."""
+    first = ingest(support, subject="Printer on fire", sender=ADA, message_id="<root@example.org>")
+    refs = " ".join(f"<{i}@x.example>" for i in range(300_000))
+    raw = (
+        f"From: {ADA}\r\nTo: help@example.test\r\nSubject: Re: Printer on fire\r\n"
+        "Message-ID: <many-refs@example.org>\r\nIn-Reply-To: <root@example.org>\r\n"
+        f"References: <root@example.org> {refs}\r\n\r\nStill burning.\r\n"
+    ).encode()
+    result = support("--json", "ingest", "--channel", "support", stdin=raw)
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["ticket"] == first["ticket"] and result.json()["rule"] == "references"
+
+
+def test_a_subject_of_a_hundred_thousand_tokens_is_weighed_in_seconds(support: Run) -> None:
+    """Each token cost a query: one 1 MB subject of ``[#N]`` held ingest (and every
+    fetch behind it) for minutes. A subject's last tokens are weighed, where mail
+    programs and our own reply put them; the rest are not anyone's evidence."""
+    import time
+
+    first = ingest(support, subject="Printer on fire", sender=ADA)["ticket"]
+    flood = " ".join(f"[#{n}]" for n in range(first + 1, first + 100_001))
+    raw = (
+        f"From: {BOB}\r\nTo: help@example.test\r\nMessage-ID: <flood@example.org>\r\n"
+        f"Subject: Re: Printer on fire [#{first}] {flood}\r\n\r\nStill burning.\r\n"
+    ).encode()
+    started = time.monotonic()
+    opened = support("--json", "ingest", "--channel", "support", stdin=raw)
+    assert time.monotonic() - started < 10, "ingest took too long"
+    assert opened.json()["created"] is True and opened.json()["title"] == "Printer on fire"

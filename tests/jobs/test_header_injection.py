@@ -213,3 +213,35 @@ def test_the_wire_has_no_encoded_word_left_to_open(
     shown = desk("--json", "ticket", "show", str(number)).json()
     assert shown["messages"][-1]["subject"] == subject  # the reply records what it sent
     assert set(header_names(relayed)) <= OURS
+
+
+def test_an_address_hiding_an_encoded_word_is_not_a_recipient(
+    desk: Run, replying_inbox: tuple[str, str], smtp_relay: SmtpRelay
+) -> None:
+    """``=?utf-8?q?...?=`` is all atext, so it passes for a local part, but the
+    email package (and mail programs like it) decode it there into CR/LF or
+    into another address; re-reading our reply to drop a filtered Cc then
+    failed on every send-outbox run. Such an address is left out, with the reason."""
+    hidden = "=?utf-8?q?x=0D=0ABcc=3A_victim=40attacker.example?=@example.net"
+    quoted = '"=\\?utf-8\\?q\\?y=0D=0ABcc=3A_victim=40attacker.example\\?="@example.net'
+    raw = (
+        "From: Casey <casey-lp@example.org>\r\nTo: inbox@example.test\r\n"
+        f"Cc: boss-lp@example.org, Al <{hidden}>, Bo <{quoted}>\r\nSubject: Local parts\r\n"
+        "Message-ID: <local-part@example.org>\r\n\r\nHi\r\n"
+    ).encode()
+    number = int(desk("--json", "ingest", "--channel", "inbox", stdin=raw).json()["ticket"])
+    shown = desk("--json", "ticket", "show", str(number)).json()
+    assert [a["email"] for a in shown["reply_recipients"]["cc"]] == ["boss-lp@example.org"]
+    notes = shown["reply_recipients"]["notes"]
+    assert len([note for note in notes if "encoded word" in note]) == 2, notes
+    queued = desk("--json", "ticket", "reply", str(number), "--body", "Hello!")
+    assert queued.exit_code == 0, queued.stderr
+    assert desk("filter", "add", "boss-lp@example.org").exit_code == 0  # rewritten at send
+    sent = desk("--json", "send-outbox")
+    assert sent.exit_code == 0 and sent.json()["sent"] == 1, sent.stderr
+    relayed = relayed_with_id(smtp_relay, queued.json()["message_id"])
+    assert relayed.rcpt_tos == ["casey-lp@example.org"]
+    assert set(header_names(relayed)) <= OURS
+    assert b"=?" not in relayed.raw.split(b"\r\n\r\n", 1)[0]
+    assert [a.addr_spec for a in relayed.message()["To"].addresses] == ["casey-lp@example.org"]
+    assert relayed.message()["Cc"] is None

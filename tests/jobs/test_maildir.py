@@ -141,6 +141,34 @@ def test_a_link_to_a_secret_file_never_reaches_the_database_or_the_quarantine(
     assert again.exit_code == 7 and again.json()["channels"][0]["fetched"] == 0
 
 
+def test_a_new_folder_swapped_for_a_link_reads_nothing_through_it(
+    desk: Run, db_url: str, tmp_path: Path
+) -> None:
+    """Whoever may rename in the Maildir can swap ``new/`` for a link to another
+    folder (between two runs, or between listing and reading): every name in it
+    then sits behind a link, so none of it is read."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "1000.secret.host").write_bytes(
+        make_mail(subject="SECRET-KEY-r1", message_id="<secret@x>")
+    )
+    box = maildir(tmp_path)
+    (box / "cur" / "1001.a.host:2,").write_bytes(make_mail(subject="real", message_id="<a@x>"))
+    (box / "new").rmdir()
+    (box / "new").symlink_to(elsewhere)
+    add_maildir_channel(desk, box)
+
+    result = desk("--json", "fetch")
+    assert result.exit_code == 7, result.stderr
+    report = result.json()["channels"][0]
+    assert report["tickets_created"] == 1
+    assert report["unread"] == [
+        "new/1000.secret.host: in a folder that is a symbolic link, not a mail file: skipped"
+    ]
+    assert b"SECRET-KEY-r1" not in stored_bytes(db_url)
+    assert (elsewhere / "1000.secret.host").exists()  # not moved out of its folder either
+
+
 def test_a_fifo_a_folder_and_a_socket_are_skipped_without_waiting(
     desk: Run, tmp_path: Path
 ) -> None:

@@ -395,3 +395,30 @@ def test_a_long_message_id_goes_out_as_a_msg_id_never_an_encoded_word(
     ids = references.removeprefix("References:").split()
     assert ids == [f"<{e}>" for e in [*earlier, long_id]]
     assert "=?" not in head
+
+
+def test_a_references_list_of_ten_thousand_ids_is_not_copied_into_the_reply(
+    desk: Run, replying_inbox: tuple[str, str], smtp_relay: SmtpRelay
+) -> None:
+    """Whatever a sender writes in References, our reply names the thread's first
+    mail and the newest ones (as RFC 5537 3.4.4 trims), not 10,000 ids in a 180 KB
+    header that mail servers truncate or refuse (Postfix keeps 100 KB of header)."""
+    earlier = [f"id-{i}@flood.example.org" for i in range(10_000)]
+    raw = (
+        "From: Casey <casey-flood@example.org>\r\nTo: inbox@example.test\r\n"
+        "Subject: Flood\r\nMessage-ID: <flood@example.org>\r\n"
+        f"References: {' '.join(f'<{e}>' for e in earlier)}\r\n\r\nHi\r\n"
+    ).encode()
+    number, queued = ticket_with_reply(desk, raw)
+    assert desk("--json", "send-outbox").json()["sent"] == 1
+    relayed = smtp_relay.wait_for(
+        lambda m: m.message()["Message-ID"] == f"<{queued['message_id']}>"
+    )
+    head = relayed.raw.split(b"\r\n\r\n", 1)[0]
+    assert len(head) < 4096, len(head)
+    ids = str(relayed.message()["References"]).split()
+    assert ids == [f"<{e}>" for e in [earlier[0], *earlier[-18:], "flood@example.org"]]
+    assert relayed.message()["In-Reply-To"] == "<flood@example.org>"
+    # The reply records what it sent.
+    raw_stored = desk("ticket", "show", str(number), "--raw", str(queued["message"])).stdout
+    assert raw_stored.count("@flood.example.org>") == 19
