@@ -158,7 +158,30 @@ def require_database(url: str) -> None:
 
     database = sqlite_database(url)
     if database is not None and database != ":memory:" and not Path(database).expanduser().exists():
+        _require_creatable(Path(database).expanduser())
         raise SchemaBehind(f"there is no database at {database} yet: run `deskctl db upgrade`")
+
+
+def _require_creatable(path: Path) -> None:
+    """Refuse a missing database that ``db upgrade`` could not create either.
+
+    "run `deskctl db upgrade`" is the fix only when that command can create
+    the file: with a file in the way of its folder (a mistyped DESKCTL_HOME)
+    or a folder this user may not write, it would fail too, so the error
+    names the home instead, as ``db upgrade`` itself does.
+    """
+    existing = next(p for p in path.parents if p.exists())
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"this user may not write {existing}"
+    else:
+        return
+    what = "the database" if existing == path.parent else "the database folder"
+    raise ConfigError(
+        f"cannot create {what} {path if existing == path.parent else path.parent}: {problem};"
+        " set DESKCTL_HOME to a folder this user may write, or name the database with --db"
+    )
 
 
 def sqlite_database(url: str) -> str | None:
