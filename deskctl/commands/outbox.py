@@ -101,8 +101,8 @@ def send_outbox(
         f"{report.sent} sent, {report.failed} failed, {report.blocked} blocked, "
         f"{report.deferred} deferred"
     )
-    if context.quiet and code == 0:
-        # Cron's log: one line for a run that sent something, none for an idle one.
+    if context.quiet:
+        # Cron's log: one line for a run that did something, none for an idle one.
         active = report.sent or report.failed or report.blocked or report.deferred
         line = f"{log_stamp()} send-outbox: {line}" if active else ""
     emit(
