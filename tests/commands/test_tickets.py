@@ -192,7 +192,7 @@ def test_an_attachments_content_type_and_an_open_escape_in_a_body_reach_no_termi
     doc = ingest(desk, tmp_path, "ctype.eml", raw)
     shown = desk("ticket", "show", str(doc["ticket"])).stdout
     assert "\x1b" not in shown and "\x07" not in shown and "\x9d" not in shown
-    assert "attachment: app.log (application/x-redlog, 9 bytes)" in shown
+    assert "attachment 1: app.log (application/x-redlog, 9 bytes)" in shown
     # Only the open sequence's introducer went: the rest of the body is there.
     assert "Hello, the log 0;retitled is attached.\nPlease look." in shown
     for args in (("explain",), ("--json", "explain"), ("--json", "ticket", "show")):
