@@ -84,7 +84,7 @@ def test_a_missing_sendmail_says_what_to_install(
     assert item["state"] == "queued", "the reply waits for a working channel"
 
 
-def test_a_quiet_run_that_was_deferred_logs_one_stamped_line(
+def test_a_quiet_run_that_was_deferred_logs_one_stamped_line_and_says_so_on_stderr(
     desk: Run, sendmail: dict[str, Path]
 ) -> None:
     """Under cron, -q's stdout is the log: a run that only deferred is still one timed line."""
@@ -102,3 +102,8 @@ def test_a_quiet_run_that_was_deferred_logs_one_stamped_line(
         r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ send-outbox: 0 sent, 0 failed, 0 blocked, 1 deferred\n",
         run.stdout,
     ), run.stdout
+    # Cron mails stderr, not the log: exit 6 alone would tell nobody.
+    assert run.stderr == (
+        "deskctl: error: every due reply was deferred (1); each is retried later, the"
+        " server's answer is in `deskctl outbox list`\n"
+    )
