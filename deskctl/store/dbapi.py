@@ -97,16 +97,21 @@ _SQLITE_ACCESS = {8, 14, 3, 23}
 _SQLITE_DAMAGED = {11, 26}
 
 
-def _unwritable(database: str) -> str:
-    """Which of the database, its -wal, its -shm or its folder this user cannot write."""
+def _unwritable(database: str) -> tuple[str, Path | None]:
+    """Which of the database, its -wal, its -shm or its folder this user cannot write.
+
+    And that file when it is this user's own: then "run it as the owner" is no
+    fix, the owner's write bit is.
+    """
     path = Path(database).expanduser()
     for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         if candidate.exists() and not os.access(candidate, os.R_OK | os.W_OK):
             st = candidate.stat()
-            return f"{candidate} (mode {st.st_mode & 0o777:04o}, uid {st.st_uid}, gid {st.st_gid})"
+            what = f"{candidate} (mode {st.st_mode & 0o777:04o}, uid {st.st_uid}, gid {st.st_gid})"
+            return what, candidate if st.st_uid == os.geteuid() else None
     if not os.access(path.parent, os.W_OK | os.X_OK):
-        return f"the folder {path.parent} (SQLite creates {path.name}-wal and -shm there)"
-    return str(path)
+        return f"the folder {path.parent} (SQLite creates {path.name}-wal and -shm there)", None
+    return str(path), None
 
 
 def damaged(where: str, detail: str) -> ConfigError:
@@ -130,10 +135,16 @@ def database_error(exc: BaseException | None, sqlite_file: str | None) -> DeskEr
         if code in _SQLITE_DAMAGED:
             return damaged(where, str(exc))
         if code in _SQLITE_ACCESS and sqlite_file not in (None, ":memory:"):
+            what, own = _unwritable(sqlite_file)
+            fix = (
+                f"the file is this user's own: `chmod u+rw {own}`"
+                if own
+                else 'run it as their owner or give their group write access (README, "Sharing'
+                ' one SQLite file")'
+            )
             return ConfigError(
-                f"cannot write {_unwritable(sqlite_file)}: deskctl must read and write the"
-                " database and its -wal and -shm files; run it as their owner or give their"
-                ' group write access (README, "Sharing one SQLite file")'
+                f"cannot write {what}: deskctl must read and write the database and its -wal"
+                f" and -shm files; {fix}"
             )
         if isinstance(exc, sqlite3.OperationalError):
             return Unreachable(f"database error: {exc}")

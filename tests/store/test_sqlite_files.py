@@ -248,3 +248,18 @@ def test_a_home_the_user_cannot_write_names_the_home_not_db_upgrade(
         assert "set DESKCTL_HOME" in err and "db upgrade" not in err, err
     code, err = run_other(kwargs, "db", "upgrade")
     assert code == 5 and "cannot create the database" in err, err
+
+
+def test_a_database_file_of_the_users_own_without_write_bit_names_chmod(
+    other_user: tuple[Path, dict[str, object]],
+) -> None:
+    """ "Run it as the owner" is no fix for the owner: the hint is the write bit."""
+    home, kwargs = other_user
+    code, err = run_other(kwargs, "db", "upgrade")
+    assert code == 0, err
+    db = home / "deskctl.db"
+    os.chmod(db, 0o400)  # still the other account's file, as db upgrade made it
+    code, err = run_other(kwargs, "ingest", stdin=make_mail())
+    assert code == 5, err
+    assert f"cannot write {db} (mode 0400" in err and f"`chmod u+rw {db}`" in err, err
+    assert "run it as their owner" not in err
