@@ -56,13 +56,20 @@ def fetch(
     code = exit_code(reports)
 
     def human(out: Console) -> None:
-        if context.quiet and code == 0:
-            # Cron's log: one line for a run that did something, none for an idle one.
+        if context.quiet:
+            # Cron's log: one line for a run that did something, none for an idle one;
+            # what failed or was not read is named here, and said in full on stderr.
             busy = [r for r in reports if r.fetched or r.quarantined]
-            if busy:
+            failed = [r.name for r in reports if r.error]
+            unread = sum(len(r.unread) for r in reports)
+            if busy or failed or unread:
                 total = {k: sum(getattr(r, k) for r in busy) for k in _SUMMED}
-                names = ", ".join(r.name for r in busy)
-                out.print(Text(safe_text(f"{log_stamp()} fetch: {_counts(total)} ({names})")))
+                names = f" ({', '.join(r.name for r in busy)})" if busy else ""
+                problems = (f"; failed: {', '.join(failed)}" if failed else "") + (
+                    f"; {unread} not read" if unread else ""
+                )
+                summary = f"{log_stamp()} fetch: {_counts(total)}{names}{problems}"
+                out.print(Text(safe_text(summary)))
             return
         if not reports:
             out.print("no channels to fetch: add one with `deskctl channel add`")
@@ -85,6 +92,11 @@ def fetch(
     for r in reports:
         if r.error:
             stderr.print(Text(safe_text(f"deskctl: error: channel {r.name}: {r.error}")))
+        if context.quiet and not context.json:  # the log line only counts them
+            for entry in r.unread:
+                stderr.print(
+                    Text(safe_text(f"deskctl: warning: channel {r.name}: not read: {entry}"))
+                )
     finish(code)
 
 

@@ -10,6 +10,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from deskctl.commands._common import app_context, finish, log_stamp, report
+from deskctl.errors import ExitCode
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, fmt_time, stderr
 
@@ -101,8 +102,8 @@ def send_outbox(
         f"{report.sent} sent, {report.failed} failed, {report.blocked} blocked, "
         f"{report.deferred} deferred"
     )
-    if context.quiet and code == 0:
-        # Cron's log: one line for a run that sent something, none for an idle one.
+    if context.quiet:
+        # Cron's log: one line for a run that did something, none for an idle one.
         active = report.sent or report.failed or report.blocked or report.deferred
         line = f"{log_stamp()} send-outbox: {line}" if active else ""
     emit(
@@ -112,4 +113,10 @@ def send_outbox(
     )
     for message, _ in report.errors:
         stderr.print(Text(safe_text(f"deskctl: error: {message}")))
+    if code == ExitCode.UNREACHABLE and not report.errors:
+        # Cron mails stderr only (stdout is the log): exit 6 alone would tell nobody.
+        stderr.print(
+            f"deskctl: error: every due reply was deferred ({report.deferred}); each is retried"
+            " later, the server's answer is in `deskctl outbox list`"
+        )
     finish(code)

@@ -79,10 +79,11 @@ def list_(
         if assignee not in (None, "me"):
             raise UsageError("give --mine or --assignee, not both")
         assignee = "me"
-    if assignee == "me":
+    me = assignee == "me"
+    if me:
         assignee = context.settings.agent
     statuses = svc.list_statuses(status or [], flag=flag)
-    flt = svc.TicketFilter(statuses, queue, assignee, customer, search, limit, flag)
+    flt = svc.TicketFilter(statuses, queue, assignee, customer, search, limit, flag, mine=me)
     with context.database() as db, db.transaction():
         found = svc.list_tickets(db, flt)
     rows = [svc.ticket_summary(row) for row in found]

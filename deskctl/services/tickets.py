@@ -133,6 +133,10 @@ class TicketFilter:
     search: str | None = None
     limit: int = 50
     flag: str | None = None
+    #: the assignee is the acting agent (``--mine``, ``--assignee me``): one who
+    #: has no record yet has never been given a ticket, which is no tickets,
+    #: not "no agent named ..." (that is for a name typed wrong).
+    mine: bool = False
 
 
 def search_words(text: str) -> list[str]:
@@ -168,10 +172,15 @@ def search_clause(dialect: str, text: str) -> tuple[str, dict[str, Any]]:
     return _SEARCH[dialect], params
 
 
-def _id_of(db: Database, table: str, name: str, hint: str) -> int:
-    """The id of a queue or agent named in a filter; an unknown name is exit 3, not "no tickets"."""
+def _id_of(db: Database, table: str, name: str, hint: str, missing_ok: bool = False) -> int | None:
+    """The id of a queue or agent named in a filter; an unknown name is exit 3, not "no tickets".
+
+    With ``missing_ok`` an unknown name is None, which ``= :id`` matches to no row.
+    """
     found = db.scalar(f"SELECT id FROM {table} WHERE name = :name", name=name)
     if found is None:
+        if missing_ok:
+            return None
         raise NotFound(f"no {table[:-1]} named {name!r} (see `deskctl {hint} list`)")
     return int(found)
 
@@ -189,7 +198,7 @@ def _where(db: Database, flt: TicketFilter) -> tuple[list[str], dict[str, Any]]:
         params["queue_id"] = _id_of(db, "queues", flt.queue, "queue")
     if flt.assignee:
         where.append("t.assignee_id = :assignee_id")
-        params["assignee_id"] = _id_of(db, "agents", flt.assignee, "agent")
+        params["assignee_id"] = _id_of(db, "agents", flt.assignee, "agent", missing_ok=flt.mine)
     if flt.customer:
         where.append("t.customer_id = (SELECT id FROM customers WHERE email = :customer)")
         params["customer"] = flt.customer.strip().lower()

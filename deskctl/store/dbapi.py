@@ -97,16 +97,21 @@ _SQLITE_ACCESS = {8, 14, 3, 23}
 _SQLITE_DAMAGED = {11, 26}
 
 
-def _unwritable(database: str) -> str:
-    """Which of the database, its -wal, its -shm or its folder this user cannot write."""
+def _unwritable(database: str) -> tuple[str, Path | None]:
+    """Which of the database, its -wal, its -shm or its folder this user cannot write.
+
+    And that file when it is this user's own: then "run it as the owner" is no
+    fix, the owner's write bit is.
+    """
     path = Path(database).expanduser()
     for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         if candidate.exists() and not os.access(candidate, os.R_OK | os.W_OK):
             st = candidate.stat()
-            return f"{candidate} (mode {st.st_mode & 0o777:04o}, uid {st.st_uid}, gid {st.st_gid})"
+            what = f"{candidate} (mode {st.st_mode & 0o777:04o}, uid {st.st_uid}, gid {st.st_gid})"
+            return what, candidate if st.st_uid == os.geteuid() else None
     if not os.access(path.parent, os.W_OK | os.X_OK):
-        return f"the folder {path.parent} (SQLite creates {path.name}-wal and -shm there)"
-    return str(path)
+        return f"the folder {path.parent} (SQLite creates {path.name}-wal and -shm there)", None
+    return str(path), None
 
 
 def damaged(where: str, detail: str) -> ConfigError:
@@ -130,10 +135,16 @@ def database_error(exc: BaseException | None, sqlite_file: str | None) -> DeskEr
         if code in _SQLITE_DAMAGED:
             return damaged(where, str(exc))
         if code in _SQLITE_ACCESS and sqlite_file not in (None, ":memory:"):
+            what, own = _unwritable(sqlite_file)
+            fix = (
+                f"the file is this user's own: `chmod u+rw {own}`"
+                if own
+                else 'run it as their owner or give their group write access (README, "Sharing'
+                ' one SQLite file")'
+            )
             return ConfigError(
-                f"cannot write {_unwritable(sqlite_file)}: deskctl must read and write the"
-                " database and its -wal and -shm files; run it as their owner or give their"
-                ' group write access (README, "Sharing one SQLite file")'
+                f"cannot write {what}: deskctl must read and write the database and its -wal"
+                f" and -shm files; {fix}"
             )
         if isinstance(exc, sqlite3.OperationalError):
             return Unreachable(f"database error: {exc}")
@@ -157,19 +168,31 @@ def require_database(url: str) -> None:
     from deskctl.errors import SchemaBehind
 
     database = sqlite_database(url)
-    if database is None or database == ":memory:" or Path(database).expanduser().exists():
+    if database is not None and database != ":memory:" and not Path(database).expanduser().exists():
+        _require_creatable(Path(database).expanduser())
+        raise SchemaBehind(f"there is no database at {database} yet: run `deskctl db upgrade`")
+
+
+def _require_creatable(path: Path) -> None:
+    """Refuse a missing database that ``db upgrade`` could not create either.
+
+    "run `deskctl db upgrade`" is the fix only when that command can create
+    the file: with a file in the way of its folder (a mistyped DESKCTL_HOME)
+    or a folder this user may not write, it would fail too, so the error
+    names the home instead, as ``db upgrade`` itself does.
+    """
+    existing = next(p for p in path.parents if p.exists())
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"this user may not write {existing}"
+    else:
         return
-    folder = Path(database).expanduser().parent
-    ancestor = next(p for p in (folder, *folder.parents) if p.exists())
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        # `db upgrade` would fail too: say what to change instead.
-        why = "not a folder" if not ancestor.is_dir() else "not writable by this user"
-        raise ConfigError(
-            f"there is no database at {database} yet, and deskctl cannot create the database"
-            f" folder {folder} ({ancestor} is {why}): set DESKCTL_HOME to a folder this user"
-            " may write, or name the database with --db"
-        )
-    raise SchemaBehind(f"there is no database at {database} yet: run `deskctl db upgrade`")
+    what = "the database" if existing == path.parent else "the database folder"
+    raise ConfigError(
+        f"cannot create {what} {path if existing == path.parent else path.parent}: {problem};"
+        " set DESKCTL_HOME to a folder this user may write, or name the database with --db"
+    )
 
 
 def sqlite_database(url: str) -> str | None:

@@ -60,6 +60,16 @@ def test_mine_is_assignee_me(five: Run) -> None:
     assert five("ticket", "list", "--mine", "--assignee", "alan").exit_code == 2
 
 
+def test_mine_for_an_agent_who_never_acted_is_no_tickets(five: Run) -> None:
+    """A new agent's first `ticket list --mine` (the README's tour) is an empty list."""
+    for args in (("--mine",), ("--assignee", "me"), ("--mine", "--status", "all")):
+        result = five("ticket", "list", *args, "--agent", "ivy")
+        assert (result.exit_code, result.stdout, result.stderr) == (0, "no tickets\n", ""), args
+    assert numbers(five, "--mine", "--agent", "ivy") == []
+    # The agent's name typed out is still checked: a typo is not "no tickets".
+    assert five("ticket", "list", "--assignee", "ivy").exit_code == 3
+
+
 def test_updated_is_the_last_mail_with_the_year_when_not_this_year(desk: Run, db_url: str) -> None:
     assert desk("ingest", "-", stdin=make_mail(message_id="<old@example.org>")).exit_code == 0
     old = "2019-03-04 05:06:07.000000" if BACKEND == "sqlite" else "2019-03-04 05:06:07+00"

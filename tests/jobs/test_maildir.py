@@ -301,3 +301,38 @@ def test_a_maildir_entry_over_the_limit_is_spooled_whole_before_the_action_delet
     assert item["kept"] == f"spool file {spooled}" and item["size"] == len(big)
     assert spooled.read_bytes() == big, "deleted from the Maildir, kept whole in the spool"
     assert desk("quarantine", "show", str(item["id"]), "--raw").stdout.encode() == big
+
+
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+
+
+def test_a_quiet_fetch_with_a_failing_channel_still_logs_one_stamped_line(
+    desk: Run, tmp_path: Path
+) -> None:
+    """Under cron, -q's stdout is the log: one line with the time, the details on stderr."""
+    import re
+
+    box = maildir(tmp_path)
+    (box / "new" / "1000.mail.host").write_bytes(make_mail(subject="fetched anyway"))
+    os.mkfifo(box / "new" / "1001.fifo.host")
+    add_maildir_channel(desk, box)
+    broken = desk("channel", "add", "broken", "--kind", "imap", "--host", "127.0.0.1",
+                  "--address", "broken@example.test", "--password-cmd", "false")  # fmt: skip
+    assert broken.exit_code == 0, broken.stderr
+
+    run = desk("-q", "fetch")
+    assert run.exit_code == 7, run.stderr
+    (line,) = run.stdout.splitlines()
+    assert re.fullmatch(
+        rf"{STAMP} fetch: 1 fetched, 1 new tickets, .* \(md\); failed: broken; 1 not read", line
+    ), line
+    assert run.stderr.splitlines() == [
+        "deskctl: error: channel broken: channel 'broken': password command exited 1",
+        "deskctl: warning: channel md: not read: new/1001.fifo.host: a FIFO, not a mail file:"
+        " skipped",
+    ]
+    again = desk("-q", "fetch")  # nothing new, but the failure is still worth a line
+    assert again.exit_code == 7
+    assert re.fullmatch(
+        rf"{STAMP} fetch: 0 fetched, .*; failed: broken; 1 not read\n", again.stdout
+    )

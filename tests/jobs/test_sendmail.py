@@ -82,3 +82,28 @@ def test_a_missing_sendmail_says_what_to_install(
     assert result.exit_code == 5 and "sendmail not found" in result.stderr
     (item,) = desk("--json", "outbox", "list").json()["outbox"]
     assert item["state"] == "queued", "the reply waits for a working channel"
+
+
+def test_a_quiet_run_that_was_deferred_logs_one_stamped_line_and_says_so_on_stderr(
+    desk: Run, sendmail: dict[str, Path]
+) -> None:
+    """Under cron, -q's stdout is the log: a run that only deferred is still one timed line."""
+    import re
+
+    desk("channel", "add", "support", "--kind", "pipe", "--address", "help@example.test")
+    raw = make_mail(sender="ivy@example.org", to="help@example.test")
+    number = desk("--json", "ingest", "--channel", "support", stdin=raw).json()["ticket"]
+    desk("ticket", "show", str(number))
+    desk("ticket", "reply", str(number), "--body", "Deferred first.")
+    sendmail["code"].write_text("75")
+    run = desk("-q", "send-outbox")
+    assert run.exit_code == 6, run.stderr
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ send-outbox: 0 sent, 0 failed, 0 blocked, 1 deferred\n",
+        run.stdout,
+    ), run.stdout
+    # Cron mails stderr, not the log: exit 6 alone would tell nobody.
+    assert run.stderr == (
+        "deskctl: error: every due reply was deferred (1); each is retried later, the"
+        " server's answer is in `deskctl outbox list`\n"
+    )

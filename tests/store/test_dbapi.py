@@ -74,9 +74,13 @@ def test_a_database_folder_that_cannot_be_created_is_a_configuration_error(
     result = run_deskctl("--db", url, "db", "upgrade")
     assert result.exit_code == 5, result.stderr
     assert "cannot create the database folder" in result.stderr
-    # A reader creates nothing: it says there is no database yet, also exit 5.
+    # A reader creates nothing, and does not send the user to `db upgrade`, which
+    # would fail the same way: it names the folder, also exit 5.
     listed = run_deskctl("--db", url, "ticket", "list")
-    assert listed.exit_code == 5 and "there is no database at" in listed.stderr
+    assert listed.exit_code == 5, listed.stderr
+    assert f"cannot create the database folder {tmp_path / 'file' / 'sub'}" in listed.stderr
+    assert "db upgrade" not in listed.stderr
+    assert not (tmp_path / "file").is_dir()
 
 
 def test_a_lock_wait_that_times_out_exits_6_on_every_path(desk: Run, db_url: str) -> None:

@@ -229,3 +229,37 @@ def test_damaged_pages_are_one_line_exit_5_in_search_and_db_upgrade(
         assert result.exit_code == 5, (args, result.stderr)
         assert f"the database {path} is damaged" in result.stderr, args
         assert result.stderr.count("\n") == 1, args
+
+
+def test_a_home_the_user_cannot_write_names_the_home_not_db_upgrade(
+    other_user: tuple[Path, dict[str, object]],
+) -> None:
+    """`db upgrade` could not create the database there either, so it is not the fix."""
+    home, kwargs = other_user
+    if os.geteuid() == 0:
+        os.chown(home, 0, 0)
+        os.chmod(home, 0o755)
+    else:
+        os.chmod(home, 0o500)
+    for args in (("ticket", "list"), ("ingest", "--mta")):
+        code, err = run_other(kwargs, *args, stdin=make_mail())
+        assert code == (75 if "--mta" in args else 5), (args, err)
+        assert f"cannot create the database {home / 'deskctl.db'}: this user may not write" in err
+        assert "set DESKCTL_HOME" in err and "db upgrade" not in err, err
+    code, err = run_other(kwargs, "db", "upgrade")
+    assert code == 5 and "cannot create the database" in err, err
+
+
+def test_a_database_file_of_the_users_own_without_write_bit_names_chmod(
+    other_user: tuple[Path, dict[str, object]],
+) -> None:
+    """ "Run it as the owner" is no fix for the owner: the hint is the write bit."""
+    home, kwargs = other_user
+    code, err = run_other(kwargs, "db", "upgrade")
+    assert code == 0, err
+    db = home / "deskctl.db"
+    os.chmod(db, 0o400)  # still the other account's file, as db upgrade made it
+    code, err = run_other(kwargs, "ingest", stdin=make_mail())
+    assert code == 5, err
+    assert f"cannot write {db} (mode 0400" in err and f"`chmod u+rw {db}`" in err, err
+    assert "run it as their owner" not in err
