@@ -258,7 +258,10 @@ def root(
         str | None, typer.Option("--agent", help="who is acting \\[env: DESKCTL_AGENT]")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="nothing on success")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("-q", "--quiet", help="cron: one summary line when a job did something"),
+    ] = False,
     verbose: Annotated[
         int,
         typer.Option(
