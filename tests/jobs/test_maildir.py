@@ -327,7 +327,7 @@ def test_a_quiet_fetch_with_a_failing_channel_still_logs_one_stamped_line(
         rf"{STAMP} fetch: 1 fetched, 1 new tickets, .* \(md\); failed: broken; 1 not read", line
     ), line
     assert run.stderr.splitlines() == [
-        "deskctl: error: channel broken: channel 'broken': password command exited 1",
+        "deskctl: error: channel broken: password command exited 1",
         "deskctl: warning: channel md: not read: new/1001.fifo.host: a FIFO, not a mail file:"
         " skipped",
     ]
