@@ -16,6 +16,7 @@ tokens are *ours* depends on the installation's tag and is decided in
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 #: Reply and forward markers mail programs write, by language: English Re/Fw/Fwd,
@@ -65,6 +66,12 @@ _LEADING_TOKEN = re.compile(r"\s*" + TOKEN.pattern)
 _TAG = re.compile(r"^[^\W_][\w.-]{0,31}$")
 
 PLAIN_TAG = "#"
+
+#: The longest title a ticket keeps, in characters (Jira caps a summary at 255 too):
+#: room for any real subject, while a 100 KB one cannot fill ``ticket list`` or
+#: make our reply's Subject a line no mail server takes. The raw source keeps it whole.
+TITLE_MAX = 255
+ELLIPSIS = "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +138,27 @@ def ticket_title(subject: str, thread_topic: str = "", *, list_mail: bool = Fals
     Outlook sends an empty Subject with the conversation's ``Thread-Topic``
     still set (a reply whose subject the user cleared), so that names it then.
     """
-    return clean_title(subject, list_mail=list_mail) or clean_title(thread_topic)
+    return _capped(clean_title(subject, list_mail=list_mail) or clean_title(thread_topic))
+
+
+def _capped(title: str) -> str:
+    """``title`` cut to TITLE_MAX characters, the last one an ellipsis.
+
+    The cut never parts a letter from its combining accent or an emoji from the
+    joiner and selectors that build it with the next one: the title ends on a
+    whole character as a reader sees it.
+    """
+    if len(title) <= TITLE_MAX:
+        return title
+    cut = TITLE_MAX - len(ELLIPSIS)
+    while cut > 0 and (_joins(title[cut]) or title[cut - 1] == "\u200d"):
+        cut -= 1
+    return title[:cut].rstrip() + ELLIPSIS
+
+
+def _joins(char: str) -> bool:
+    """True for what belongs to the character before it: a mark, a joiner, a selector."""
+    return unicodedata.category(char) in ("Mn", "Mc", "Me") or char in "\u200d\ufe0e\ufe0f"
 
 
 def reply_subject(title: str, token: str) -> str:

@@ -623,3 +623,18 @@ def test_a_mail_of_four_hundred_thousand_empty_parts_is_quarantined_in_little_me
     assert run.peak_mib < 120, f"peak RSS {run.peak_mib:.0f} MiB for a 2.8 MB mail"
     (item,) = desk("--json", "quarantine", "list").json()["quarantine"]
     assert item["reason"] == "cannot parse: more than 10000 MIME parts"
+
+
+def test_a_100_kb_subject_makes_a_short_title_and_stays_whole_in_the_source(desk: Run) -> None:
+    """A subject is the sender's to make any length; the list and our reply are ours."""
+    subject = " ".join(f"word{i:05d}" for i in range(10_000))  # 100 KB, folded by the sender
+    created = desk("--json", "ingest", stdin=make_mail(subject=subject))
+    assert created.exit_code == 0, created.stderr
+    title = created.json()["title"]
+    assert len(title) == 255 and title.endswith("…"), len(title)
+    assert subject.startswith(title.removesuffix("…"))
+    (listed,) = desk("--json", "ticket", "list").json()["tickets"]
+    assert listed["title"] == title
+    message = desk("--json", "ticket", "show", str(listed["id"])).json()["messages"][0]
+    raw = desk("ticket", "show", str(listed["id"]), "--raw", str(message["id"]))
+    assert " ".join(raw.stdout.split()).count(subject) == 1, "the raw source keeps it whole"
