@@ -19,45 +19,58 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-#: Reply and forward markers mail programs write, by language: English Re/Fw/Fwd,
-#: German AW/WG, Scandinavian SV/VS/VB/VL, French RE/TR/Réf., Portuguese and
-#: Spanish RES/ENC/RV, Italian R/RIF, Dutch Antw/Doorst, Polish Odp/PD,
-#: Turkish YNT, Chinese 回复/答复/转发 (and the traditional 回覆/轉寄), Japanese 返信/転送.
-PREFIX_WORDS = (
+#: Reply markers mail programs write, by language: English Re, German AW,
+#: Scandinavian SV/VS, French RE/Réf., Portuguese and Spanish RES, Italian R/RIF,
+#: Dutch Antw, Polish Odp, Turkish YNT, Chinese 回复/答复 (traditional 回覆), Japanese 返信.
+REPLY_WORDS = (
     "re",
     "aw",
     "sv",
     "vs",
-    "vb",
-    "vl",
-    "tr",
     "res",
     "réf.",
     "réf",
-    "enc",
-    "rv",
     "r",
     "rif",
     "odp",
-    "pd",
     "antw",
-    "wg",
-    "fw",
-    "fwd",
-    "doorst",
     "ynt",
     "回复",
     "答复",
-    "转发",
     "回覆",
-    "轉寄",
     "返信",
+)
+#: Forward markers: English Fw/Fwd, German WG, Swedish VB, Finnish VL, French TR,
+#: Portuguese ENC, Spanish RV, Italian I, Polish PD, Dutch Doorst, Chinese 转发
+#: (traditional 轉寄), Japanese 転送.
+FORWARD_WORDS = (
+    "fw",
+    "fwd",
+    "wg",
+    "vb",
+    "vl",
+    "tr",
+    "enc",
+    "rv",
+    "i",
+    "pd",
+    "doorst",
+    "转发",
+    "轉寄",
     "転送",
 )
+PREFIX_WORDS = REPLY_WORDS + FORWARD_WORDS
 
-_WORDS = "|".join(re.escape(w) for w in sorted(PREFIX_WORDS, key=len, reverse=True))
-# A marker, an optional count (Re[2], Re(2), Re^2) and a colon, ASCII or full-width.
-_PREFIX = re.compile(rf"\s*(?:{_WORDS})\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*[:：]", re.IGNORECASE)
+
+def _marker(words: tuple[str, ...]) -> re.Pattern[str]:
+    """A marker, an optional count (Re[2], Re(2), Re^2) and a colon, ASCII or full-width."""
+    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"\s*(?:{alternatives})\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*[:：]", re.IGNORECASE)
+
+
+_PREFIX = _marker(PREFIX_WORDS)
+_REPLY = _marker(REPLY_WORDS)
+_FORWARD = _marker(FORWARD_WORDS)
 # A list tag: Mailman's [list-name], written in front of list mail's subjects.
 _LIST_TAG = re.compile(r"\s*\[[^\[\]#]{1,64}\]")
 #: ``[#12]`` or ``[ACME #12]``: deskctl's ticket token, and RT's, which has the same shape.
@@ -130,6 +143,16 @@ def clean_title(subject: str, *, list_mail: bool = False) -> str:
         else:
             break
     return " ".join(TOKEN.sub(" ", subject[pos:]).split())
+
+
+def is_reply(subject: str) -> bool:
+    """True when ``subject`` starts with a reply marker (``Re:``, ``AW:``, ``回复：``)."""
+    return bool(_REPLY.match(subject))
+
+
+def is_forward(subject: str) -> bool:
+    """True when ``subject`` starts with a forward marker (``Fwd:``, ``WG:``, ``I:``)."""
+    return bool(_FORWARD.match(subject))
 
 
 def ticket_title(subject: str, thread_topic: str = "", *, list_mail: bool = False) -> str:

@@ -37,6 +37,7 @@ TITLES = [
     ("Antw: Bestelling", "Outlook, Dutch", "Bestelling"),
     ("Doorst: Bestelling", "Outlook, Dutch forward", "Bestelling"),
     ("Wg: Termin", "Outlook, German forward", "Termin"),
+    ("I: Ordine in ritardo", "Outlook, Italian forward", "Ordine in ritardo"),
     ("Fw: Meeting notes", "Outlook forward", "Meeting notes"),
     ("Fwd: Meeting notes", "Gmail forward", "Meeting notes"),
     ("回复：打印机坏了", "Foxmail, full-width colon", "打印机坏了"),
