@@ -64,10 +64,3 @@ class Unreachable(DeskError):
 
     exit_code = ExitCode.UNREACHABLE
     code = "unreachable"
-
-
-class TempFail(DeskError):
-    """For a mail server piping mail in: keep the message and try again later."""
-
-    exit_code = ExitCode.TEMPFAIL
-    code = "tempfail"
