@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Run, run_sql
+from conftest import Run, add_maildir_channel, maildir, run_sql
 from mailfactory import make_mail
 
 
@@ -16,11 +16,8 @@ def findings(desk: Run) -> tuple[int, dict[str, str]]:
 def test_doctor_reports_a_failing_fetch_and_replies_that_do_not_leave(
     desk: Run, tmp_path: Path, db_url: str
 ) -> None:
-    box = tmp_path / "box"
-    for sub in ("cur", "new", "tmp"):
-        (box / sub).mkdir(parents=True)
-    add = ("channel", "add", "box", "--kind", "maildir", "--address", "box@example.test")
-    assert desk(*add, "--path", str(box)).exit_code == 0
+    box = maildir(tmp_path, "box")
+    add_maildir_channel(desk, box, name="box")
     assert desk("fetch").exit_code == 0
     assert findings(desk)[0] == 0
 
