@@ -64,3 +64,13 @@ class Unreachable(DeskError):
 
     exit_code = ExitCode.UNREACHABLE
     code = "unreachable"
+
+
+def channel_reason(channel: str, message: str) -> str:
+    """``message`` without the ``channel NAME: `` that auth errors start with.
+
+    An auth error names its channel, because send-outbox prints it as it is;
+    a line that names the channel itself (fetch's, doctor's) takes the
+    prefix off rather than say the name twice.
+    """
+    return message.removeprefix(f"channel {channel}: ")

@@ -30,8 +30,8 @@ def resolve(source: str | None, ref: str | None, *, channel: str) -> str:
     """The secret, or a ConfigError whose message starts ``channel NAME: ``.
 
     That one prefix is how every auth error names its channel: send-outbox
-    prints the message as it is, and fetch, which names its channel on each
-    line itself, takes the prefix off instead of saying the name twice.
+    prints the message as it is, and fetch and doctor, which name the channel
+    themselves, take it off (:func:`deskctl.errors.channel_reason`).
     """
     if source is None or ref is None:
         raise ConfigError(

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.text import Text
 
 from deskctl.commands._common import app_context, finish, log_stamp
+from deskctl.errors import channel_reason
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, stderr
 
@@ -104,12 +105,7 @@ def fetch(
 
 
 def _reason(report: ChannelReport) -> str:
-    """The failure without the ``channel NAME: `` the auth errors start with.
-
-    Each line here names its channel already; the same text from send-outbox,
-    which names nothing, keeps the prefix (deskctl/auth/secrets.py).
-    """
-    return (report.error or "").removeprefix(f"channel {report.name}: ")
+    return channel_reason(report.name, report.error or "")
 
 
 _SUMMED = (

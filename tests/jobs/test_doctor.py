@@ -55,3 +55,16 @@ def test_doctor_reports_a_failing_fetch_and_replies_that_do_not_leave(
     assert "550 no such user" in found["outbox-failed"]
     human = desk("doctor")
     assert human.exit_code == 6 and "warning: 1 reply failed" in human.stdout
+
+
+def test_doctor_names_a_channel_whose_secret_fails_once(desk: Run) -> None:
+    broken = desk("channel", "add", "broken", "--kind", "imap", "--host", "127.0.0.1",
+                  "--address", "broken@example.test", "--password-cmd", "false")  # fmt: skip
+    assert broken.exit_code == 0, broken.stderr
+    assert desk("fetch").exit_code == 5
+    finding = findings(desk)[1]["fetch-failed"]
+    assert finding.startswith("channel broken: the last fetch failed at "), finding
+    assert finding.endswith(": password command exited 1; try `deskctl channel test broken`"), (
+        finding
+    )
+    assert finding.count("channel broken") == 1, finding
