@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -11,8 +11,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.text import Text
 
 from deskctl.commands._common import app_context, finish, log_stamp
+from deskctl.errors import channel_reason
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, stderr
+
+if TYPE_CHECKING:
+    from deskctl.jobs.fetch import ChannelReport
 
 
 def fetch(
@@ -79,7 +83,7 @@ def fetch(
                 done = (
                     f"{r.fetched} fetched, {r.tickets_created} new tickets; " if r.fetched else ""
                 )
-                line = Text(safe_text(f"{r.name}: {done}failed: {r.error}"), style="red")
+                line = Text(safe_text(f"{r.name}: {done}failed: {_reason(r)}"), style="red")
             elif r.skipped:
                 line = Text(f"{r.name}: skipped: {r.skipped}")
             else:
@@ -91,13 +95,17 @@ def fetch(
     emit({"channels": [r.to_dict() for r in reports]}, as_json=context.json, human=human)
     for r in reports:
         if r.error:
-            stderr.print(Text(safe_text(f"deskctl: error: channel {r.name}: {r.error}")))
+            stderr.print(Text(safe_text(f"deskctl: error: channel {r.name}: {_reason(r)}")))
         if context.quiet and not context.json:  # the log line only counts them
             for entry in r.unread:
                 stderr.print(
                     Text(safe_text(f"deskctl: warning: channel {r.name}: not read: {entry}"))
                 )
     finish(code)
+
+
+def _reason(report: ChannelReport) -> str:
+    return channel_reason(report.name, report.error or "")
 
 
 _SUMMED = (

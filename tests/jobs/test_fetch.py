@@ -10,6 +10,7 @@ import random
 import signal
 import time
 
+import pytest
 from jobs.conftest import FORWARDED, SALES, SUPPORT, AddImap, deskctl_process, fill
 from peakrss import run_deskctl_measured
 from sqlalchemy import create_engine, text
@@ -371,3 +372,24 @@ def test_a_password_that_is_not_ascii_logs_in_and_never_leaks_when_wrong(
         assert not [c for c in set(wrong) if not c.isascii() and c in seen], seen
         assert "position" not in seen and "codec" not in seen
         desk("channel", "remove", "wrong")
+
+
+def test_a_channel_whose_secret_is_missing_is_named_once_on_each_line(
+    desk: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cron mails stderr: "channel X: channel 'X': ..." made the reader look for two channels."""
+    monkeypatch.delenv("DESKCTL_TEST_NO_SUCH_SECRET", raising=False)
+    added = desk("channel", "add", "broken", "--kind", "imap", "--host", "127.0.0.1",
+                 "--address", "broken@example.test",
+                 "--password-env", "DESKCTL_TEST_NO_SUCH_SECRET")  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+
+    run = desk("fetch")
+    assert run.exit_code == 5, run.stderr
+    assert run.stdout == (
+        "broken: failed: environment variable DESKCTL_TEST_NO_SUCH_SECRET is not set\n"
+    )
+    assert run.stderr == (
+        "deskctl: error: channel broken: environment variable DESKCTL_TEST_NO_SUCH_SECRET"
+        " is not set\n"
+    )
