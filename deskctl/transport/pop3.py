@@ -142,13 +142,13 @@ class Pop3Inbox:
             try:
                 client.stls(tls_context(s.ca_file))
             except poplib.error_proto as exc:
-                client.close()
+                _drop(client)
                 raise Unreachable(
                     f"POP3 server {self._where()} does not offer STLS ({_said(exc)}); "
                     "deskctl does not fall back to plaintext"
                 ) from exc
             except OSError as exc:
-                client.close()
+                _drop(client)  # a failed handshake leaves a socket that cannot be shut down
                 raise self._failure(exc) from exc
         return client
 
@@ -250,11 +250,15 @@ class Pop3Inbox:
     def close(self) -> None:
         """Drop the connection without QUIT: the server deletes nothing of this session."""
         if self.client is not None:
-            try:
-                self.client.close()
-            except OSError:  # already gone; nothing to save
-                log.debug("POP3 close failed", exc_info=True)
+            _drop(self.client)
             self.client = None
+
+
+def _drop(client: poplib.POP3) -> None:
+    try:
+        client.close()
+    except OSError:  # already gone; nothing to save
+        log.debug("POP3 close failed", exc_info=True)
 
 
 def _pairs(lines: list[bytes]) -> Iterator[tuple[bytes, bytes]]:
