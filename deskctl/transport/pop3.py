@@ -181,6 +181,8 @@ class Pop3Inbox:
     def _failure(self, exc: BaseException) -> DeskError:
         """A dropped line, a timeout or a garbled answer: the server cannot be used now."""
         if isinstance(exc, poplib.error_proto):
+            if _said(exc) == "-ERR EOF":  # poplib's words for a line that went dead
+                return Unreachable(f"POP3 server {self._where()} closed the connection")
             return Unreachable(f"POP3 server {self._where()} failed: {_said(exc)}")
         return network_error(exc, self.settings.host, self.settings.port, "POP3")
 

@@ -26,6 +26,7 @@ from conftest import Run
 from mailfactory import make_mail
 from testbed.certs import CertBundle
 from testbed.dovecot import Dovecot
+from testbed.fake_pop3 import FakePop3, Script
 
 User = tuple[str, str]
 
@@ -263,3 +264,53 @@ def test_doctor_names_a_pop3_channel_whose_fetch_fails(
     assert doctor.exit_code == 6
     assert found["fetch-failed"].startswith("channel broken: the last fetch failed")
     assert "POP3 login refused" in found["fetch-failed"]
+
+
+def add_fake(desk: Run, monkeypatch: pytest.MonkeyPatch, server: FakePop3, *extra: str) -> None:
+    """A channel on the scripted server, in plaintext (it speaks no TLS) unless ``extra`` says."""
+    monkeypatch.setenv("PW_FAKE", "fake-secret")
+    added = desk(
+        "channel", "add", "fake", "--kind", "pop3", "--address", "fake@example.test",
+        "--host", "127.0.0.1", "--port", str(server.port), "--password-env", "PW_FAKE",
+        "--after-fetch", "delete", *(extra or ("--security", "none", "--allow-plaintext")),
+    )  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+
+
+def test_a_line_that_dies_mid_message_is_exit_6_and_deletes_nothing_until_a_good_run(
+    desk: Run, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = Script(mails(2, "drop"), drop_during=2)
+    server = FakePop3(script)
+    try:
+        add_fake(desk, monkeypatch, server)
+        dropped = desk("fetch")
+        assert dropped.exit_code == 6
+        assert f"POP3 server 127.0.0.1:{server.port} closed the connection" in dropped.stderr
+        assert count(db_url, "SELECT count(*) FROM messages") == 1
+        assert script.sessions[-1] == ([1], False), "the stored one marked, but no QUIT"
+        assert script.deleted() == set()
+
+        again = desk("--json", "fetch")
+        assert again.exit_code == 0, again.stderr
+        assert again.json()["channels"][0]["fetched"] == 1
+        assert script.sessions[-1] == ([1, 2], True) and script.deleted() == {1, 2}
+        assert count(db_url, "SELECT count(*) FROM tickets") == 2
+    finally:
+        server.stop()
+
+
+def test_a_server_without_stls_gets_no_password_in_clear(
+    desk: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = Script(mails(1, "nostls"))
+    server = FakePop3(script)
+    try:
+        add_fake(desk, monkeypatch, server, "--security", "starttls")
+        refused = desk("fetch")
+        assert refused.exit_code == 6
+        assert "does not offer STLS" in refused.stderr
+        assert "deskctl does not fall back to plaintext" in refused.stderr
+        assert "USER" not in script.verbs and "PASS" not in script.verbs
+    finally:
+        server.stop()
