@@ -72,29 +72,34 @@ class _BoundedLines:
         recognised as large.
         """
         self._shortcmd(command)  # type: ignore[attr-defined]
+        readline = self.file.readline
         kept: list[bytes] = []
         held = total = 0
         line_start, after_cr = True, False
         while True:
-            piece = self.file.readline(CHUNK)
-            if not piece:
-                raise poplib.error_proto("-ERR EOF")
-            if line_start:
-                if piece in (b".\r\n", b".\n"):
+            piece = readline(CHUNK)
+            if piece[-2:] == b"\r\n" and piece[:1] != b".":
+                line_start, after_cr = True, False  # the usual line: nothing to undo
+            else:
+                if not piece:
+                    raise poplib.error_proto("-ERR EOF")
+                if line_start and piece in (b".\r\n", b".\n"):
                     return b"".join(kept), total
-                if piece.startswith(b".."):
-                    piece = piece[1:]
-            if (
-                piece.endswith(b"\n")
-                and not piece.endswith(b"\r\n")
-                and not (piece == b"\n" and after_cr)
-            ):
-                piece = piece[:-1] + b"\r\n"  # a bare LF from the server: mail ends lines in CRLF
-            line_start, after_cr = piece.endswith(b"\n"), piece.endswith(b"\r")
+                piece = _undone(piece, line_start, after_cr)
+                line_start, after_cr = piece.endswith(b"\n"), piece.endswith(b"\r")
             total += len(piece)
             if held < limit:
-                kept.append(piece[: limit - held])
+                kept.append(piece if held + len(piece) <= limit else piece[: limit - held])
                 held += len(kept[-1])
+
+
+def _undone(piece: bytes, line_start: bool, after_cr: bool) -> bytes:
+    """A line as the message has it: dot-stuffing undone, a bare LF (``\\n``) as CRLF."""
+    if line_start and piece.startswith(b".."):
+        piece = piece[1:]
+    if piece.endswith(b"\n") and not piece.endswith(b"\r\n") and not (piece == b"\n" and after_cr):
+        piece = piece[:-1] + b"\r\n"
+    return piece
 
 
 class _Pop3(_BoundedLines, poplib.POP3):

@@ -1,7 +1,8 @@
 """A scripted POP3 server on 127.0.0.1, for what Dovecot cannot be made to do on demand.
 
 It answers the commands deskctl sends (CAPA, USER, PASS, UIDL, LIST, RETR,
-TOP, DELE, QUIT) for a fixed list of messages, and can leave STLS out of its
+TOP, DELE, QUIT) for a fixed list of messages, sent as they are (dot-stuffed,
+line ends untouched, so a test can send bare LFs), and can leave STLS out of its
 capabilities or drop the connection half-way through sending one message.
 It records what each session marked and whether it ended with QUIT, which
 is the only moment a POP3 server deletes.
@@ -80,7 +81,8 @@ class FakePop3:
                     script.drop_during = None
                     conn.wfile.write(b"+OK\r\n" + raw[: len(raw) // 2])
                     return  # the line goes dead half-way through the message
-                send(b"+OK", raw.rstrip(b"\r\n"), b".")
+                stuffed = b"\n".join(b"." + x if x[:1] == b"." else x for x in raw.split(b"\n"))
+                send(b"+OK", stuffed.rstrip(b"\r\n"), b".")  # lines end as in ``raw``
             elif verb == "DELE":
                 marks.append(number)
                 send(b"+OK marked")

@@ -15,6 +15,7 @@ from deskctl.transport.pop3 import Pop3Inbox, Pop3Settings
 from mailfactory import make_mail
 from testbed.certs import CertBundle
 from testbed.dovecot import Dovecot
+from testbed.fake_pop3 import FakePop3, Script
 
 
 @pytest.fixture
@@ -85,3 +86,17 @@ def test_starttls_verifies_the_server_and_a_wrong_password_is_a_config_error(
 
 def _fields(settings: Pop3Settings) -> dict[str, object]:
     return {name: getattr(settings, name) for name in settings.__slots__}
+
+
+def test_a_message_comes_byte_for_byte_whatever_its_lines() -> None:
+    """A 3 MiB line (longer than a read), dot-stuffed lines and bare LFs from an odd server."""
+    body = b"x" * (3 * 1024 * 1024) + b"\n..two\n.one\n.\r\nend\n"
+    raw = b"From: a@example.org\nSubject: odd\n\n" + body
+    server = FakePop3(Script([raw]))
+    try:
+        plain = Pop3Settings("127.0.0.1", server.port, "none", "u", "p")
+        with Pop3Inbox(plain) as inbox:
+            ((_uidl, got),) = list(inbox.fetch(inbox.listing(), max_size=10 * 1024 * 1024))
+    finally:
+        server.stop()
+    assert got == raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
