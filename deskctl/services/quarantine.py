@@ -117,18 +117,6 @@ def uids_left_on_server(session: Session, channel_id: int, uidvalidity: int) -> 
     )
 
 
-def keys_left_on_server(session: Session, channel_id: int) -> set[str]:
-    """UIDLs of POP3 mail that was too large to download: fetch never deletes them."""
-    return set(
-        session.scalars(
-            select(QuarantinedMessage.remote_key).where(
-                QuarantinedMessage.channel_id == channel_id,
-                QuarantinedMessage.remote_key.is_not(None),
-            )
-        )
-    )
-
-
 def raw_chunks(session: Session, item_id: int, chunk: int = CHUNK) -> Iterator[bytes]:
     """The bytes kept in the database, a slice at a time, so printing them stays bounded."""
     column = QuarantinedMessage.raw

@@ -211,6 +211,19 @@ def test_a_message_over_the_size_limit_stays_on_the_server_listed_until_retried(
     assert on_server(pop3_dovecot, user) == [], "deleted once it was stored"
 
 
+def test_a_big_mail_an_agent_drops_from_the_list_is_still_never_deleted(
+    desk: Run, pop3_dovecot: Dovecot, add_pop3: AddPop3
+) -> None:
+    user = new_user(pop3_dovecot, "drop")
+    fill(pop3_dovecot, user, "INBOX", [*mails(1, "before"), big_mail(), *mails(1, "after")])
+    add_pop3("support", user, "--after-fetch", "delete")
+    item = fetch_over_the_limit(desk)
+    assert desk("quarantine", "drop", str(item["id"])).exit_code == 0
+    again = desk("--json", "fetch")
+    assert again.exit_code == 0 and again.json()["channels"][0]["fetched"] == 0
+    assert on_server(pop3_dovecot, user) == ["huge"], "never downloaded, so never deleted"
+
+
 def test_channel_test_logs_in_and_counts_the_maildrop_and_verifies_tls(
     desk: Run, pop3_dovecot: Dovecot, add_pop3: AddPop3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
