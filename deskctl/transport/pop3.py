@@ -159,6 +159,13 @@ class Pop3Inbox:
 
     def open(self) -> None:
         s = self.settings
+        if any(c in s.username + s.password for c in "\r\n\0"):
+            # poplib sends what it is given: a line break would end the command
+            # there and make the rest of the secret a command of its own.
+            raise ConfigError(
+                "the POP3 user name or password holds a line break or NUL, which POP3 "
+                "cannot send: check where the secret comes from"
+            )
         client = self._connect()
         self.client = client
         try:
@@ -167,16 +174,19 @@ class Pop3Inbox:
         except poplib.error_proto as exc:
             self.close()
             said = exc.args[0] if exc.args and isinstance(exc.args[0], bytes) else b""
+            if said == b"-ERR EOF":
+                raise self._failure(exc) from exc
+            # The server's words name the reason (a wrong password, a locked
+            # account); should one echo what we sent, the secret is blanked out.
+            reason = _said(exc).replace(s.password, "***") if s.password else _said(exc)
             if _TEMPORARY.match(said):
                 raise Unreachable(
-                    f"POP3 server {self._where()} refused the login for now: {_said(exc)}"
+                    f"POP3 server {self._where()} refused the login for now: {reason}"
                 ) from exc
             if said.startswith(b"-ERR"):
-                # The server's words name the reason (a wrong password, a locked
-                # account); they never carry what we sent.
                 raise ConfigError(
                     f"POP3 login refused for {s.username} at {s.host}: check the password "
-                    f"({_said(exc)})"
+                    f"({reason})"
                 ) from exc
             raise self._failure(exc) from exc
         except OSError as exc:

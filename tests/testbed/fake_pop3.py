@@ -21,6 +21,8 @@ class Script:
     #: 1-based number of the message whose RETR is cut off half-way (once).
     drop_during: int | None = None
     capabilities: tuple[str, ...] = ("UIDL", "TOP", "USER")
+    #: Refuse PASS, quoting the password back, as a careless server might.
+    refuse_echoing: bool = False
     #: Per session: the message numbers marked with DELE, and whether QUIT came.
     sessions: list[tuple[list[int], bool]] = field(default_factory=list)
     #: Every command verb received, in order (never the arguments: no passwords kept).
@@ -68,6 +70,8 @@ class FakePop3:
             number = int(args[0]) if args and args[0].isdigit() else 0
             if verb == "CAPA":
                 send(b"+OK", *(c.encode() for c in script.capabilities), b".")
+            elif verb == "PASS" and script.refuse_echoing:
+                send(b"-ERR [AUTH] wrong password: " + line.split(b" ", 1)[1].rstrip())
             elif verb in ("USER", "PASS", "NOOP"):
                 send(b"+OK")
             elif verb == "UIDL":

@@ -100,3 +100,26 @@ def test_a_message_comes_byte_for_byte_whatever_its_lines() -> None:
     finally:
         server.stop()
     assert got == raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def test_a_secret_with_a_line_break_is_refused_before_anything_is_sent() -> None:
+    """poplib would send the rest of the secret as a command of its own."""
+    server = FakePop3(Script([]))
+    try:
+        broken = Pop3Settings("127.0.0.1", server.port, "none", "u", "pw\r\nDELE 1")
+        with pytest.raises(ConfigError, match="holds a line break") as refused:
+            uidls(broken)
+        assert "DELE" not in str(refused.value)
+        assert server.script.verbs == [] and server.script.sessions == []
+    finally:
+        server.stop()
+
+
+def test_a_server_that_quotes_the_password_back_does_not_get_it_printed() -> None:
+    server = FakePop3(Script([], refuse_echoing=True))
+    try:
+        with pytest.raises(ConfigError, match=r"\[AUTH\] wrong password: \*\*\*") as refused:
+            uidls(Pop3Settings("127.0.0.1", server.port, "none", "u", "Sekrit-99"))
+        assert "Sekrit-99" not in str(refused.value)
+    finally:
+        server.stop()
