@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from deskctl.auth import oauth, secrets
@@ -25,6 +25,13 @@ def for_channel(
 ) -> Credentials:
     if settings.get("auth") == "oauth":
         oauth_settings = oauth.OAuthSettings.from_channel(name, settings, account)
+        if oauth_settings.app_only:
+            # The app's client secret is referenced like a password, resolved per run.
+            secret = secrets.resolve(secret_source, secret_ref, channel=name)
+            return Credentials(
+                oauth_token=oauth.access_token(replace(oauth_settings, client_secret=secret)),
+                relogin_hint="check the app's client secret and its permissions",
+            )
         return Credentials(
             oauth_token=oauth.access_token(oauth_settings),
             relogin_hint=f"run `deskctl channel login {oauth_settings.channel}`",

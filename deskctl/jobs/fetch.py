@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session
 from deskctl.auth import credentials
 from deskctl.context import AppContext
 from deskctl.errors import DeskError, ExitCode, NotFound
-from deskctl.jobs.parsing import parse_stream
+from deskctl.jobs.parsing import Parsed, parse_stream
 from deskctl.jobs.pipeline import Outcome, ingest_cache, still_over, store_raw
 from deskctl.jobs.probe import folder_error
 from deskctl.jobs.workers import dead_local_owner, worker_id
+from deskctl.services.ingest import IngestCache
 from deskctl.services.leases import (
     LEASE,
     LeaseLost,
@@ -434,28 +435,50 @@ def _read_maildir(
         max_size=opts.max_size,
     )
     for key, raw, parsed in stream:
-        path = paths[key]
-
-        def checkpoint(session: Session, key: str = key) -> None:
-            hold_lease(session, ch.id, owner)
-            session.add(FetchedKey(channel_id=ch.id, remote_key=key))
-
-        outcome = store_raw(
-            context,
-            raw,
-            channel_id=ch.id,
-            source=f"{ch.name} {key}",
-            max_size=opts.max_size,
-            dry_run=opts.dry_run,
-            checkpoint=None if opts.dry_run else checkpoint,
-            cache=cache,
-            mail=parsed,
-        )
-        report.count(outcome)
-        if opts.progress:
-            opts.progress(ch.name, report.fetched, len(todo))
+        store_keyed(context, ch, opts, report, owner, Keyed(key, raw, parsed, len(todo)), cache)
         if not opts.dry_run:
-            inbox.after_fetch(ch.after_fetch, path)
+            inbox.after_fetch(ch.after_fetch, paths[key])
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """One message of a channel without UIDs, by its remote key (a Maildir name, a Graph id)."""
+
+    key: str
+    raw: bytes | Oversize
+    parsed: Parsed
+    of: int  # how many the run has to store, for the progress line
+
+
+def store_keyed(
+    context: AppContext,
+    ch: Snapshot,
+    opts: FetchOptions,
+    report: ChannelReport,
+    owner: str,
+    item: Keyed,
+    cache: IngestCache,
+) -> None:
+    """Store one message with its remote key in ``fetched_keys``, in one transaction."""
+
+    def checkpoint(session: Session) -> None:
+        hold_lease(session, ch.id, owner)
+        session.add(FetchedKey(channel_id=ch.id, remote_key=item.key))
+
+    outcome = store_raw(
+        context,
+        item.raw,
+        channel_id=ch.id,
+        source=f"{ch.name} {item.key}",
+        max_size=opts.max_size,
+        dry_run=opts.dry_run,
+        checkpoint=None if opts.dry_run else checkpoint,
+        cache=cache,
+        mail=item.parsed,
+    )
+    report.count(outcome)
+    if opts.progress:
+        opts.progress(ch.name, report.fetched, item.of)
 
 
 def _record(context: AppContext, ch: Snapshot, report: ChannelReport, owner: str) -> None:
@@ -485,7 +508,11 @@ def fetch_channel(context: AppContext, ch: Snapshot, opts: FetchOptions) -> Chan
         log.info("%s: skipped, another fetch holds it", ch.name)
         return report
     try:
-        if ch.kind in ("imap", "gmail", "o365"):
+        if ch.kind == "o365" and ch.settings.get("transport") == "graph":
+            from deskctl.jobs.fetch_graph import fetch_graph
+
+            fetch_graph(context, ch, opts, report, owner)
+        elif ch.kind in ("imap", "gmail", "o365"):
             _imap(context, ch, opts, report, owner)
         elif ch.kind == "maildir":
             _maildir(context, ch, opts, report, owner)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from conftest import Run
 from testbed.certs import CertBundle
@@ -174,3 +178,36 @@ def deskctl_process(*args: str, **kwargs: object) -> subprocess.Popen[bytes]:
         env=dict(os.environ),
         **kwargs,  # type: ignore[call-overload]
     )
+
+
+def kill_fetches_at_random_points(db_url: str, kills: int, seed: int) -> int:
+    """SIGKILL ``deskctl -q fetch`` up to ``kills`` times mid-run; returns how often it was.
+
+    Each kill waits for progress (a few more messages stored), not for a
+    time: a fast machine would finish before a timed kill, a slow one be
+    killed before its first commit. The points stay random: how far to let
+    it go, and a short jitter after that.
+    """
+    rng = random.Random(seed)
+    progress = create_engine(db_url)
+
+    def stored() -> int:
+        with progress.connect() as conn:
+            return int(conn.scalar(text("SELECT count(*) FROM messages")) or 0)
+
+    done = 0
+    try:
+        while done < kills:
+            target = stored() + rng.randint(1, 20)
+            proc = deskctl_process("-q", "fetch")
+            while proc.poll() is None and stored() < target:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, 0.02))
+            if proc.poll() is not None:
+                break  # it finished before this kill: what follows still checks it all
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            done += 1
+    finally:
+        progress.dispose()
+    return done

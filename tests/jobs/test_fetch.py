@@ -6,11 +6,16 @@ Every story runs against a real Dovecot over IMAPS, verified with the test CA.
 from __future__ import annotations
 
 import json
-import random
-import signal
-import time
 
-from jobs.conftest import FORWARDED, SALES, SUPPORT, AddImap, deskctl_process, fill
+from jobs.conftest import (
+    FORWARDED,
+    SALES,
+    SUPPORT,
+    AddImap,
+    deskctl_process,
+    fill,
+    kill_fetches_at_random_points,
+)
 from peakrss import run_deskctl_measured
 from sqlalchemy import create_engine, text
 
@@ -129,30 +134,7 @@ def test_fetch_killed_at_random_points_loses_and_doubles_nothing(
 ) -> None:
     fill(dovecot, SUPPORT, fresh_folder, mails(200, "kill"))
     add_imap("support", SUPPORT, "--after-fetch", "move:Trash", folder=fresh_folder)
-    rng = random.Random(7)
-    kills = 0
-    # Each kill waits for progress (a few more messages stored), not for a
-    # time: a fast machine would finish before a timed kill, a slow one be
-    # killed before its first commit. The points stay random: how far to let
-    # it go, and a short jitter after that.
-    progress = create_engine(db_url)
-
-    def stored() -> int:
-        with progress.connect() as conn:
-            return int(conn.scalar(text("SELECT count(*) FROM messages")) or 0)
-
-    while kills < 6:
-        target = stored() + rng.randint(1, 20)
-        proc = deskctl_process("-q", "fetch")
-        while proc.poll() is None and stored() < target:
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0, 0.02))
-        if proc.poll() is not None:
-            break  # it finished before this kill: what follows still checks it all
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        kills += 1
-    progress.dispose()
+    kills = kill_fetches_at_random_points(db_url, 6, seed=7)
     final = desk("--json", "fetch")
     assert final.exit_code == 0, final.stderr
     seen = f"after {kills} kills"
