@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -213,3 +214,29 @@ def _save_link(context: AppContext, channel_id: int, owner: str, link: str) -> N
         )
         if not done.rowcount:  # type: ignore[attr-defined]
             raise LeaseLost(LOST)
+
+
+def probe_graph(context: AppContext, name: str) -> dict[str, Any]:
+    """``channel test``: take a token, open the folder and find the after-fetch folder."""
+    from deskctl.jobs.fetch import select_channels
+
+    (ch,) = select_channels(context, [name])
+    settings = graph_settings(ch)
+    with GraphMailbox(settings) as box:
+        folder = box.folder(ch.folder)
+        _action, _destination, problem = _resolved_action(box, ch)
+    if problem is not None:
+        raise problem
+    how = "as the app" if settings.app_only else "as the signed-in user"
+    summary = (
+        f"{name}: signed in to Microsoft Graph {how} for {ch.address}; folder {ch.folder} has "
+        f"{folder.get('totalItemCount', 0)} messages"
+    )
+    if ch.after_fetch.startswith("move:"):
+        summary += f"; after fetch, mail moves to {ch.after_fetch.removeprefix('move:')}"
+    return {
+        "channel": name,
+        "ok": True,
+        "messages": folder.get("totalItemCount"),
+        "summary": summary,
+    }

@@ -198,31 +198,31 @@ class GraphMailbox:
 
     # -- folders ---------------------------------------------------------------
 
-    def folder_id(self, name: str) -> str:
-        """The id of ``name``: a well-known name (inbox, archive, ...) or a display-name path.
+    def folder(self, name: str) -> dict[str, Any]:
+        """The folder ``name``: a well-known name (inbox, archive, ...) or a display-name path.
 
         ``INBOX`` (the IMAP default) is the well-known inbox; ``Support/Done``
         walks child folders by display name, as Outlook shows them.
         """
         if name.lower() in WELL_KNOWN:
             try:
-                resp = self.request("GET", f"{self.root}/mailFolders/{name.lower()}")
+                return dict(self.request("GET", f"{self.root}/mailFolders/{name.lower()}").json())
             except ItemGone:
                 raise FolderMissing(f"the mailbox has no {name} folder") from None
-            return str(resp.json()["id"])
         parent = f"{self.root}/mailFolders"
-        found = ""
+        found: dict[str, Any] = {}
         for part in name.strip("/").split("/"):
             escaped = part.replace("'", "''")
-            resp = self.request(
-                "GET", parent, params={"$filter": f"displayName eq '{escaped}'", "$select": "id"}
-            )
+            resp = self.request("GET", parent, params={"$filter": f"displayName eq '{escaped}'"})
             matches = resp.json().get("value") or []
             if not matches:
                 raise FolderMissing(f"there is no folder {name!r} in {self.settings.address}")
-            found = str(matches[0]["id"])
-            parent = f"{self.root}/mailFolders/{quote(found, safe='')}/childFolders"
+            found = dict(matches[0])
+            parent = f"{self.root}/mailFolders/{quote(str(found['id']), safe='')}/childFolders"
         return found
+
+    def folder_id(self, name: str) -> str:
+        return str(self.folder(name)["id"])
 
     # -- reading ---------------------------------------------------------------
 

@@ -381,6 +381,8 @@ def test_app_only_reads_a_shared_mailbox_through_users_address(
     assert "client credentials" in desk("--json", "channel", "show", "shared").json()["secret"]
     login = desk("channel", "login", "shared")
     assert login.exit_code == 2 and "no sign-in to do" in login.stderr
+    findings = desk("--json", "doctor").json()["findings"]
+    assert not [f for f in findings if f["check"] == "oauth"], "the app has no sign-in to go stale"
     graph.deliver(address, make_mail(subject="to the shared box", to=address))
     report = fetch(desk)
     assert report["tickets_created"] == 1
@@ -399,6 +401,7 @@ def test_app_only_reads_a_shared_mailbox_through_users_address(
     token_file.unlink()
     refused = desk("fetch")
     assert refused.exit_code == 5 and "invalid_client" in refused.stderr
+    assert "AADSTS7000215" in refused.stderr and "check --client-id" in refused.stderr
 
 
 def test_app_only_without_the_admins_consent_exits_5_naming_the_permission(
@@ -487,3 +490,41 @@ def test_a_throttled_send_waits_and_sends_once_and_a_busy_service_defers(
     sent = desk("--json", "send-outbox")
     assert sent.json()["sent"] == 1, sent.stdout
     assert len(graph.sent) == before + 1
+
+
+def test_channel_test_signs_in_opens_the_folder_and_sends_nothing(
+    desk: Run, office: str, graph: FakeGraph
+) -> None:
+    graph.deliver(office, make_mail(subject="counted", to=office))
+    incoming = desk("--json", "channel", "test", "office")
+    assert incoming.exit_code == 0, incoming.stderr
+    assert incoming.json()["messages"] == 1
+    assert "signed in to Microsoft Graph as the signed-in user" in incoming.json()["summary"]
+    sent = len(graph.sent)
+    outgoing = desk("channel", "test", "office-graph")
+    assert outgoing.exit_code == 0, outgoing.stderr
+    assert "sendMail" in outgoing.stdout and len(graph.sent) == sent
+
+
+def test_over_graph_mail_is_moved_not_deleted(desk: Run, office: str) -> None:
+    refused = desk("channel", "set", "office", "--after-fetch", "delete")
+    assert refused.exit_code == 2 and "move:deleteditems" in refused.stderr
+    assert desk("channel", "set", "office", "--after-fetch", "move:deleteditems").exit_code == 0
+
+
+def test_dry_run_and_limit_leave_the_rest_for_the_next_run(
+    desk: Run, idp: FakeIdP, graph: FakeGraph, certs: CertBundle, trust_test_ca: Path, db_url: str
+) -> None:
+    address = new_address()
+    add_office(desk, idp, graph, certs, address, "--after-fetch", "seen")
+    sign_in(desk, idp, address)
+    for raw in questions(5, "limited", address):
+        graph.deliver(address, raw)
+    dry = fetch(desk, "--dry-run")
+    assert dry["tickets_created"] == 5
+    assert count(db_url, "SELECT count(*) FROM tickets") == 0
+    assert not any(m.is_read for m in graph.messages(address)), "a dry run touches nothing"
+    assert fetch(desk, "--limit", "2")["tickets_created"] == 2
+    assert sum(m.is_read for m in graph.messages(address)) == 2
+    assert fetch(desk)["tickets_created"] == 3, "the delta link was kept back for the rest"
+    assert all(m.is_read for m in graph.messages(address))
