@@ -11,7 +11,12 @@ measures, each as its own child process (wall time, peak RSS via wait4):
   parse switched off) + ``email.message_from_bytes(raw, policy=default)`` and
   ``get_content()`` of every leaf part.  It runs before and after deskctl
   (the first also warms Dovecot's caches); the faster run is reported;
-* the ratio deskctl / bare.
+* the ratio deskctl / bare;
+* ``deskctl fetch`` of the same corpus from an o365 channel over Microsoft
+  Graph, served by the test bed's fake Graph (HTTPS, test CA) with tokens from
+  its fake identity provider: the delta listing in pages of 200 and one
+  ``$value`` download per message. The fake server runs in this process, in
+  Python, so the figure is a lower bound of what deskctl does, not Microsoft's.
 
 ``--profile PATH`` adds one more deskctl fetch (fresh database) under
 ``python -m cProfile -o PATH -m deskctl fetch`` and prints its hot spots.
@@ -132,6 +137,45 @@ def fetch_report(run: ChildRun) -> dict[str, Any]:
     return channels[0]
 
 
+# -- Microsoft Graph --------------------------------------------------------------------
+
+GRAPH_CLIENT = "bench-graph-client"
+
+
+def run_graph(certs: Any, spec: CorpusSpec, home: Path, db_url: str) -> tuple[ChildRun, float]:
+    """The same corpus over Graph: (the timed fetch, seconds it took to put it in the mailbox)."""
+    from testbed.graph import FakeGraph
+    from testbed.idp import FakeIdP
+
+    with FakeIdP(certs) as idp, ExitStack() as stack:
+        graph = FakeGraph(certs, idp)
+        stack.callback(graph.stop)
+        graph.page_size = 200
+        started = time.perf_counter()
+        for raw in generate(spec, CorpusStats()):
+            graph.deliver(USER, raw)
+        fill_seconds = time.perf_counter() - started
+        # msal trusts the fake IdP through REQUESTS_CA_BUNDLE; Graph through --ca-file.
+        env = child_env(home, REQUESTS_CA_BUNDLE=str(certs.ca_pem))
+        name = f"bench-graph-{uuid.uuid4().hex[:8]}"
+        run_child(deskctl_argv("--db", db_url, "db", "upgrade"), env).check()
+        run_child(
+            deskctl_argv(
+                "--db", db_url, "channel", "add", name, "--kind", "o365", "--transport", "graph",
+                "--address", USER, "--client-id", GRAPH_CLIENT,
+                "--authority", idp.authority("bench"), "--graph-url", graph.base_url,
+                "--ca-file", str(certs.ca_pem),
+            ),
+            env,
+        ).check()  # fmt: skip
+        idp.auto_approve_device_as = USER
+        run_child(deskctl_argv("--db", db_url, "channel", "login", name), env).check()
+        desk = run_child(
+            deskctl_argv("--db", db_url, "--json", "fetch", "--channel", name), env
+        ).check(0, 7)
+    return desk, fill_seconds
+
+
 # -- profile ----------------------------------------------------------------------------
 
 
@@ -241,15 +285,20 @@ def main() -> None:
 
         bare_runs.append(run_bare(server, args.bulk, bare_env))
         bare, counts = min(bare_runs, key=lambda r: r[0].seconds)
+        graph, graph_fill = run_graph(certs, spec, base / "home-graph", next(urls))
+        graph_report = fetch_report(graph)
 
         mib = counts["bytes"] / MIB
         fetched = int(report["fetched"])
         print(f"corpus: {stats.summary()} (APPEND took {fill_seconds:.1f} s)")
         print(f"deskctl: {db_url.split('@')[-1]}; bare loop: imap-tools fetch(bulk={args.bulk})")
         print()
+        graph_fetched = int(graph_report["fetched"])
         rows: list[list[object]] = [
             ["deskctl fetch", fetched, mib, desk.seconds, fetched / desk.seconds,
              mib / desk.seconds, desk.peak_rss_mib],
+            ["deskctl fetch (Graph)", graph_fetched, mib, graph.seconds,
+             graph_fetched / graph.seconds, mib / graph.seconds, graph.peak_rss_mib],
             ["bare loop", counts["messages"], mib, bare.seconds,
              counts["messages"] / bare.seconds, mib / bare.seconds, bare.peak_rss_mib],
         ]  # fmt: skip
@@ -263,6 +312,11 @@ def main() -> None:
             "deskctl: "
             + ", ".join(f"{k} {v}" for k, v in report.items() if k not in ("name", "error"))
             + (f", error {report['error']}" if report.get("error") else "")
+        )
+        print(
+            f"graph: {graph_report['tickets_created']} tickets, "
+            f"{graph_report['quarantined']} quarantined (delivering took {graph_fill:.1f} s)"
+            + (f", error {graph_report['error']}" if graph_report.get("error") else "")
         )
         print(
             "bare runs (s): "

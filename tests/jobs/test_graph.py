@@ -58,14 +58,27 @@ def sign_in(desk: Run, idp: FakeIdP, address: str, name: str = "office") -> None
     assert login.exit_code == 0, login.stderr
 
 
+def signed_in_office(
+    desk: Run,
+    idp: FakeIdP,
+    graph: FakeGraph,
+    certs: CertBundle,
+    *extra: str,
+    graph_url: str | None = None,
+) -> str:
+    """An o365 channel ``office`` over Graph on a fresh mailbox, signed in; its address."""
+    address = new_address()
+    add_office(desk, idp, graph, certs, address, *extra, graph_url=graph_url)
+    sign_in(desk, idp, address)
+    return address
+
+
 @pytest.fixture
 def office(
     desk: Run, idp: FakeIdP, graph: FakeGraph, certs: CertBundle, trust_test_ca: Path
 ) -> str:
     """A signed-in o365 channel over Graph on a fresh mailbox; returns its address."""
-    address = new_address()
-    add_office(desk, idp, graph, certs, address)
-    sign_in(desk, idp, address)
+    address = signed_in_office(desk, idp, graph, certs)
     return address
 
 
@@ -203,9 +216,7 @@ def test_an_expired_delta_link_lists_the_folder_again_and_stores_nothing_twice(
 def test_seen_marks_mail_read_once_stored_and_only_once(
     desk: Run, idp: FakeIdP, graph: FakeGraph, certs: CertBundle, trust_test_ca: Path
 ) -> None:
-    address = new_address()
-    add_office(desk, idp, graph, certs, address, "--after-fetch", "seen")
-    sign_in(desk, idp, address)
+    address = signed_in_office(desk, idp, graph, certs, "--after-fetch", "seen")
     for raw in questions(3, "seen", address):
         graph.deliver(address, raw)
     assert fetch(desk)["tickets_created"] == 3
@@ -238,9 +249,7 @@ def test_move_takes_stored_mail_to_a_folder_found_by_name(
 def test_a_move_to_a_missing_folder_keeps_the_mail_and_says_how_to_fix_it(
     desk: Run, idp: FakeIdP, graph: FakeGraph, certs: CertBundle, trust_test_ca: Path
 ) -> None:
-    address = new_address()
-    add_office(desk, idp, graph, certs, address, "--after-fetch", "move:Handled")
-    sign_in(desk, idp, address)
+    address = signed_in_office(desk, idp, graph, certs, "--after-fetch", "move:Handled")
     graph.deliver(address, make_mail(subject="stays", to=address))
     result = desk("--json", "fetch")
     assert result.exit_code == 5
@@ -258,9 +267,7 @@ def test_a_move_to_a_missing_folder_keeps_the_mail_and_says_how_to_fix_it(
 def test_fetch_killed_at_random_points_loses_and_doubles_nothing(
     desk: Run, idp: FakeIdP, graph: FakeGraph, certs: CertBundle, trust_test_ca: Path, db_url: str
 ) -> None:
-    address = new_address()
-    add_office(desk, idp, graph, certs, address, "--after-fetch", "move:archive")
-    sign_in(desk, idp, address)
+    address = signed_in_office(desk, idp, graph, certs, "--after-fetch", "move:archive")
     for raw in questions(80, "kill", address):
         graph.deliver(address, raw)
     kills = kill_fetches_at_random_points(db_url, 5, seed=15)
@@ -305,9 +312,7 @@ def test_graph_down_exits_6(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
-    address = new_address()
-    add_office(desk, idp, graph, certs, address, graph_url=f"https://127.0.0.1:{closed}/v1.0")
-    sign_in(desk, idp, address)
+    signed_in_office(desk, idp, graph, certs, graph_url=f"https://127.0.0.1:{closed}/v1.0")
     result = desk("fetch")
     assert result.exit_code == 6, result.stderr
     assert f"cannot reach Microsoft Graph at 127.0.0.1:{closed}" in result.stderr
@@ -515,9 +520,7 @@ def test_over_graph_mail_is_moved_not_deleted(desk: Run, office: str) -> None:
 def test_dry_run_and_limit_leave_the_rest_for_the_next_run(
     desk: Run, idp: FakeIdP, graph: FakeGraph, certs: CertBundle, trust_test_ca: Path, db_url: str
 ) -> None:
-    address = new_address()
-    add_office(desk, idp, graph, certs, address, "--after-fetch", "seen")
-    sign_in(desk, idp, address)
+    address = signed_in_office(desk, idp, graph, certs, "--after-fetch", "seen")
     for raw in questions(5, "limited", address):
         graph.deliver(address, raw)
     dry = fetch(desk, "--dry-run")
