@@ -391,16 +391,22 @@ def test_app_only_reads_a_shared_mailbox_through_users_address(
     graph.deliver(address, make_mail(subject="to the shared box", to=address))
     report = fetch(desk)
     assert report["tickets_created"] == 1
-    used = graph.calls("GET", f"/v1.0/users/{address}/")
-    assert (used and not graph.calls("GET", "/v1.0/me/")) or all(
-        address not in r.path for r in graph.calls("GET", "/v1.0/me/")
-    )
+    listed = graph.calls("GET", f"/v1.0/users/{address}/mailFolders/")
+    assert any(r.path.endswith("/messages/delta") for r in listed)
+    assert graph.calls("GET", f"/v1.0/users/{address}/messages/"), "each mail read from /users"
     token_file = isolated_home / "tokens" / "shared.json"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     grants = idp.counters["grant:client_credentials:ok"]
     graph.deliver(address, make_mail(subject="again", to=address))
     assert fetch(desk)["tickets_created"] == 1
     assert idp.counters["grant:client_credentials:ok"] == grants, "the cached app token is reused"
+
+    desk("ticket", "show", "1")
+    desk("ticket", "reply", "1", "--body", "From the shared box.")
+    sent = desk("--json", "send-outbox")
+    assert sent.json()["sent"] == 1, sent.stdout
+    assert graph.calls("POST", f"/v1.0/users/{address}/sendMail")
+    assert graph.sent[-1][0] == address
 
     monkeypatch.setenv("APP_SECRET", "wrong")
     token_file.unlink()
@@ -475,13 +481,18 @@ def test_round_trip_customer_mail_in_reply_out_through_sendmail_answer_threads(
     assert len(desk("--json", "ticket", "show", number).json()["messages"]) == 3
 
 
+def queue_a_reply(desk: Run, graph: FakeGraph, office: str, customer: str) -> None:
+    """A customer's mail fetched as ticket 1, and an agent's reply to it in the outbox."""
+    graph.deliver(office, make_mail(subject="help", sender=customer, to=office))
+    assert fetch(desk)["tickets_created"] == 1
+    desk("ticket", "show", "1")
+    assert desk("ticket", "reply", "1", "--body", "On it.").exit_code == 0
+
+
 def test_a_throttled_send_waits_and_sends_once_and_a_busy_service_defers(
     desk: Run, office: str, graph: FakeGraph
 ) -> None:
-    graph.deliver(office, make_mail(subject="send me", sender="kim@example.org", to=office))
-    fetch(desk)
-    desk("ticket", "show", "1")
-    desk("ticket", "reply", "1", "--body", "On it.")
+    queue_a_reply(desk, graph, office, "kim@example.org")
     graph.throttle(50, status=503, retry_after=0, path_contains="/sendMail")
     busy = desk("--json", "send-outbox")
     assert busy.exit_code == 6 and busy.json()["deferred"] == 1, busy.stdout
@@ -531,3 +542,16 @@ def test_dry_run_and_limit_leave_the_rest_for_the_next_run(
     assert sum(m.is_read for m in graph.messages(address)) == 2
     assert fetch(desk)["tickets_created"] == 3, "the delta link was kept back for the rest"
     assert all(m.is_read for m in graph.messages(address))
+
+
+def test_a_reply_graph_refuses_fails_for_good_in_graphs_words(
+    desk: Run, office: str, graph: FakeGraph
+) -> None:
+    queue_a_reply(desk, graph, office, "lee@example.org")
+    graph.refuse(
+        1, 400, "ErrorInvalidRecipients", "At least one recipient isn't valid.", "/sendMail"
+    )
+    result = desk("--json", "send-outbox")
+    assert result.json()["failed"] == 1, result.stdout
+    (item,) = desk("--json", "outbox", "list").json()["outbox"]
+    assert item["state"] == "failed" and "ErrorInvalidRecipients" in item["last_error"]

@@ -25,7 +25,8 @@ ErrorAccessDenied`` without the permission (delegated: the ``Mail.*`` scope;
 app-only: the role granted with :meth:`FakeGraph.grant_app`) or for another
 user's mailbox; ``400`` for ``/me`` with an app-only token; ``404
 ErrorItemNotFound`` for an unknown message or folder. :meth:`FakeGraph.throttle`
-answers the next requests with 429 or 503 and ``Retry-After``.
+answers the next requests with 429 or 503 and ``Retry-After``; :meth:`FakeGraph.refuse`
+with another documented error (``400 ErrorInvalidRecipients`` for sendMail).
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ class _Fault:
     retry_after: int | None
     count: int
     path_contains: str
+    code: str = ""
+    message: str = ""
 
 
 class GraphError(Exception):
@@ -300,6 +303,11 @@ class FakeGraph:
         with self._lock:
             self._faults.append(_Fault(status, retry_after, count, path_contains))
 
+    def refuse(self, count: int, status: int, code: str, message: str, path_contains: str) -> None:
+        """Answer the next ``count`` matching requests with this documented error."""
+        with self._lock:
+            self._faults.append(_Fault(status, None, count, path_contains, code, message))
+
     def expire_delta_tokens(self) -> None:
         """Every delta and skip token issued so far answers 410 from now on."""
         with self._lock:
@@ -324,6 +332,8 @@ class FakeGraph:
                     headers = {}
                     if fault.retry_after is not None:
                         headers["Retry-After"] = str(fault.retry_after)
+                    if fault.code:
+                        raise GraphError(fault.status, fault.code, fault.message)
                     if fault.status == 429:
                         raise GraphError(
                             429,
