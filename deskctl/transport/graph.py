@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
+import urllib3
 
 from deskctl.errors import ConfigError, Unreachable
 from deskctl.transport.smtp import SendError
@@ -111,8 +112,10 @@ def _retry_after(resp: requests.Response, attempt: int) -> float:
     if value.isdigit():
         wait = float(value)
     elif value:
-        when = email.utils.parsedate_to_datetime(value) if "," in value else None
-        wait = when.timestamp() - time.time() if when is not None else None
+        try:
+            wait = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            wait = None  # not a date either: back off on our own
     if wait is None:
         wait = float(2**attempt)
     return min(max(wait, 0.0), LONGEST_WAIT)
@@ -256,7 +259,13 @@ class GraphMailbox:
         resp = self.request("GET", f"{self._message(message_id)}/$value", stream=True)
         with resp:
             resp.raw.decode_content = True  # a gzip'd answer is read as the MIME it carries
-            return read_bounded(resp.raw, max_size, spool)
+            try:
+                return read_bounded(resp.raw, max_size, spool)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                # Cut off mid-message: nothing of it is stored, the next run reads it again.
+                raise Unreachable(
+                    f"Microsoft Graph at {self.host} broke off a message download: {exc}"
+                ) from None
 
     def mark_read(self, message_id: str) -> None:
         self.request("PATCH", self._message(message_id), json={"isRead": True})

@@ -196,6 +196,20 @@ def test_throttled_past_the_retries_exits_6_and_the_next_run_gets_the_mail(
     assert fetch(desk)["tickets_created"] == 1
 
 
+def test_a_download_cut_off_halfway_stores_nothing_of_it_and_the_rerun_gets_it_whole(
+    desk: Run, office: str, graph: FakeGraph, db_url: str
+) -> None:
+    for raw in questions(3, "cut", office):
+        graph.deliver(office, raw)
+    graph.cut_downloads(1)
+    cut = desk("--json", "fetch")
+    assert cut.exit_code == 6, cut.stderr
+    assert "broke off a message download" in cut.json()["channels"][0]["error"]
+    assert count(db_url, "SELECT count(*) FROM quarantine") == 0
+    assert fetch(desk)["tickets_created"] == 3
+    assert count(db_url, "SELECT count(DISTINCT message_id) FROM messages") == 3
+
+
 def test_an_expired_delta_link_lists_the_folder_again_and_stores_nothing_twice(
     desk: Run, office: str, graph: FakeGraph, db_url: str
 ) -> None:

@@ -189,12 +189,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         req.status = answer.status
         with graph._lock:
             graph.requests.append(req)
+        cut = graph._cut(req)
         self.send_response(answer.status)
         self.send_header("Content-Type", answer.content_type)
         self.send_header("Content-Length", str(len(answer.body)))
         for name, value in answer.headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if cut:  # the connection drops halfway through the body
+            self.wfile.write(answer.body[: len(answer.body) // 2])
+            self.close_connection = True
+            return
         self.wfile.write(answer.body)
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -221,6 +226,7 @@ class FakeGraph:
         self._generation = 0
         self._rounds: dict[str, list[dict[str, Any]]] = {}
         self._faults: list[_Fault] = []
+        self._cuts = 0
         self.mailboxes: dict[str, Mailbox] = {}
         self.app_roles: dict[str, set[str]] = {}
         self.requests: list[GraphRequest] = []
@@ -247,6 +253,7 @@ class FakeGraph:
         with self._lock:
             self.page_size = 10
             self._faults.clear()
+            self._cuts = 0
 
     # -- what tests set up and look at -----------------------------------------
 
@@ -307,6 +314,18 @@ class FakeGraph:
         """Answer the next ``count`` matching requests with this documented error."""
         with self._lock:
             self._faults.append(_Fault(status, None, count, path_contains, code, message))
+
+    def cut_downloads(self, count: int) -> None:
+        """Drop the connection halfway through the next ``count`` ``$value`` answers."""
+        with self._lock:
+            self._cuts += count
+
+    def _cut(self, req: GraphRequest) -> bool:
+        with self._lock:
+            if self._cuts and req.path.endswith("/$value"):
+                self._cuts -= 1
+                return True
+            return False
 
     def expire_delta_tokens(self) -> None:
         """Every delta and skip token issued so far answers 410 from now on."""
