@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,3 +40,18 @@ def for_channel(
     if secret_source is None:
         return Credentials()
     return Credentials(password=secrets.resolve(secret_source, secret_ref, channel=name))
+
+
+def renewer(name: str, *, settings: dict[str, Any], account: str) -> Callable[[], str] | None:
+    """For a user's Microsoft sign-in: how to get a new access token when one is refused.
+
+    A service may refuse a token before it expires (Graph does when the grant
+    was revoked or the password changed); one forced refresh either brings a
+    token it accepts or ends in the relogin error. None for anything else.
+    """
+    if settings.get("auth") != "oauth" or settings.get("provider") != "microsoft":
+        return None
+    oauth_settings = oauth.OAuthSettings.from_channel(name, settings, account)
+    if oauth_settings.app_only:
+        return None
+    return lambda: oauth.microsoft_token(oauth_settings, force_refresh=True)

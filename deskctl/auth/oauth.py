@@ -171,7 +171,12 @@ def microsoft_app_token(settings: OAuthSettings) -> str:
     return str(result["access_token"])
 
 
-def microsoft_token(settings: OAuthSettings) -> str:
+def microsoft_token(settings: OAuthSettings, *, force_refresh: bool = False) -> str:
+    """The user's access token from the cache, refreshed when near expiry or when told.
+
+    ``force_refresh``: the service refused the cached token before it expired
+    (revoked, a changed password): trade the refresh token for a new one.
+    """
     if settings.app_only:
         return microsoft_app_token(settings)
     app, cache = _msal_app(settings)
@@ -179,7 +184,9 @@ def microsoft_token(settings: OAuthSettings) -> str:
     if not accounts:
         raise relogin(settings, "not signed in yet")
     try:
-        result = app.acquire_token_silent_with_error(list(settings.scopes), account=accounts[0])
+        result = app.acquire_token_silent_with_error(
+            list(settings.scopes), account=accounts[0], force_refresh=force_refresh
+        )
     except OSError as exc:
         raise Unreachable(f"cannot reach the sign-in service: {exc}") from exc
     finally:

@@ -63,6 +63,7 @@ def graph_settings(ch: Snapshot) -> GraphSettings:
         app_only=ch.settings.get("flow") == CLIENT_CREDENTIALS,
         ca_file=ch.ca_file,
         relogin_hint=login.relogin_hint,
+        renew=credentials.renewer(ch.name, settings=ch.settings, account=ch.username or ch.address),
     )
 
 

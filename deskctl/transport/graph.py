@@ -29,7 +29,7 @@ import email.utils
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -71,6 +71,8 @@ class GraphSettings:
     app_only: bool = False  # /users/{address} instead of /me
     ca_file: str | None = None
     relogin_hint: str = ""
+    #: A new token when Graph refuses this one (401) before it expired: tried once.
+    renew: Callable[[], str] | None = field(default=None, compare=False, repr=False)
 
 
 class SyncStateGone(Exception):
@@ -133,6 +135,7 @@ class GraphMailbox:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {settings.token}"
         self._sleep = sleep
+        self._renew = settings.renew
 
     def __enter__(self) -> GraphMailbox:
         return self
@@ -170,6 +173,12 @@ class GraphMailbox:
                 ) from None
             if resp.status_code in expect:
                 return resp
+            if resp.status_code == 401 and self._renew is not None:
+                log.info("Graph refused the access token; taking a new one")
+                resp.close()
+                token, self._renew = self._renew(), None  # once a run
+                self.session.headers["Authorization"] = f"Bearer {token}"
+                continue
             if resp.status_code in THROTTLED and attempt + 1 < ATTEMPTS:
                 wait = _retry_after(resp, attempt)
                 log.info("Graph answered %s; waiting %.0f s as told", resp.status_code, wait)

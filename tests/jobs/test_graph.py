@@ -309,11 +309,24 @@ def test_a_revoked_sign_in_exits_5_and_says_how_to_fix_it(
     assert "run `deskctl channel login office`" in result.stderr
 
 
-def test_an_access_token_graph_refuses_exits_5_with_graphs_words(
+def test_an_access_token_revoked_before_it_expired_is_replaced_once_and_the_fetch_goes_on(
     desk: Run, office: str, idp: FakeIdP, graph: FakeGraph
 ) -> None:
+    graph.deliver(office, make_mail(subject="after a password change", to=office))
     for token in idp.tokens_for(office, "access"):
-        idp.revoke(token)
+        idp.revoke(token)  # msal's cache still holds it as valid for an hour
+    refreshes = idp.refresh_grants
+    report = fetch(desk)
+    assert report["tickets_created"] == 1 and report["error"] is None
+    assert idp.refresh_grants == refreshes + 1
+
+
+def test_a_token_graph_keeps_refusing_exits_5_with_graphs_words(
+    desk: Run, office: str, idp: FakeIdP, graph: FakeGraph
+) -> None:
+    graph.refuse(
+        2, 401, "InvalidAuthenticationToken", "Access token validation failure.", "/mailFolders"
+    )
     result = desk("fetch")
     assert result.exit_code == 5, result.stderr
     assert "InvalidAuthenticationToken" in result.stderr
