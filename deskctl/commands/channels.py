@@ -368,7 +368,13 @@ def list_(ctx: typer.Context) -> None:
         out.print(table)
         table = Table("outgoing", "kind", "from", "server", box=None)
         for o in outs:
-            server = f"{o['host']}:{o['port']}" if o["host"] else "local"
+            server = (
+                f"{o['host']}:{o['port']}"
+                if o["host"]
+                else "Microsoft Graph"
+                if o["transport"] == "graph"
+                else "local"
+            )
             table.add_row(o["name"], o["kind"], show_value(o["from"]), server)
         out.print(table)
 

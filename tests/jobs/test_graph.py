@@ -16,7 +16,7 @@ from email import message_from_bytes
 from pathlib import Path
 
 import pytest
-from jobs.conftest import kill_fetches_at_random_points
+from jobs.conftest import deskctl_process, kill_fetches_at_random_points
 from sqlalchemy import create_engine, text
 
 from conftest import Run
@@ -582,3 +582,23 @@ def test_a_reply_graph_refuses_fails_for_good_in_graphs_words(
     assert result.json()["failed"] == 1, result.stdout
     (item,) = desk("--json", "outbox", "list").json()["outbox"]
     assert item["state"] == "failed" and "ErrorInvalidRecipients" in item["last_error"]
+
+
+def test_two_fetches_started_together_store_each_message_once(
+    desk: Run, office: str, graph: FakeGraph, db_url: str
+) -> None:
+    for raw in questions(40, "race", office):
+        graph.deliver(office, raw)
+    procs = [deskctl_process("--json", "fetch") for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outputs]
+    assert count(db_url, "SELECT count(*) FROM messages") == 40
+    assert count(db_url, "SELECT count(*) FROM tickets") == 40
+
+
+def test_channel_list_names_graph_as_the_outgoing_server(desk: Run, office: str) -> None:
+    listed = desk("channel", "list")
+    (row,) = [
+        line for line in listed.stdout.splitlines() if line.strip().startswith("office-graph")
+    ]
+    assert "Microsoft Graph" in row and "local" not in row
