@@ -163,8 +163,11 @@ def _round(
             act(message_id)
 
     spool = None if opts.dry_run else spool_dir(context.settings.home)
+    gone: list[str] = []
     stream = parse_stream(
-        _downloads(box, ch, todo, opts.max_size, spool), expected=len(todo), max_size=opts.max_size
+        _downloads(box, ch, todo, opts.max_size, spool, gone),
+        expected=len(todo),
+        max_size=opts.max_size,
     )
     for message_id, raw, parsed in stream:
         store_keyed(
@@ -174,22 +177,30 @@ def _round(
     if opts.dry_run:
         return
     _mark_acted(context, ch.id, acted)
-    if len(todo) == len(new) and problem is None:
+    if len(todo) == len(new) and not gone and problem is None:
         # Every message of the round is stored and acted on: the next round starts here.
-        # Otherwise the old link lists the same mail again, and what is stored is skipped.
+        # Otherwise the old link lists the same mail again, and what is stored is skipped;
+        # a message that could not be found is listed again if it is still there.
         _save_link(context, ch.id, owner, next_link)
     if problem is not None:
         raise problem
 
 
 def _downloads(
-    box: GraphMailbox, ch: Snapshot, ids: list[str], max_size: int, spool: Path | None
+    box: GraphMailbox,
+    ch: Snapshot,
+    ids: list[str],
+    max_size: int,
+    spool: Path | None,
+    gone: list[str],
 ) -> Iterator[tuple[str, bytes | Oversize]]:
+    """Each message's MIME in order; ids Graph could not find go to ``gone``."""
     for message_id in ids:
         try:
             yield message_id, box.download(message_id, max_size, spool)
         except ItemGone:
             log.info("%s: message %s went away before it was read", ch.name, message_id)
+            gone.append(message_id)
 
 
 def _mark_acted(context: AppContext, channel_id: int, acted: list[str]) -> None:

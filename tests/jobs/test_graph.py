@@ -210,6 +210,20 @@ def test_a_download_cut_off_halfway_stores_nothing_of_it_and_the_rerun_gets_it_w
     assert count(db_url, "SELECT count(DISTINCT message_id) FROM messages") == 3
 
 
+def test_a_message_graph_cannot_find_is_skipped_and_read_next_time_if_it_is_there(
+    desk: Run, office: str, graph: FakeGraph
+) -> None:
+    for raw in questions(3, "missing", office):
+        graph.deliver(office, raw)
+    graph.refuse(
+        1, 404, "ErrorItemNotFound", "The specified object was not found in the store.", "/$value"
+    )
+    first = fetch(desk)
+    assert first["tickets_created"] == 2 and first["error"] is None
+    assert fetch(desk)["tickets_created"] == 1, "the delta link was not moved past it"
+    assert fetch(desk)["fetched"] == 0
+
+
 def test_an_expired_delta_link_lists_the_folder_again_and_stores_nothing_twice(
     desk: Run, office: str, graph: FakeGraph, db_url: str
 ) -> None:
