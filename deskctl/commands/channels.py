@@ -57,8 +57,23 @@ def add(
     ] = False,
     ca_file: Annotated[str | None, typer.Option("--ca-file", help="CA for a private cert")] = None,
     auth: Annotated[
-        str, typer.Option("--auth", help="gmail: app-password or oauth (o365 is always oauth)")
+        str,
+        typer.Option(
+            "--auth",
+            help="gmail: app-password or oauth; o365 is always oauth, over Graph also "
+            "app-only (client credentials; the --password-* option gives the client secret)",
+        ),
     ] = "app-password",
+    transport: Annotated[
+        str,
+        typer.Option(
+            "--transport", help="o365: imap (IMAP and SMTP AUTH) or graph (Microsoft Graph)"
+        ),
+    ] = "imap",
+    graph_url: Annotated[
+        str | None,
+        typer.Option("--graph-url", help="o365 graph: API base URL (national clouds)"),
+    ] = None,
     client_id: Annotated[str | None, typer.Option("--client-id", help="o365: app id")] = None,
     tenant: Annotated[
         str | None, typer.Option("--tenant", help="o365: tenant id or domain")
@@ -78,12 +93,17 @@ def add(
     """Add an incoming channel; gmail and o365 also get their outgoing channel.
 
     o365 and `gmail --auth oauth` sign in with `deskctl channel login NAME` afterwards.
+    `--kind o365 --transport graph` reads and sends through Microsoft Graph (no IMAP,
+    no SMTP AUTH); with `--auth app-only` as the app itself, for a shared mailbox.
 
     Example: deskctl channel add support --kind imap --host imap.example.com
     --address support@example.com --password-cmd "pass show mail/support"
 
     pop3 reads the inbox by UIDL and keeps the mail there (--after-fetch keep, the
     default) or deletes it once stored (--after-fetch delete); it has no seen or move.
+
+    Example: deskctl channel add office --kind o365 --transport graph
+    --address support@contoso.com --client-id APP-ID --tenant contoso.com
     """
     from deskctl.services import channels as svc
 
@@ -96,8 +116,10 @@ def add(
         path = str(install_sample(context.settings.home / "sample-maildir"))
     if path:
         path = str(Path(path).expanduser().resolve())
-    if auth not in ("app-password", "oauth"):
-        raise UsageError(f"unknown --auth {auth!r}: use app-password or oauth")
+    if auth not in ("app-password", "oauth", "app-only"):
+        raise UsageError(f"unknown --auth {auth!r}: use app-password, oauth or app-only")
+    if auth == "app-only" and kind != "o365":
+        raise UsageError("--auth app-only goes with --kind o365 --transport graph")
     oauth = None
     if kind == "o365" or (kind == "gmail" and auth == "oauth"):
         secrets_file = str(Path(client_secrets).expanduser().resolve()) if client_secrets else None
@@ -107,6 +129,8 @@ def add(
             tenant=tenant,
             authority=authority,
             client_secrets=secrets_file,
+            app_only=auth == "app-only",
+            graph_url=graph_url,
         )
     opts = svc.IncomingOptions(
         kind=kind,
@@ -128,6 +152,7 @@ def add(
         smtp_host=smtp_host,
         smtp_port=smtp_port,
         smtp_security=smtp_security,
+        transport=transport,
     )
     if security == "none" and allow_plaintext:
         warn(f"channel {name}: the password will travel unencrypted")
@@ -346,7 +371,13 @@ def list_(ctx: typer.Context) -> None:
         out.print(table)
         table = Table("outgoing", "kind", "from", "server", box=None)
         for o in outs:
-            server = f"{o['host']}:{o['port']}" if o["host"] else "local"
+            server = (
+                f"{o['host']}:{o['port']}"
+                if o["host"]
+                else "Microsoft Graph"
+                if o["transport"] == "graph"
+                else "local"
+            )
             table.add_row(o["name"], o["kind"], show_value(o["from"]), server)
         out.print(table)
 

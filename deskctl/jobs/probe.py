@@ -42,6 +42,10 @@ def probe_channel(context: AppContext, name: str) -> dict[str, Any]:
         username, folder, ca_file, path = ch.username or ch.address, ch.folder, ch.ca_file, ch.path
         source, ref, extra = ch.secret_source, ch.secret_ref, dict(ch.settings or {})
         after_fetch = ch.after_fetch
+    if kind == "o365" and extra.get("transport") == "graph":
+        from deskctl.jobs.fetch_graph import probe_graph
+
+        return probe_graph(context, name)
     if kind in ("imap", "gmail", "o365"):
         from deskctl.transport.folders import FolderProblem
         from deskctl.transport.imap import ImapSettings, probe
@@ -126,6 +130,8 @@ def oauth_warnings(context: AppContext) -> list[str]:
         ]
     found = []
     for name, settings, account in rows:
+        if settings.get("flow") == oauth.CLIENT_CREDENTIALS:
+            continue  # the app signs in by itself each time: there is no sign-in to go stale
         age = oauth.token_age_days(oauth.OAuthSettings.from_channel(name, settings, account))
         if age is None:
             found.append(f"channel {name} is not signed in: run `deskctl channel login {name}`")
@@ -153,8 +159,20 @@ def probe_outgoing(context: AppContext, name: str) -> dict[str, Any]:
         channel_id, kind, host, port = ch.id, ch.kind, ch.host, ch.port
         security, user = ch.security or "starttls", ch.username
         command = str(dict(ch.settings or {}).get("sendmail", "sendmail"))
+        graph = dict(ch.settings or {}).get("transport") == "graph"
     if kind == "sendmail":
         return _probe_sendmail(name, command)
+    if graph:
+        from deskctl.transport.graph import GraphSender
+
+        with open_sender(context, channel_id) as sending:
+            assert isinstance(sending, GraphSender)
+            sending.mailbox.folder("sentitems")  # the token is taken and Graph accepts it
+        summary = (
+            f"{name}: signed in to Microsoft Graph for {sending.mailbox.settings.address}; "
+            "replies go out through sendMail and Exchange files them in Sent Items; no mail sent"
+        )
+        return {"channel": name, "ok": True, "kind": kind, "summary": summary}
     with open_sender(context, channel_id) as sender:
         assert isinstance(sender, SmtpSender) and sender.client is not None
         code, _answer = sender.client.ehlo()

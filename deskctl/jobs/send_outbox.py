@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from deskctl.auth import credentials
+from deskctl.auth.oauth import CLIENT_CREDENTIALS
 from deskctl.context import AppContext
 from deskctl.errors import DeskError, ExitCode
 from deskctl.jobs.workers import dead_local_owner, worker_id
@@ -78,11 +79,27 @@ def open_sender(context: AppContext, channel_id: int) -> AbstractContextManager[
         source, ref = channel.secret_source, channel.secret_ref
         extra = dict(channel.settings or {})
         account = channel.username or channel.from_address
+        from_address = channel.from_address
     if kind == "sendmail":
         return SendmailSender(extra.get("sendmail", "sendmail"))
     login = credentials.for_channel(
         name, settings=extra, account=account, secret_source=source, secret_ref=ref
     )
+    if extra.get("transport") == "graph":
+        from deskctl.services.channels import GRAPH_URL
+        from deskctl.transport.graph import GraphSender, GraphSettings
+
+        return GraphSender(
+            GraphSettings(
+                base_url=str(extra.get("graph_url") or GRAPH_URL),
+                address=from_address,
+                token=login.oauth_token or "",
+                app_only=extra.get("flow") == CLIENT_CREDENTIALS,
+                ca_file=settings["ca_file"],  # type: ignore[arg-type]
+                relogin_hint=login.relogin_hint,
+                renew=credentials.renewer(name, settings=extra, account=account),
+            )
+        )
     return SmtpSender(
         SmtpSettings(
             password=login.password,

@@ -157,6 +157,8 @@ class IncomingChannel(Base):
     uidvalidity: Mapped[int | None] = mapped_column(Integer)
     last_uid: Mapped[int] = mapped_column(Integer, default=0)
     acted_uid: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Graph: the @odata.deltaLink of the last complete round (the cursor).
+    delta_link: Mapped[str | None] = mapped_column(Text)
     last_fetch_at: Mapped[datetime | None]
     last_success_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -350,7 +352,10 @@ class QuarantinedMessage(Base):
 
 
 class FetchedKey(Base):
-    """What a channel without UIDs (a Maildir, a POP3 maildrop) has stored, by remote key."""
+    """What a channel without UIDs (a Maildir, a POP3 maildrop, Graph) has stored, by remote key.
+
+    ``acted_at``: when Graph's after-fetch action ran on it (None: not yet).
+    """
 
     __tablename__ = "fetched_keys"
     __table_args__ = (UniqueConstraint("channel_id", "remote_key", name="uq_fetched_keys_key"),)
@@ -359,6 +364,7 @@ class FetchedKey(Base):
     channel_id: Mapped[int] = mapped_column(ForeignKey("incoming_channels.id", ondelete="CASCADE"))
     remote_key: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    acted_at: Mapped[datetime | None]
 
 
 class TicketView(Base):
