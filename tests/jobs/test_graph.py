@@ -16,8 +16,7 @@ from email import message_from_bytes
 from pathlib import Path
 
 import pytest
-from jobs.conftest import deskctl_process, kill_while_storing
-from sqlalchemy import create_engine, text
+from jobs.conftest import count, deskctl_process, kill_while_storing
 
 from conftest import Run
 from mailfactory import make_mail
@@ -87,15 +86,6 @@ def questions(n: int, tag: str, to: str) -> list[bytes]:
         make_mail(subject=f"{tag} {i}", message_id=f"<{tag}-{i}-{uuid.uuid4().hex}@x>", to=to)
         for i in range(n)
     ]
-
-
-def count(db_url: str, sql: str) -> int:
-    engine = create_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.scalar(text(sql)) or 0)
-    finally:
-        engine.dispose()
 
 
 def fetch(desk: Run, *args: str) -> dict:  # type: ignore[type-arg]
