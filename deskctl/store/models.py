@@ -296,6 +296,12 @@ class OutboxItem(Base):
     lease_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    #: The copy in an IMAP Sent folder (migration 0012): None, due, filed or failed.
+    sent_copy: Mapped[str | None] = mapped_column(String(20))
+    sent_copy_folder: Mapped[str | None] = mapped_column(String(255))
+    sent_copy_error: Mapped[str | None] = mapped_column(Text)
+    #: The bytes that went out, kept only while due and only when they differ from the reply's.
+    sent_copy_raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
 
     message: Mapped[Message] = relationship()
     channel: Mapped[OutgoingChannel | None] = relationship()
