@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -39,9 +39,21 @@ def list_(
         # The server's words are the point of the last column: wrap them, never cut them.
         last_error = Column("last error", overflow="fold")
         table = Table(
-            "id", "ticket", "to", "channel", "state", "tries", "next", last_error, box=None
+            "id",
+            "ticket",
+            "to",
+            "channel",
+            "state",
+            "tries",
+            "next",
+            "sent copy",
+            last_error,
+            box=None,
         )
         for r in rows:
+            problems = [r["last_error"]] if r["last_error"] else []
+            if r["sent_copy_error"]:
+                problems.append(f"not filed in Sent: {r['sent_copy_error']}")
             table.add_row(
                 str(r["id"]),
                 f"#{r['ticket']}",
@@ -50,11 +62,19 @@ def list_(
                 r["state"],
                 str(r["attempts"]),
                 fmt_time(r["next_attempt_at"]) if r["state"] == "queued" else "-",
-                Text(safe_text(r["last_error"] or "-")),
+                Text(safe_text(_sent_copy(r))),
+                Text(safe_text("; ".join(problems) or "-")),
             )
         out.print(table if rows else "the outbox is empty")
 
     emit({"outbox": rows}, as_json=context.json, human=human)
+
+
+def _sent_copy(row: dict[str, Any]) -> str:
+    """``filed in Sent``, ``due`` (a later run files it), ``failed``, or ``-`` for no copy."""
+    if row["sent_copy"] == "filed":
+        return f"filed in {row['sent_copy_folder']}"
+    return row["sent_copy"] or "-"
 
 
 def _change(ctx: typer.Context, item_id: int, retry: bool) -> None:
@@ -102,9 +122,12 @@ def send_outbox(
         f"{report.sent} sent, {report.failed} failed, {report.blocked} blocked, "
         f"{report.deferred} deferred"
     )
+    if report.filed or report.not_filed:
+        line += f"; {report.filed} filed in Sent, {len(report.not_filed)} not filed"
     if context.quiet:
         # Cron's log: one line for a run that did something, none for an idle one.
-        active = report.sent or report.failed or report.blocked or report.deferred
+        active = bool(report.sent or report.failed or report.blocked or report.deferred)
+        active = active or bool(report.filed or report.not_filed)
         line = f"{log_stamp()} send-outbox: {line}" if active else ""
     emit(
         report.to_dict(),
@@ -113,6 +136,9 @@ def send_outbox(
     )
     for message, _ in report.errors:
         stderr.print(Text(safe_text(f"deskctl: error: {message}")))
+    for message in report.not_filed:
+        # The reply went out: a warning, and the exit status stays the sending's.
+        stderr.print(Text(safe_text(f"deskctl: warning: {message}")))
     if code == ExitCode.UNREACHABLE and not report.errors:
         # Cron mails stderr only (stdout is the log): exit 6 alone would tell nobody.
         stderr.print(

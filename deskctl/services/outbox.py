@@ -263,6 +263,10 @@ def item_to_dict(item: OutboxItem) -> dict[str, Any]:
         "last_error": item.last_error,
         "created_at": item.created_at,
         "sent_at": item.sent_at,
+        # The copy in the mailbox's Sent folder (services/sent_copies.py).
+        "sent_copy": item.sent_copy,
+        "sent_copy_folder": item.sent_copy_folder,
+        "sent_copy_error": item.sent_copy_error,
     }
 
 

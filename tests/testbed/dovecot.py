@@ -66,6 +66,7 @@ def render_config(
     oauth2_conf: Path | None = None,
     separator: str = "/",
     prefix: str = "",
+    sent_mailbox: str | None = "Sent",
 ) -> str:
     """The complete ``dovecot.conf`` for one instance.
 
@@ -78,8 +79,14 @@ def render_config(
     XOAUTH2/OAUTHBEARER, kept apart from passwords by ``mechanisms``.
     ``separator`` and ``prefix`` shape the inbox namespace: ``"."`` and
     ``"INBOX."`` make folders ``INBOX.Archive``, the way Courier and Cyrus
-    name them.
+    name them. ``sent_mailbox`` is the folder marked SPECIAL-USE ``\\Sent``
+    (Outlook's ``Sent Items``, say), or None for a server that marks none.
     """
+    sent = (
+        f'  mailbox "{sent_mailbox}" {{\n    auto = subscribe\n    special_use = \\Sent\n  }}\n'
+        if sent_mailbox
+        else ""
+    )
     mechanisms = "plain login"
     oauth_passdb = ""
     if oauth2_conf is not None:
@@ -135,11 +142,7 @@ namespace inbox {{
     auto = subscribe
     special_use = \\Drafts
   }}
-  mailbox Sent {{
-    auto = subscribe
-    special_use = \\Sent
-  }}
-  mailbox Trash {{
+{sent}  mailbox Trash {{
     auto = subscribe
     special_use = \\Trash
   }}
@@ -209,6 +212,7 @@ class Dovecot:
     instance dir does (e.g. ``lambda tls: idp.dovecot_oauth2_conf(ca_file=tls.ca_pem)``).
     ``separator`` and ``prefix`` set the inbox namespace; ``Dovecot(certs,
     users, separator=".", prefix="INBOX.")`` answers like Courier or Cyrus.
+    ``sent_mailbox`` names the folder marked ``\\Sent`` (None: no such folder).
     """
 
     def __init__(
@@ -220,10 +224,12 @@ class Dovecot:
         binary: str = DOVECOT_BIN,
         separator: str = "/",
         prefix: str = "",
+        sent_mailbox: str | None = "Sent",
     ) -> None:
         require_main_thread("Dovecot")
         self.separator = separator
         self.prefix = prefix
+        self.sent_mailbox = sent_mailbox
         if not os.access(binary, os.X_OK):
             raise MissingBinaryError(binary, DEBIAN_PACKAGES)
         self.binary = binary
@@ -276,6 +282,7 @@ class Dovecot:
                     oauth2_conf=self._oauth2_path,
                     separator=self.separator,
                     prefix=self.prefix,
+                    sent_mailbox=self.sent_mailbox,
                 )
             )
             chown_tree(self.base, self.account)
