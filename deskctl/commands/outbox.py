@@ -84,12 +84,18 @@ def _change(ctx: typer.Context, item_id: int, retry: bool) -> None:
     with context.transaction() as session:
         item = svc.retry_item(session, item_id) if retry else svc.cancel_item(session, item_id)
         data = svc.item_to_dict(item)
-    report(context, data, f"outbox item {item_id} is {data['state']}")
+    line = f"outbox item {item_id} is {data['state']}"
+    if retry and data["state"] == "sent":
+        line += "; the next send-outbox files its copy in Sent (the reply is not sent again)"
+    report(context, data, line)
 
 
 @app.command("retry")
 def retry(ctx: typer.Context, item_id: Annotated[int, typer.Argument()]) -> None:
     """Queue a failed, blocked or cancelled item again, due now.
+
+    A sent reply whose copy could not be filed in the Sent folder gets that copy
+    filed by the next send-outbox run; the reply itself is not sent again.
 
     Example: deskctl outbox retry 17
     """

@@ -229,6 +229,12 @@ def _change_unless_busy(session: Session, item_id: int, verb: str, **values: Any
 
 
 def retry_item(session: Session, item_id: int) -> OutboxItem:
+    """Queue the item again; for a sent reply whose Sent copy is not filed, file that instead."""
+    item = get_item(session, item_id)
+    if item.state == "sent" and item.sent_copy in ("due", "failed"):
+        from deskctl.services.sent_copies import refile
+
+        return refile(session, item, datetime.now(UTC))
     return _change_unless_busy(
         session, item_id, "retried", state="queued", next_attempt_at=datetime.now(UTC)
     )

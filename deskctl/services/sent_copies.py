@@ -160,7 +160,6 @@ def mark_not_filed(session: Session, item_id: int, error: str, now: datetime) ->
             item_id,
             sent_copy="failed",
             sent_copy_error=f"gave up filing the copy after 4 days: {error}"[:2000],
-            sent_copy_raw=None,
         )
         return False
     _set(
@@ -213,7 +212,6 @@ def claim_due_copies(session: Session, now: datetime, limit: int) -> list[Filing
                 item_id,
                 sent_copy="failed",
                 sent_copy_error="no Sent folder applies to this reply any more",
-                sent_copy_raw=None,
             )
             continue
         item = session.scalars(
@@ -224,3 +222,13 @@ def claim_due_copies(session: Session, now: datetime, limit: int) -> list[Filing
         raw = item.sent_copy_raw or item.message.raw or b""
         filings.append(replace(planned[item_id], raw=raw))
     return filings
+
+
+def refile(session: Session, item: OutboxItem, now: datetime) -> OutboxItem:
+    """``outbox retry`` on a sent reply whose copy is not filed: the next run files it.
+
+    The reply itself is not sent again; the bytes that went out were kept.
+    """
+    _set(session, item.id, sent_copy="due", next_attempt_at=now)
+    session.expire(item)
+    return item

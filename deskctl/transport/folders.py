@@ -48,6 +48,10 @@ class FolderProblem(ConfigError):
         self.missing = missing
 
 
+class SentFolderProblem(FolderProblem):
+    """The ``--sent-folder`` cannot be used: replies go out, their copies wait."""
+
+
 @dataclass(frozen=True, slots=True)
 class Layout:
     """How one server names its folders, as it said so itself."""
@@ -229,10 +233,13 @@ def sent_target(box: BaseMailBox, wanted: str, *, reading: str) -> Target:
     make their own, and a second one beside it would hide the team's answers.
     """
     layout = layout_of(box)
-    target = choose("\\Sent" if wanted == "auto" else wanted, layout)
-    _check_usable(target, layout, reading, "replies filed there")
+    try:
+        target = choose("\\Sent" if wanted == "auto" else wanted, layout)
+        _check_usable(target, layout, reading, "replies filed there")
+    except FolderProblem as exc:
+        raise SentFolderProblem(exc.message) from exc
     if not target.exists:
-        raise FolderProblem(
+        raise SentFolderProblem(
             f"sent folder {wanted!r} does not exist (looked for {target.name!r}; "
             f"folders: {layout.names()})",
             missing=True,

@@ -352,7 +352,10 @@ def _status_value(text: str, key: str) -> int:
 
 
 def probe(
-    settings: ImapSettings, move_to: str | None = None, create: bool = False
+    settings: ImapSettings,
+    move_to: str | None = None,
+    create: bool = False,
+    sent_folder: str | None = None,
 ) -> dict[str, Any]:
     """Connect, log in, open the folder and find the after-fetch one: what ``channel test`` reports.
 
@@ -372,4 +375,7 @@ def probe(
                 "exists": target.exists,
                 "how": target.how,
             }
+        if sent_folder is not None:
+            sent = inbox.sent_target(sent_folder)
+            found["sent_folder"] = {"name": sent.name, "exists": sent.exists, "how": sent.how}
         return found

@@ -366,3 +366,60 @@ def test_a_sent_folder_is_refused_where_deskctl_would_not_be_the_one_to_file(
     assert desk("channel", "set", "support", "--no-sent-folder").exit_code == 0
     assert desk("--json", "channel", "show", "support").json()["sent_folder"] is None
     assert desk("channel", "set", "support").exit_code == 2
+
+
+def test_after_four_days_deskctl_gives_up_and_outbox_retry_files_the_copy_later(
+    desk: Run, dovecot: Dovecot, smtp_relay: SmtpRelay, support: tuple[str, str], db_url: str
+) -> None:
+    folder = f"Later-{uuid.uuid4().hex[:6]}"
+    desk("channel", "set", "support", "--sent-folder", folder)
+    reply = ask_and_answer(desk, dovecot, support, "Four days")
+    assert_sent_once_not_filed(desk, smtp_relay, reply, "does not exist")
+    run_sql(db_url, "UPDATE outbox_items SET sent_at = '2000-01-01 00:00:00+00:00'")
+    next_run_is_due(db_url)
+
+    gave_up = desk("send-outbox")
+    assert gave_up.exit_code == 0 and "(deskctl gave up)" in gave_up.stderr
+    item = outbox_item(desk, reply["outbox"])
+    assert item["sent_copy"] == "failed" and "gave up" in str(item["sent_copy_error"])
+    assert desk("--json", "send-outbox").json()["not_filed"] == []  # no longer tried
+
+    with dovecot.mailbox(*support) as box:
+        box.folder.create(folder)
+    retried = desk("outbox", "retry", str(reply["outbox"]))
+    assert retried.exit_code == 0 and "the reply is not sent again" in retried.stdout
+    assert desk("--json", "send-outbox").json() == {
+        "sent": 0, "failed": 0, "blocked": 0, "deferred": 0, "errors": [],
+        "filed": 1, "not_filed": [],
+    }  # fmt: skip
+    assert len(relayed(smtp_relay, str(reply["message_id"]))) == 1
+    ((_, _, raw),) = copies(dovecot, support, folder)
+    assert raw == relayed(smtp_relay, str(reply["message_id"]))[0].raw
+
+
+def test_channel_test_names_the_sent_folder_or_says_how_to_fix_it(
+    desk: Run, support: tuple[str, str]
+) -> None:
+    tested = desk("--json", "channel", "test", "support")
+    assert tested.exit_code == 0, tested.stderr
+    assert tested.json()["sent_folder"] == {
+        "name": "Sent", "exists": True, "how": "the folder marked \\Sent",
+    }  # fmt: skip
+    assert "replies are filed in Sent" in tested.json()["summary"]
+    desk("channel", "set", "support", "--sent-folder", "Nowhere")
+    broken = desk("channel", "test", "support")
+    assert broken.exit_code == 5
+    assert "sent folder 'Nowhere' does not exist" in broken.stderr
+    assert "deskctl channel set support --sent-folder FOLDER|auto" in broken.stderr
+
+
+def test_an_office_365_mailbox_replying_through_exchange_is_told_exchange_files_it(
+    desk: Run,
+) -> None:
+    added = desk(
+        "channel", "add", "office", "--kind", "o365", "--address", "help@contoso.test",
+        "--client-id", "app", "--sent-folder", "auto",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    assert "replies via office-smtp get no copy from deskctl: Exchange Online" in added.stderr
+    assert desk("--json", "channel", "show", "office").json()["sent_folder"] == "auto"
