@@ -210,17 +210,16 @@ def send_outbox(context: AppContext, limit: int = 500) -> SendReport:
         envelopes = svc.envelopes(session, ids)
         patterns = load_patterns(session)
         copies = sent_copies.plan(session, ids)
+        # Copies an earlier run could not file; filed first, their hold is short.
+        retries = sent_copies.claim_due_copies(session, datetime.now(UTC), limit)
     groups: dict[int, list[svc.Envelope]] = defaultdict(list)
     for env in envelopes:
         groups[env.channel_id].append(env)
     with SentFiler(context) as filer:
+        for filing in retries:
+            filer.file(filing, filing.raw)
         run = _Run(context, owner, patterns, report, filer, copies)
         for channel_id, items in groups.items():
             _send_group(run, channel_id, items)
-        # Copies an earlier run could not file: filed now, over the same connections.
-        with context.transaction() as session:
-            retries = sent_copies.claim_due_copies(session, datetime.now(UTC), limit)
-        for filing in retries:
-            filer.file(filing, filing.raw)
     report.filed, report.not_filed = filer.filed, filer.not_filed
     return report

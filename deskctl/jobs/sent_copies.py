@@ -69,6 +69,9 @@ class SentFiler:
             box.inbox = inbox
         except DeskError as exc:
             box.problem = exc.message
+        except Exception as exc:  # a bug must cost the copies, never the replies
+            log.debug("opening %s for sent copies", filing.channel, exc_info=True)
+            box.problem = f"internal error: {type(exc).__name__}: {exc}"
         self._boxes[filing.channel_id] = box
         return box
 
@@ -83,10 +86,11 @@ class SentFiler:
                 box.inbox.file_copy(raw, box.folder, filing.sent_at)
             except FolderProblem as exc:  # the server said no to this copy; the line is fine
                 problem = exc.message
-            except DeskError as exc:  # the line is gone: later copies wait for the next run
-                problem = exc.message
+            except Exception as exc:  # the line is gone (or a bug): later copies wait
+                problem = exc.message if isinstance(exc, DeskError) else f"internal error: {exc!r}"
+                log.debug("filing outbox item %s", filing.item_id, exc_info=True)
                 box.inbox.close()
-                box.inbox, box.problem = None, exc.message
+                box.inbox, box.problem = None, problem
         now, again = datetime.now(UTC), True
         with self.context.transaction() as session:
             if problem is None:
@@ -97,7 +101,7 @@ class SentFiler:
             self.filed += 1
             log.info("outbox item %s filed in %s on %s", filing.item_id, box.folder, filing.channel)
             return
-        later = "the next send-outbox run tries again" if again else "deskctl gave up"
+        later = "a later send-outbox run tries again" if again else "deskctl gave up"
         self.not_filed.append(
             f"outbox item {filing.item_id} was sent but not filed in the Sent folder of "
             f"{filing.channel}: {problem} ({later})"

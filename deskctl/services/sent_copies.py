@@ -62,23 +62,30 @@ class Filing:
     raw: bytes = b""  # for a later run's retry; the first try files the bytes just sent
 
 
+def _with_sent_folder(session: Session, outgoing: OutgoingChannel) -> list[IncomingChannel]:
+    """The IMAP channels with a Sent folder that reply via ``outgoing``."""
+    mapped = session.scalars(
+        select(IncomingChannel)
+        .where(IncomingChannel.reply_via_id == outgoing.id)
+        .order_by(IncomingChannel.id)
+    )
+    return [c for c in mapped if sent_folder_of(c)]
+
+
 def filing_channel(
-    session: Session, ticket: Ticket, outgoing: OutgoingChannel | None, from_address: str
+    ticket: Ticket,
+    outgoing: OutgoingChannel | None,
+    from_address: str,
+    mapped: list[IncomingChannel],
 ) -> IncomingChannel | None:
-    """The IMAP channel whose Sent folder a reply on ``ticket`` through ``outgoing`` goes to."""
+    """The IMAP channel whose Sent folder a reply on ``ticket`` through ``outgoing`` goes to.
+
+    ``mapped`` is :func:`_with_sent_folder` of ``outgoing``.
+    """
     if outgoing is None or files_itself(outgoing):
         return None
     if sent_folder_of(ticket.channel):
         return ticket.channel
-    mapped = [
-        c
-        for c in session.scalars(
-            select(IncomingChannel)
-            .where(IncomingChannel.reply_via_id == outgoing.id)
-            .order_by(IncomingChannel.id)
-        )
-        if sent_folder_of(c)
-    ]
     if len(mapped) == 1:
         return mapped[0]
     return next((c for c in mapped if c.address == from_address.lower()), None)
@@ -94,10 +101,17 @@ def plan(session: Session, item_ids: list[int]) -> dict[int, Filing]:
             joinedload(OutboxItem.channel),
         )
     ).all()
+    mapped: dict[int, list[IncomingChannel]] = {}  # per outgoing channel, looked up once
     found: dict[int, Filing] = {}
     for item in items:
+        outgoing = item.channel
+        if outgoing is not None and outgoing.id not in mapped:
+            mapped[outgoing.id] = _with_sent_folder(session, outgoing)
         channel = filing_channel(
-            session, item.message.ticket, item.channel, item.message.from_email
+            item.message.ticket,
+            outgoing,
+            item.message.from_email,
+            mapped.get(outgoing.id, []) if outgoing is not None else [],
         )
         folder = sent_folder_of(channel)
         if channel is not None and folder:
@@ -144,8 +158,8 @@ def mark_filed(session: Session, item_id: int, folder: str) -> None:
 
 
 def retry_delay(sent_at: datetime, now: datetime) -> timedelta:
-    """About as long as the copy has waited, 1 minute to 2 hours: quick after a blip, then calm."""
-    return min(max(now - sent_at, timedelta(minutes=1)), timedelta(hours=2))
+    """About as long as the copy has waited, 30 s to 2 hours: the next cron run retries a blip."""
+    return min(max(now - sent_at, timedelta(seconds=30)), timedelta(hours=2))
 
 
 def mark_not_filed(session: Session, item_id: int, error: str, now: datetime) -> bool:

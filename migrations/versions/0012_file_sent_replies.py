@@ -33,9 +33,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("sent_copy_folder", sa.String(length=255), nullable=True))
         batch_op.add_column(sa.Column("sent_copy_error", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("sent_copy_raw", sa.LargeBinary(), nullable=True))
+    # Every send-outbox run looks for the copies still due; sent items are most rows.
+    op.create_index("ix_outbox_items_sent_copy", "outbox_items", ["sent_copy", "next_attempt_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_items_sent_copy", table_name="outbox_items")
     with op.batch_alter_table("outbox_items", schema=None) as batch_op:
         for name in reversed(COLUMNS):
             batch_op.drop_column(name)
