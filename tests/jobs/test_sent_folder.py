@@ -8,13 +8,16 @@ that fails is recorded and never costs, repeats or delays the reply.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from email import message_from_bytes
+from pathlib import Path
 
 import pytest
-from jobs.conftest import AddImap, AddSmtp, new_user
+from jobs.conftest import AddImap, AddSmtp, deskctl_process, new_user
 
 from conftest import Run, run_sql
 from mailfactory import make_mail
@@ -423,3 +426,37 @@ def test_an_office_365_mailbox_replying_through_exchange_is_told_exchange_files_
     assert added.exit_code == 0, added.stderr
     assert "replies via office-smtp get no copy from deskctl: Exchange Online" in added.stderr
     assert desk("--json", "channel", "show", "office").json()["sent_folder"] == "auto"
+
+
+def test_two_runs_at_once_file_each_waiting_copy_once(
+    desk: Run,
+    dovecot: Dovecot,
+    smtp_relay: SmtpRelay,
+    support: tuple[str, str],
+    db_url: str,
+    tmp_path: Path,
+) -> None:
+    folder = f"Busy-{uuid.uuid4().hex[:6]}"
+    desk("channel", "set", "support", "--sent-folder", folder)
+    files = []
+    for i in range(30):
+        files.append(tmp_path / f"{i}.eml")
+        files[-1].write_bytes(make_mail(subject=f"q{i}", sender=f"c{i}@example.org", to=support[0]))
+    assert desk("ingest", "--channel", "support", *map(str, files)).exit_code == 0
+    for number in range(1, 31):
+        assert desk("ticket", "reply", str(number), "--body", "Thanks", "--force").exit_code == 0
+    first = desk("--json", "send-outbox").json()
+    assert first["sent"] == 30 and len(first["not_filed"]) == 30  # no such folder yet
+
+    with dovecot.mailbox(*support) as box:
+        box.folder.create(folder)
+    next_run_is_due(db_url)
+    procs = [deskctl_process("--json", "send-outbox") for _ in range(2)]
+    outputs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert sum(json.loads(out)["filed"] for out, _ in outputs) == 30
+    filed = [
+        message_from_bytes(raw)["Message-ID"] for _, _, raw in copies(dovecot, support, folder)
+    ]
+    assert len(filed) == len(set(filed)) == 30
+    assert all(len(relayed(smtp_relay, mid.strip("<>"))) == 1 for mid in filed)
