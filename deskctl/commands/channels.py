@@ -261,7 +261,7 @@ def set_(
         bool, typer.Option("--no-sent-folder", help="stop filing sent replies")
     ] = False,
 ) -> None:
-    """Change what fetch does with mail once it is stored; the sync state is kept.
+    """Change what fetch does with stored mail (the sync state is kept) and where replies go.
 
     FOLDER is the name your mail program shows: `move:Archive` is INBOX.Archive on
     Courier or Cyrus, `move:\\Archive` the folder the server marks as the archive.

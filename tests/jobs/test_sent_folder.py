@@ -92,9 +92,7 @@ def test_a_reply_is_filed_in_sent_as_the_bytes_the_server_took_seen_and_dated(
     dovecot: Dovecot,
     smtp_relay: SmtpRelay,
     support: tuple[str, str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "200")
     reply = ask_and_answer(desk, dovecot, support, "Printer on fire")
     sent = desk("send-outbox")
     assert sent.exit_code == 0, sent.stderr
@@ -117,8 +115,8 @@ def test_a_reply_is_filed_in_sent_as_the_bytes_the_server_took_seen_and_dated(
     shown = desk("--json", "ticket", "show", str(reply["ticket"])).json()["messages"][-1]
     assert shown["sent_copy"] == "filed" and shown["sent_copy_folder"] == "Sent"
     assert "filed in Sent" in desk("ticket", "show", str(reply["ticket"]), "--no-pager").stdout
-    listed = desk("outbox", "list").stdout
-    assert "filed in Sent" in listed
+    listed = desk("outbox", "list").stdout  # a narrow table wraps the folder's name
+    assert "filed in" in listed and "Sent" in listed.split("filed in", 1)[1]
 
     # Nothing comes back: the inbox holds only the customer's mail, and a second
     # run files nothing twice.
