@@ -47,13 +47,14 @@ def probe_channel(context: AppContext, name: str) -> dict[str, Any]:
 
         return probe_graph(context, name)
     if kind in ("imap", "gmail", "o365"):
-        from deskctl.transport.folders import FolderProblem
+        from deskctl.transport.folders import FolderProblem, SentFolderProblem
         from deskctl.transport.imap import ImapSettings, probe
 
         login = credentials.for_channel(
             name, settings=extra, account=username, secret_source=source, secret_ref=ref
         )
         move_to = after_fetch.removeprefix("move:") if after_fetch.startswith("move:") else None
+        sent_folder = extra.get("sent_folder") if kind in ("imap", "o365") else None
         try:
             found = probe(
                 ImapSettings(
@@ -70,7 +71,13 @@ def probe_channel(context: AppContext, name: str) -> dict[str, Any]:
                 ),
                 move_to=move_to,
                 create=bool(extra.get("create_folder")),
+                sent_folder=sent_folder,
             )
+        except SentFolderProblem as exc:
+            raise ConfigError(
+                f"{exc.message}; replies are sent but not filed; choose the folder: "
+                f"deskctl channel set {name} --sent-folder FOLDER|auto"
+            ) from exc
         except FolderProblem as exc:
             raise folder_error(name, after_fetch, folder, exc) from exc
         summary = (
@@ -82,6 +89,8 @@ def probe_channel(context: AppContext, name: str) -> dict[str, Any]:
             summary += f"; after fetch, mail moves to {target['name']}" + (
                 "" if target["exists"] else " (deskctl creates it on the first fetch)"
             )
+        if "sent_folder" in found:
+            summary += f"; replies are filed in {found['sent_folder']['name']}"
         return {"channel": name, "ok": True, **found, "summary": summary}
     if kind == "pop3":
         return _probe_pop3(context, name)

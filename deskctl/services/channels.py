@@ -124,6 +124,7 @@ class IncomingOptions:
     smtp_port: int | None = None
     smtp_security: str | None = None
     transport: str = "imap"
+    sent_folder: str | None = None
 
 
 def normalise_address(address: str) -> str:
@@ -157,6 +158,37 @@ def check_after_fetch(action: str, kind: str, *, graph: bool = False) -> str:
             raise UsageError("a Maildir channel cannot move mail; use keep, seen or delete")
         return action
     raise UsageError(f"unknown --after-fetch {action!r}: use keep, seen, move:FOLDER or delete")
+
+
+def check_sent_folder(value: str, kind: str, folder: str, settings: dict[str, Any]) -> str:
+    """``--sent-folder FOLDER|auto``: only where deskctl, and nobody else, files what it sends.
+
+    Gmail's SMTP and Graph's sendMail put a copy in Sent themselves, and a
+    Maildir or a pipe has no server to file into. The folder fetch reads is
+    refused too: the copy would come back as mail.
+    """
+    if kind == "gmail":
+        raise UsageError(
+            "a gmail channel needs no --sent-folder: Gmail files the mail it sends in Sent itself"
+        )
+    if settings.get("transport") == "graph":
+        raise UsageError(
+            "an o365 channel over Graph needs no --sent-folder: sendMail files in Sent Items itself"
+        )
+    if kind not in ("imap", "o365"):
+        raise UsageError(
+            f"--sent-folder is for IMAP channels (imap, o365): a {kind} channel has no "
+            "server folder to file replies in"
+        )
+    value = value.strip()
+    if not value:
+        raise UsageError("--sent-folder needs a folder name, or auto for the one marked \\Sent")
+    if value == folder or value.upper() == folder.upper() == "INBOX":
+        raise UsageError(
+            f"--sent-folder {value!r} is the folder fetch reads: replies filed there would be "
+            "fetched as new mail"
+        )
+    return value
 
 
 def _check_create_folder(after_fetch: str, create_folder: bool) -> None:
@@ -259,6 +291,9 @@ def add_incoming(session: Session, name: str, opts: IncomingOptions) -> Incoming
         if not opts.path:
             raise UsageError("a maildir channel needs --path (or --sample)")
         channel.path = opts.path
+    if opts.sent_folder is not None:
+        sent = check_sent_folder(opts.sent_folder, opts.kind, opts.folder, channel.settings)
+        channel.settings = {**channel.settings, "sent_folder": sent}
     if opts.reply_via:
         channel.reply_via = get_outgoing(session, opts.reply_via)
     session.add(channel)
@@ -405,6 +440,24 @@ def set_after_fetch(
     return channel
 
 
+def set_sent_folder(session: Session, name: str, sent_folder: str | None) -> IncomingChannel:
+    """Name the folder replies are filed in (``auto``: the one marked \\Sent); None stops it.
+
+    Items already sent whose copy is still due are filed by the next
+    send-outbox run under the new setting.
+    """
+    channel = get_incoming(session, name)
+    settings = dict(channel.settings or {})
+    if sent_folder is None:
+        settings.pop("sent_folder", None)
+    else:
+        settings["sent_folder"] = check_sent_folder(
+            sent_folder, channel.kind, channel.folder, settings
+        )
+    channel.settings = settings  # a new dict, so the JSON column is written
+    return channel
+
+
 def set_enabled(session: Session, name: str, enabled: bool) -> IncomingChannel:
     channel = get_incoming(session, name)
     channel.enabled = enabled
@@ -471,6 +524,7 @@ def incoming_to_dict(channel: IncomingChannel) -> dict[str, Any]:
         "path": channel.path,
         "after_fetch": channel.after_fetch,
         "create_folder": bool((channel.settings or {}).get("create_folder")),
+        "sent_folder": (channel.settings or {}).get("sent_folder"),
         "enabled": channel.enabled,
         "last_fetch_at": channel.last_fetch_at,
         "last_success_at": channel.last_success_at,

@@ -285,6 +285,8 @@ class OutboxItem(Base):
     __table_args__ = (
         Index("ix_outbox_items_state_next", "state", "next_attempt_at"),
         Index("ix_outbox_items_message_id", "message_id"),
+        # The few copies still to file, found by every send-outbox run (migration 0012).
+        Index("ix_outbox_items_sent_copy", "sent_copy", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -298,6 +300,12 @@ class OutboxItem(Base):
     lease_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    #: The copy in an IMAP Sent folder (migration 0012): None, due, filed or failed.
+    sent_copy: Mapped[str | None] = mapped_column(String(20))
+    sent_copy_folder: Mapped[str | None] = mapped_column(String(255))
+    sent_copy_error: Mapped[str | None] = mapped_column(Text)
+    #: The bytes that went out, kept only while due and only when they differ from the reply's.
+    sent_copy_raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
 
     message: Mapped[Message] = relationship()
     channel: Mapped[OutgoingChannel | None] = relationship()
