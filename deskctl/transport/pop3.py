@@ -15,6 +15,7 @@ server that does not offer STLS is an error, never a fall-back to plaintext.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import poplib
 import re
@@ -32,6 +33,22 @@ T = TypeVar("T")
 
 #: RFC 2449/3206 response codes that mean "try again later", not "fix the account".
 _TEMPORARY = re.compile(rb"^-ERR \[(SYS/TEMP|IN-USE|LOGIN-DELAY)\]", re.IGNORECASE)
+#: RFC 1939 section 7: a unique-id is 1 to 70 characters in the range 0x21 to 0x7E.
+_UIDL = re.compile(rb"[\x21-\x7e]{1,70}")
+
+
+def uidl_key(said: bytes) -> str:
+    """The name deskctl keeps for a UIDL: the UIDL itself when RFC 1939 allows it, else a hash.
+
+    A server may send anything: 300 characters (more than the 255 of the key
+    column, which PostgreSQL enforces), blanks, escape sequences, bytes that
+    are not ASCII (two of which would decode to the same U+FFFD). The hash of
+    the bytes is as lasting and as unique as they are, always short and
+    printable, and at 71 characters never equal to a UIDL that is allowed.
+    """
+    if _UIDL.fullmatch(said):
+        return said.decode("ascii")
+    return "sha256:" + hashlib.sha256(said).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +70,10 @@ class Listed:
     size: int
 
 
+class Desync(poplib.error_proto):
+    """The server sent more than deskctl reads for one answer: the session cannot go on."""
+
+
 class _BoundedLines:
     """A multi-line reader that keeps at most ``limit`` bytes, mixed into POP3 and POP3_SSL.
 
@@ -65,11 +86,13 @@ class _BoundedLines:
 
     file: Any
 
-    def bounded(self, command: str, limit: int) -> tuple[bytes, int]:
+    def bounded(self, command: str, limit: int, most: int) -> tuple[bytes, int]:
         """(the first ``limit`` bytes of the answer to ``command``, the size of all of it).
 
         The size lets a message the listing called small, but that is not, be
-        recognised as large.
+        recognised as large. An answer that goes on past ``most`` bytes (a
+        broken or hostile server can send forever) is not read to its end: it
+        raises :class:`Desync` with what was kept, and the connection must go.
         """
         self._shortcmd(command)  # type: ignore[attr-defined]
         readline = self.file.readline
@@ -88,6 +111,8 @@ class _BoundedLines:
                 piece = _undone(piece, line_start, after_cr)
                 line_start, after_cr = piece.endswith(b"\n"), piece.endswith(b"\r")
             total += len(piece)
+            if total > most:
+                raise Desync(b"".join(kept), total)
             if held < limit:
                 kept.append(piece if held + len(piece) <= limit else piece[: limit - held])
                 held += len(kept[-1])
@@ -121,6 +146,8 @@ class Pop3Inbox:
     def __init__(self, settings: Pop3Settings) -> None:
         self.settings = settings
         self.client: _Pop3 | _Pop3Ssl | None = None
+        #: Messages the server would not send (gone since LIST, unreadable), "UIDL X: why".
+        self.unread: list[str] = []
 
     def __enter__(self) -> Pop3Inbox:
         self.open()
@@ -220,36 +247,71 @@ class Pop3Inbox:
                     "needs it to store each message once"
                 ) from exc
             _, list_lines, _ = client.list()
-            sizes = dict(_pairs(list_lines))
+            # A size is the first word after the number (RFC 1939 allows more to follow);
+            # one that is no number is unknown, and the download is bounded anyway.
+            sizes = {n: rest.split()[0] for n, rest in _pairs(list_lines)}
             return [
-                Listed(int(number), uidl.decode("ascii", "replace"), int(sizes.get(number, b"0")))
+                Listed(int(number), uidl_key(uidl), _size(sizes.get(number, b"0")))
                 for number, uidl in _pairs(uidl_lines)
             ]
 
         return self._guarded(ask)
 
-    def fetch(self, wanted: list[Listed], max_size: int) -> Iterator[tuple[str, bytes | Oversize]]:
-        """Yield (uidl, raw bytes), in order; over ``max_size`` only the header is read (TOP n 0).
+    def fetch(
+        self, wanted: list[Listed], max_size: int
+    ) -> Iterator[tuple[Listed, bytes | Oversize]]:
+        """Yield (item, raw bytes), in order; over ``max_size`` only the header is read (TOP n 0).
 
         Mail over the limit comes as an :class:`Oversize` holding the start of
         its header, so memory stays bounded and the message stays on the server.
+        A message the server will not send (``-ERR``: another mail program
+        deleted it since LIST, or the server cannot read it) is noted in
+        :attr:`unread` and the others still come. A message that turns out
+        larger than the listing said is read at most to twice the limit; a
+        server still sending then is cut off (exit 6) once that message is
+        yielded, so the next run knows it as too large and reads past it.
         """
         for item in wanted:
-            if item.size > max_size:
-                yield item.uidl, self._oversize(item, item.size, max_size)
+            try:
+                if item.size > max_size:
+                    most = 2 * max(max_size, HEAD_BYTES)  # a header is long, not endless
+                    head, _ = self._bounded(f"TOP {item.number} 0", HEAD_BYTES, most)
+                    yield item, Oversize(item.size, max_size, head, remote_key=item.uidl)
+                    continue
+                raw, total = self._bounded(f"RETR {item.number}", max_size, 2 * max_size)
+            except _Refused as refused:
+                self.unread.append(f"UIDL {item.uidl}: {refused}")
+                log.warning("POP3 %s: not read: UIDL %s: %s", self._where(), item.uidl, refused)
                 continue
-            raw, total = self._bounded(f"RETR {item.number}", max_size)
+            except _Cut as cut:
+                yield (
+                    item,
+                    Oversize(cut.total, max_size, cut.kept[:HEAD_BYTES], remote_key=item.uidl),
+                )
+                raise Unreachable(
+                    f"POP3 server {self._where()} sent more than {cut.total} bytes for UIDL "
+                    f"{item.uidl}, which LIST gave as {item.size}: the connection was dropped"
+                ) from None
             if total > max_size:  # the listing understated it: still never held whole
-                yield item.uidl, Oversize(total, max_size, raw[:HEAD_BYTES], remote_key=item.uidl)
+                yield item, Oversize(total, max_size, raw[:HEAD_BYTES], remote_key=item.uidl)
                 continue
-            yield item.uidl, raw
+            yield item, raw
 
-    def _bounded(self, command: str, limit: int) -> tuple[bytes, int]:
-        return self._guarded(lambda c: c.bounded(command, limit))
-
-    def _oversize(self, item: Listed, size: int, limit: int) -> Oversize:
-        head, _ = self._bounded(f"TOP {item.number} 0", HEAD_BYTES)
-        return Oversize(size, limit, head, remote_key=item.uidl)
+    def _bounded(self, command: str, limit: int, most: int) -> tuple[bytes, int]:
+        """``bounded`` with the server's own refusal and a cut-off answer told apart."""
+        assert self.client is not None, "not connected"
+        try:
+            return self.client.bounded(command, limit, most)
+        except Desync as exc:
+            self.close()
+            raise _Cut(exc.args[0], exc.args[1]) from None
+        except poplib.error_proto as exc:
+            said = exc.args[0] if exc.args else b""
+            if isinstance(said, bytes) and said.startswith(b"-ERR"):
+                raise _Refused(_said(exc)) from None  # one line: the session goes on
+            raise self._failure(exc) from exc
+        except OSError as exc:
+            raise self._failure(exc) from exc
 
     def delete(self, number: int) -> None:
         """Mark message ``number``; the server removes it at QUIT, never before."""
@@ -271,6 +333,22 @@ class Pop3Inbox:
             self.client = None
 
 
+class _Refused(Exception):
+    """The server answered ``-ERR`` to one message's RETR or TOP; the session is fine."""
+
+
+class _Cut(Exception):
+    """An answer was cut off at its bound: what was kept, and how much came."""
+
+    def __init__(self, kept: bytes, total: int) -> None:
+        super().__init__(kept, total)
+        self.kept, self.total = kept, total
+
+
+def _size(said: bytes) -> int:
+    return int(said) if said.isdigit() else 0
+
+
 def _drop(client: poplib.POP3) -> None:
     try:
         client.close()
@@ -279,11 +357,15 @@ def _drop(client: poplib.POP3) -> None:
 
 
 def _pairs(lines: list[bytes]) -> Iterator[tuple[bytes, bytes]]:
-    """``b"1 abc"`` lines as (number, value); anything else is skipped."""
+    """``b"1 abc"`` lines as (number, the rest of the line); anything else is skipped.
+
+    The rest is the whole UIDL, blanks and all: cutting it at a blank would
+    make ``1 a b`` and ``2 a c`` the same key.
+    """
     for line in lines:
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].isdigit():
-            yield parts[0], parts[1]
+        parts = line.strip(b" \t").split(None, 1)
+        if len(parts) == 2 and parts[0].isdigit():
+            yield parts[0], parts[1].strip(b" \t")
 
 
 def _said(exc: BaseException) -> str:

@@ -327,3 +327,53 @@ def test_a_server_without_stls_gets_no_password_in_clear(
         assert "USER" not in script.verbs and "PASS" not in script.verbs
     finally:
         server.stop()
+
+
+def test_uidls_no_rfc_allows_are_each_a_key_of_their_own_on_every_database(
+    desk: Run, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 1939 UIDLs are 1-70 characters 0x21-0x7E; a server may still send anything.
+
+    300 characters do not fit a 255-character key column (PostgreSQL refuses
+    them); two UIDLs that differ only in a byte that is not ASCII must not
+    become the same key, nor two that differ after a blank.
+    """
+    names = [b"L" * 300, b"odd\xff", b"odd\xfe", b"two words", b"two more", b"esc\x1b[31m"]
+    script = Script(mails(len(names), "uidl"), uidls=names)
+    server = FakePop3(script)
+    try:
+        add_fake(desk, monkeypatch, server)
+        first = desk("--json", "fetch")
+        assert first.exit_code == 0, first.stderr
+        assert first.json()["channels"][0]["tickets_created"] == len(names)
+        assert script.deleted() == set(range(1, len(names) + 1))
+        again = desk("--json", "fetch")
+        assert again.json()["channels"][0]["fetched"] == 0, "each key is remembered"
+    finally:
+        server.stop()
+    assert count(db_url, "SELECT count(DISTINCT remote_key) FROM fetched_keys") == len(names)
+    assert count(db_url, "SELECT max(length(remote_key)) FROM fetched_keys") <= 80
+
+
+def test_a_uidl_a_broken_server_gives_two_messages_never_deletes_the_one_not_stored(
+    desk: Run, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dovecot's pop3_uidl_duplicates=allow with %m does this to two mails with one header."""
+    script = Script(mails(3, "dup"), uidls=[b"same", b"same", b"other"])
+    server = FakePop3(script)
+    engine = create_engine(db_url)
+    try:
+        add_fake(desk, monkeypatch, server)
+        for run in range(3):
+            result = desk("--json", "fetch")
+            with engine.connect() as conn:
+                stored = set(conn.scalars(text("SELECT subject FROM messages")))
+            gone = {f"dup question {n - 1}" for n in script.deleted()}
+            assert gone <= stored, f"run {run} deleted mail it never stored"
+        assert result.exit_code == 0, result.stderr
+        assert stored == {f"dup question {i}" for i in range(3)}
+        assert script.deleted() == {1, 2, 3}
+    finally:
+        server.stop()
+        engine.dispose()
+    assert count(db_url, "SELECT count(*) FROM tickets") == 3

@@ -54,14 +54,15 @@ def test_the_uidl_names_the_same_mail_in_every_session(maildrop: Pop3Settings) -
     assert uidls(maildrop) == first
     with Pop3Inbox(maildrop) as inbox:
         listed = inbox.listing()
-        got = dict(inbox.fetch(listed, max_size=1_000_000))
+        got = {item.uidl: raw for item, raw in inbox.fetch(listed, max_size=1_000_000)}
     assert [b"Subject: mail %d" % i in got[uidl] for i, uidl in enumerate(first)] == [True] * 3
 
 
 def test_over_the_limit_only_the_header_is_read(maildrop: Pop3Settings) -> None:
     with Pop3Inbox(maildrop) as inbox:
         listed = inbox.listing()
-        ((uidl, over),) = list(inbox.fetch(listed[:1], max_size=10))
+        ((item, over),) = list(inbox.fetch(listed[:1], max_size=10))
+        uidl = item.uidl
     assert not isinstance(over, bytes) and over.remote_key == uidl == listed[0].uidl
     assert over.size == listed[0].size and b"Subject: mail 0" in over.head
     assert b"printer on floor 2" not in over.head, "the body was not downloaded"
