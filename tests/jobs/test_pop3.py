@@ -377,3 +377,47 @@ def test_a_uidl_a_broken_server_gives_two_messages_never_deletes_the_one_not_sto
         server.stop()
         engine.dispose()
     assert count(db_url, "SELECT count(*) FROM tickets") == 3
+
+
+def test_a_mail_the_server_will_not_send_is_reported_and_the_others_are_stored_and_deleted(
+    desk: Run, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A RETR answered ``-ERR`` (gone since LIST, or unreadable) must not stop the channel."""
+    script = Script(mails(3, "gone"), vanished={2})
+    server = FakePop3(script)
+    try:
+        add_fake(desk, monkeypatch, server)
+        result = desk("--json", "fetch")
+        assert result.exit_code == 7, result.stderr
+        report = result.json()["channels"][0]
+        assert (report["fetched"], report["unread"]) == (2, ["UIDL fake-2: -ERR no such message"])
+        assert script.deleted() == {1, 3}, "the stored ones go, at a QUIT that still comes"
+        shown = desk("--json", "channel", "show", "fake").json()["last_error"]
+        assert shown == "not read: UIDL fake-2: -ERR no such message"
+    finally:
+        server.stop()
+    assert count(db_url, "SELECT count(*) FROM tickets") == 2
+
+
+def test_a_server_that_sends_without_end_is_cut_off_and_the_next_run_reads_past_it(
+    desk: Run, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LIST says a few hundred bytes, RETR never ends: the limit holds on the bytes, not the claim."""
+    script = Script(mails(3, "endless"), endless={2})
+    server = FakePop3(script)
+    try:
+        add_fake(desk, monkeypatch, server)
+        cut = desk("--json", "fetch", "--max-size", "100000")
+        assert cut.exit_code == 6, cut.stderr
+        assert "sent more than 200" in cut.stderr and "the connection was dropped" in cut.stderr
+        assert script.deleted() == set(), "no QUIT after a cut: nothing goes this run"
+        (item,) = desk("--json", "quarantine", "list").json()["quarantine"]
+        assert item["kept"] == "on the server, UIDL fake-2"
+
+        after = desk("--json", "fetch", "--max-size", "100000")
+        assert after.exit_code == 0, after.stderr
+        assert after.json()["channels"][0]["fetched"] == 1
+        assert script.deleted() == {1, 3}, "the big one stays on the server"
+    finally:
+        server.stop()
+    assert count(db_url, "SELECT count(*) FROM tickets") == 2

@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from deskctl.errors import ConfigError, Unreachable
+from deskctl.transport.imap import tls_context
 from deskctl.transport.pop3 import Pop3Inbox, Pop3Settings
 from mailfactory import make_mail
 from testbed.certs import CertBundle
@@ -124,3 +125,21 @@ def test_a_server_that_quotes_the_password_back_does_not_get_it_printed() -> Non
         assert "Sekrit-99" not in str(refused.value)
     finally:
         server.stop()
+
+
+def test_a_mail_another_client_deleted_after_list_is_noted_and_the_rest_still_comes(
+    maildrop: Pop3Settings,
+) -> None:
+    """Dovecot answers RETR ``-ERR Message 1 expunged.``: one message, not the session, failed."""
+    import poplib
+
+    with Pop3Inbox(maildrop) as inbox:
+        listed = inbox.listing()
+        other = poplib.POP3_SSL(maildrop.host, maildrop.port, context=tls_context(maildrop.ca_file))
+        other.user(maildrop.username)
+        other.pass_(maildrop.password)
+        other.dele(1)
+        other.quit()  # the customer's mail program took the first one
+        got = [item.uidl for item, _raw in inbox.fetch(listed, max_size=1_000_000)]
+    assert got == [item.uidl for item in listed[1:]]
+    assert inbox.unread == [f"UIDL {listed[0].uidl}: -ERR Message 1 expunged."]
