@@ -7,7 +7,7 @@ put mail there over IMAP and look over IMAP at what fetch left on the server.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from jobs.conftest import (
@@ -290,47 +290,55 @@ def add_fake(desk: Run, monkeypatch: pytest.MonkeyPatch, server: FakePop3, *extr
     assert added.exit_code == 0, added.stderr
 
 
+OnFake = Callable[..., FakePop3]
+
+
+@pytest.fixture
+def on_fake(desk: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[OnFake]:
+    """Start a scripted server and add channel ``fake`` on it; stopped when the test ends."""
+    servers: list[FakePop3] = []
+
+    def start(script: Script, *extra: str) -> FakePop3:
+        servers.append(FakePop3(script))
+        add_fake(desk, monkeypatch, servers[-1], *extra)
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
 def test_a_line_that_dies_mid_message_is_exit_6_and_deletes_nothing_until_a_good_run(
-    desk: Run, db_url: str, monkeypatch: pytest.MonkeyPatch
+    desk: Run, db_url: str, on_fake: OnFake
 ) -> None:
     script = Script(mails(2, "drop"), drop_during=2)
-    server = FakePop3(script)
-    try:
-        add_fake(desk, monkeypatch, server)
-        dropped = desk("fetch")
-        assert dropped.exit_code == 6
-        assert f"POP3 server 127.0.0.1:{server.port} closed the connection" in dropped.stderr
-        assert count(db_url, "SELECT count(*) FROM messages") == 1
-        assert script.sessions[-1] == ([1], False), "the stored one marked, but no QUIT"
-        assert script.deleted() == set()
+    server = on_fake(script)
+    dropped = desk("fetch")
+    assert dropped.exit_code == 6
+    assert f"POP3 server 127.0.0.1:{server.port} closed the connection" in dropped.stderr
+    assert count(db_url, "SELECT count(*) FROM messages") == 1
+    assert script.sessions[-1] == ([1], False), "the stored one marked, but no QUIT"
+    assert script.deleted() == set()
 
-        again = desk("--json", "fetch")
-        assert again.exit_code == 0, again.stderr
-        assert again.json()["channels"][0]["fetched"] == 1
-        assert script.sessions[-1] == ([1, 2], True) and script.deleted() == {1, 2}
-        assert count(db_url, "SELECT count(*) FROM tickets") == 2
-    finally:
-        server.stop()
+    again = desk("--json", "fetch")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["channels"][0]["fetched"] == 1
+    assert script.sessions[-1] == ([1, 2], True) and script.deleted() == {1, 2}
+    assert count(db_url, "SELECT count(*) FROM tickets") == 2
 
 
-def test_a_server_without_stls_gets_no_password_in_clear(
-    desk: Run, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_server_without_stls_gets_no_password_in_clear(desk: Run, on_fake: OnFake) -> None:
     script = Script(mails(1, "nostls"))
-    server = FakePop3(script)
-    try:
-        add_fake(desk, monkeypatch, server, "--security", "starttls")
-        refused = desk("fetch")
-        assert refused.exit_code == 6
-        assert "does not offer STLS" in refused.stderr
-        assert "deskctl does not fall back to plaintext" in refused.stderr
-        assert "USER" not in script.verbs and "PASS" not in script.verbs
-    finally:
-        server.stop()
+    on_fake(script, "--security", "starttls")
+    refused = desk("fetch")
+    assert refused.exit_code == 6
+    assert "does not offer STLS" in refused.stderr
+    assert "deskctl does not fall back to plaintext" in refused.stderr
+    assert "USER" not in script.verbs and "PASS" not in script.verbs
 
 
 def test_uidls_no_rfc_allows_are_each_a_key_of_their_own_on_every_database(
-    desk: Run, db_url: str, monkeypatch: pytest.MonkeyPatch
+    desk: Run, db_url: str, on_fake: OnFake
 ) -> None:
     """RFC 1939 UIDLs are 1-70 characters 0x21-0x7E; a server may still send anything.
 
@@ -340,30 +348,25 @@ def test_uidls_no_rfc_allows_are_each_a_key_of_their_own_on_every_database(
     """
     names = [b"L" * 300, b"odd\xff", b"odd\xfe", b"two words", b"two more", b"esc\x1b[31m"]
     script = Script(mails(len(names), "uidl"), uidls=names)
-    server = FakePop3(script)
-    try:
-        add_fake(desk, monkeypatch, server)
-        first = desk("--json", "fetch")
-        assert first.exit_code == 0, first.stderr
-        assert first.json()["channels"][0]["tickets_created"] == len(names)
-        assert script.deleted() == set(range(1, len(names) + 1))
-        again = desk("--json", "fetch")
-        assert again.json()["channels"][0]["fetched"] == 0, "each key is remembered"
-    finally:
-        server.stop()
+    on_fake(script)
+    first = desk("--json", "fetch")
+    assert first.exit_code == 0, first.stderr
+    assert first.json()["channels"][0]["tickets_created"] == len(names)
+    assert script.deleted() == set(range(1, len(names) + 1))
+    again = desk("--json", "fetch")
+    assert again.json()["channels"][0]["fetched"] == 0, "each key is remembered"
     assert count(db_url, "SELECT count(DISTINCT remote_key) FROM fetched_keys") == len(names)
     assert count(db_url, "SELECT max(length(remote_key)) FROM fetched_keys") <= 80
 
 
 def test_a_uidl_a_broken_server_gives_two_messages_never_deletes_the_one_not_stored(
-    desk: Run, db_url: str, monkeypatch: pytest.MonkeyPatch
+    desk: Run, db_url: str, on_fake: OnFake
 ) -> None:
     """Dovecot's pop3_uidl_duplicates=allow with %m does this to two mails with one header."""
     script = Script(mails(3, "dup"), uidls=[b"same", b"same", b"other"])
-    server = FakePop3(script)
     engine = create_engine(db_url)
+    on_fake(script)
     try:
-        add_fake(desk, monkeypatch, server)
         for run in range(3):
             result = desk("--json", "fetch")
             with engine.connect() as conn:
@@ -374,50 +377,41 @@ def test_a_uidl_a_broken_server_gives_two_messages_never_deletes_the_one_not_sto
         assert stored == {f"dup question {i}" for i in range(3)}
         assert script.deleted() == {1, 2, 3}
     finally:
-        server.stop()
         engine.dispose()
     assert count(db_url, "SELECT count(*) FROM tickets") == 3
 
 
 def test_a_mail_the_server_will_not_send_is_reported_and_the_others_are_stored_and_deleted(
-    desk: Run, db_url: str, monkeypatch: pytest.MonkeyPatch
+    desk: Run, db_url: str, on_fake: OnFake
 ) -> None:
     """A RETR answered ``-ERR`` (gone since LIST, or unreadable) must not stop the channel."""
     script = Script(mails(3, "gone"), vanished={2})
-    server = FakePop3(script)
-    try:
-        add_fake(desk, monkeypatch, server)
-        result = desk("--json", "fetch")
-        assert result.exit_code == 7, result.stderr
-        report = result.json()["channels"][0]
-        assert (report["fetched"], report["unread"]) == (2, ["UIDL fake-2: -ERR no such message"])
-        assert script.deleted() == {1, 3}, "the stored ones go, at a QUIT that still comes"
-        shown = desk("--json", "channel", "show", "fake").json()["last_error"]
-        assert shown == "not read: UIDL fake-2: -ERR no such message"
-    finally:
-        server.stop()
+    on_fake(script)
+    result = desk("--json", "fetch")
+    assert result.exit_code == 7, result.stderr
+    report = result.json()["channels"][0]
+    assert (report["fetched"], report["unread"]) == (2, ["UIDL fake-2: -ERR no such message"])
+    assert script.deleted() == {1, 3}, "the stored ones go, at a QUIT that still comes"
+    shown = desk("--json", "channel", "show", "fake").json()["last_error"]
+    assert shown == "not read: UIDL fake-2: -ERR no such message"
     assert count(db_url, "SELECT count(*) FROM tickets") == 2
 
 
 def test_a_server_that_sends_without_end_is_cut_off_and_the_next_run_reads_past_it(
-    desk: Run, db_url: str, monkeypatch: pytest.MonkeyPatch
+    desk: Run, db_url: str, on_fake: OnFake
 ) -> None:
     """LIST says a few hundred bytes, RETR never ends: the limit holds on the bytes, not the claim."""
     script = Script(mails(3, "endless"), endless={2})
-    server = FakePop3(script)
-    try:
-        add_fake(desk, monkeypatch, server)
-        cut = desk("--json", "fetch", "--max-size", "100000")
-        assert cut.exit_code == 6, cut.stderr
-        assert "sent more than 200" in cut.stderr and "the connection was dropped" in cut.stderr
-        assert script.deleted() == set(), "no QUIT after a cut: nothing goes this run"
-        (item,) = desk("--json", "quarantine", "list").json()["quarantine"]
-        assert item["kept"] == "on the server, UIDL fake-2"
+    on_fake(script)
+    cut = desk("--json", "fetch", "--max-size", "100000")
+    assert cut.exit_code == 6, cut.stderr
+    assert "sent more than 200" in cut.stderr and "the connection was dropped" in cut.stderr
+    assert script.deleted() == set(), "no QUIT after a cut: nothing goes this run"
+    (item,) = desk("--json", "quarantine", "list").json()["quarantine"]
+    assert item["kept"] == "on the server, UIDL fake-2"
 
-        after = desk("--json", "fetch", "--max-size", "100000")
-        assert after.exit_code == 0, after.stderr
-        assert after.json()["channels"][0]["fetched"] == 1
-        assert script.deleted() == {1, 3}, "the big one stays on the server"
-    finally:
-        server.stop()
+    after = desk("--json", "fetch", "--max-size", "100000")
+    assert after.exit_code == 0, after.stderr
+    assert after.json()["channels"][0]["fetched"] == 1
+    assert script.deleted() == {1, 3}, "the big one stays on the server"
     assert count(db_url, "SELECT count(*) FROM tickets") == 2
