@@ -200,32 +200,33 @@ class Pop3Inbox:
             client.pass_(s.password)
         except poplib.error_proto as exc:
             self.close()
-            said = exc.args[0] if exc.args and isinstance(exc.args[0], bytes) else b""
-            if said == b"-ERR EOF":
-                raise self._failure(exc) from exc
             # The server's words name the reason (a wrong password, a locked
-            # account); should one echo what we sent, the secret is blanked out.
-            reason = _said(exc).replace(s.password, "***") if s.password else _said(exc)
-            if _TEMPORARY.match(said):
-                raise Unreachable(
-                    f"POP3 server {self._where()} refused the login for now: {reason}"
-                ) from exc
-            if said.startswith(b"-ERR"):
-                raise ConfigError(
-                    f"POP3 login refused for {s.username} at {s.host}: check the password "
-                    f"({reason})"
-                ) from exc
-            raise self._failure(exc) from exc
+            # account); should one echo what we sent, the secret is blanked out,
+            # and the answer itself is not chained on (``-vv`` prints tracebacks).
+            raise self._refused(exc) from None
         except OSError as exc:
             self.close()
             raise self._failure(exc) from exc
 
-    def _failure(self, exc: BaseException) -> DeskError:
+    def _refused(self, exc: poplib.error_proto) -> DeskError:
+        """Why USER or PASS failed: the account (exit 5), for now (6), or the line (6)."""
+        s = self.settings
+        said = exc.args[0] if exc.args and isinstance(exc.args[0], bytes) else b""
+        reason = _said(exc, hide=s.password)
+        if _TEMPORARY.match(said):
+            return Unreachable(f"POP3 server {self._where()} refused the login for now: {reason}")
+        if said.startswith(b"-ERR"):
+            return ConfigError(
+                f"POP3 login refused for {s.username} at {s.host}: check the password ({reason})"
+            )
+        return self._failure(exc, hide=s.password)
+
+    def _failure(self, exc: BaseException, hide: str = "") -> DeskError:
         """A dropped line, a timeout or a garbled answer: the server cannot be used now."""
         if isinstance(exc, poplib.error_proto):
             if _said(exc) == "-ERR EOF":  # poplib's words for a line that went dead
                 return Unreachable(f"POP3 server {self._where()} closed the connection")
-            return Unreachable(f"POP3 server {self._where()} failed: {_said(exc)}")
+            return Unreachable(f"POP3 server {self._where()} failed: {_said(exc, hide=hide)}")
         return network_error(exc, self.settings.host, self.settings.port, "POP3")
 
     def _guarded(self, call: Callable[[_Pop3 | _Pop3Ssl], T]) -> T:
@@ -368,10 +369,16 @@ def _pairs(lines: list[bytes]) -> Iterator[tuple[bytes, bytes]]:
             yield parts[0], parts[1].strip(b" \t")
 
 
-def _said(exc: BaseException) -> str:
-    """The server's answer as one printable line."""
+def _said(exc: BaseException, hide: str = "") -> str:
+    """The server's answer as one line of at most 300 characters, ``hide`` blanked out first.
+
+    First: once blanks are folded or the line is cut, a secret with two
+    blanks in a row, or one that the cut falls into, would no longer match.
+    """
     value = exc.args[0] if exc.args else exc
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    if hide:
+        text = text.replace(hide, "***")
     return " ".join(text.split())[:300]
 
 

@@ -415,3 +415,21 @@ def test_a_server_that_sends_without_end_is_cut_off_and_the_next_run_reads_past_
     assert after.json()["channels"][0]["fetched"] == 1
     assert script.deleted() == {1, 3}, "the big one stays on the server"
     assert count(db_url, "SELECT count(*) FROM tickets") == 2
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["two  blanks\tand a tab", "p" * 290 + "-cut-at-300", "Sekrit-99"],
+)
+def test_a_server_that_quotes_the_password_back_never_gets_it_printed_or_logged(
+    desk: Run, on_fake: OnFake, monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    on_fake(Script([], refuse_echoing=True))
+    monkeypatch.setenv("PW_FAKE", secret)
+    refused = desk("-vv", "--json", "fetch")
+    assert refused.exit_code == 5, refused.stderr
+    shown = desk("--json", "channel", "show", "fake").json()["last_error"]
+    tested = desk("-vv", "channel", "test", "fake")
+    for seen in (refused.stdout, refused.stderr, shown, tested.stdout, tested.stderr):
+        for piece in (secret, secret[:12], " ".join(secret.split())[:12]):
+            assert piece not in seen
