@@ -433,3 +433,16 @@ def test_a_server_that_quotes_the_password_back_never_gets_it_printed_or_logged(
     for seen in (refused.stdout, refused.stderr, shown, tested.stdout, tested.stderr):
         for piece in (secret, secret[:12], " ".join(secret.split())[:12]):
             assert piece not in seen
+
+
+def test_escape_sequences_in_a_server_answer_never_reach_the_terminal(
+    desk: Run, on_fake: OnFake
+) -> None:
+    on_fake(Script([], pass_answer=b"-ERR [AUTH] \x1b]0;owned\x07\x1b[2J\x9b31m no \x07such user"))
+    refused = desk("fetch")
+    assert refused.exit_code == 5
+    assert "[AUTH]" in refused.stderr and "no such user" in refused.stderr
+    shown = desk("channel", "show", "fake")
+    doctor = desk("doctor")
+    for out in (refused.stderr, shown.stdout, doctor.stdout, doctor.stderr):
+        assert not set(out) & {"\x1b", "\x07", "\x9b"}, out
