@@ -446,3 +446,22 @@ def test_escape_sequences_in_a_server_answer_never_reach_the_terminal(
     doctor = desk("doctor")
     for out in (refused.stderr, shown.stdout, doctor.stdout, doctor.stderr):
         assert not set(out) & {"\x1b", "\x07", "\x9b"}, out
+
+
+def test_odd_mail_over_pop3_is_stored_or_quarantined_never_lost(
+    desk: Run, db_url: str, on_fake: OnFake
+) -> None:
+    """A 0-byte message, NULs, bare CRs and a lone dot, as a careless server passes them on."""
+    nul = make_mail(subject="nul", message_id="<nul@example.org>", body="a\0b\n")
+    cr = make_mail(subject="cr", message_id="<cr@example.org>", body="one\rtwo\r\n.\r\nend\n")
+    script = Script([b"", nul, cr])
+    on_fake(script)
+    result = desk("--json", "fetch")
+    report = result.json()["channels"][0]
+    assert result.exit_code == 7, result.stderr
+    assert (report["tickets_created"], report["quarantined"]) == (2, 1)
+    assert script.deleted() == {1, 2, 3}, "each is kept, as a ticket or in quarantine"
+    (empty,) = desk("--json", "quarantine", "list").json()["quarantine"]
+    assert empty["size"] == 0
+    body = desk("--json", "ticket", "show", "2").json()["messages"][0]["body"]
+    assert "one" in body and "two" in body and "end" in body

@@ -106,7 +106,8 @@ class FakePop3:
                     conn.wfile.write(b"+OK\r\n" + raw[: len(raw) // 2])
                     return  # the line goes dead half-way through the message
                 stuffed = b"\n".join(b"." + x if x[:1] == b"." else x for x in raw.split(b"\n"))
-                send(b"+OK", stuffed.rstrip(b"\r\n"), b".")  # lines end as in ``raw``
+                body = [stuffed.rstrip(b"\r\n")] if raw else []  # lines end as in ``raw``
+                send(b"+OK", *body, b".")
             elif verb == "DELE":
                 marks.append(number)
                 send(b"+OK marked")
