@@ -252,6 +252,22 @@ def test_a_pop3_channel_offers_what_pop3_can_do(desk: Run) -> None:
         assert refused.exit_code == 2
         assert "POP3 has no flags or folders; use keep or delete" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1
+    typo = desk(*base, "--after-fetch", "delet")
+    assert (
+        typo.exit_code == 2 and "unknown --after-fetch 'delet': use keep or delete" in typo.stderr
+    )
+    no_host = desk(
+        "channel",
+        "add",
+        "pop",
+        "--kind",
+        "pop3",
+        "--address",
+        "p@example.test",
+        "--password-env",
+        "X",
+    )
+    assert no_host.exit_code == 2 and "a pop3 channel needs --host" in no_host.stderr
     assert desk(*base, "--folder", "Archive").exit_code == 2
     plain = desk(*base, "--security", "none")
     assert plain.exit_code == 2 and "--allow-plaintext" in plain.stderr
