@@ -73,7 +73,9 @@ def fetch_pop3(
             _read(context, ch, opts, report, owner, inbox, delete)
         # Leaving the block sent QUIT: the server has now removed what was marked.
     finally:
-        report.unread = inbox.unread
+        report.unread = inbox.unread  # reported, never fatal, as for a Maildir
+        for line in report.unread:
+            log.warning("%s: not read: %s", ch.name, line)
 
 
 def _read(
@@ -143,7 +145,7 @@ def retry_left_on_pop3(context: AppContext, item_id: int, max_size: int) -> Outc
         found = [listed for listed in inbox.listing() if listed.uidl == uidl]
         got = [raw for _item, raw in inbox.fetch(found[:1], max_size)] if len(found) == 1 else []
         if not got:
-            why = f"names {len(found)} messages" if found else "is no longer"
+            why = "is no longer" if len(found) < 2 else f"names {len(found)} messages"
             said = f" ({inbox.unread[0]})" if inbox.unread else ""
             raise NotFound(f"UIDL {uidl} {why} on the server of {ch.name}{said}")
         raw = got[0]

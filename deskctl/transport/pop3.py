@@ -282,7 +282,6 @@ class Pop3Inbox:
                 raw, total = self._bounded(f"RETR {item.number}", max_size, 2 * max_size)
             except _Refused as refused:
                 self.unread.append(f"UIDL {item.uidl}: {refused}")
-                log.warning("POP3 %s: not read: UIDL %s: %s", self._where(), item.uidl, refused)
                 continue
             except _Cut as cut:
                 yield (

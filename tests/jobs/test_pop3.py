@@ -481,3 +481,16 @@ def test_odd_mail_over_pop3_is_stored_or_quarantined_never_lost(
     assert empty["size"] == 0
     body = desk("--json", "ticket", "show", "2").json()["messages"][0]["body"]
     assert "one" in body and "two" in body and "end" in body
+
+
+def test_retrying_a_big_mail_the_server_no_longer_sends_says_so(desk: Run, on_fake: OnFake) -> None:
+    script = Script([*mails(1, "small"), big_mail()])
+    on_fake(script)
+    assert desk("fetch", "--max-size", "10000").exit_code == 7
+    (item,) = desk("--json", "quarantine", "list").json()["quarantine"]
+    script.vanished = {2}
+    retried = desk("quarantine", "retry", str(item["id"]))
+    assert retried.exit_code == 3, retried.stderr
+    assert "UIDL fake-2 is no longer on the server of fake" in retried.stderr
+    assert "-ERR no such message" in retried.stderr
+    assert desk("--json", "quarantine", "list").json()["quarantine"] == [item], "still listed"
