@@ -241,13 +241,15 @@ class Pop3Inbox:
 
         def ask(client: _Pop3 | _Pop3Ssl) -> list[Listed]:
             try:
-                _, uidl_lines, _ = client.uidl()
+                uidl_lines = _listed(client, "UIDL")
+            except _TooLong:
+                raise
             except poplib.error_proto as exc:
                 raise ConfigError(
                     f"POP3 server {self._where()} does not answer UIDL ({_said(exc)}); deskctl "
                     "needs it to store each message once"
                 ) from exc
-            _, list_lines, _ = client.list()
+            list_lines = _listed(client, "LIST")
             # A size is the first word after the number (RFC 1939 allows more to follow);
             # one that is no number is unknown, and the download is bounded anyway.
             sizes = {n: rest.split()[0] for n, rest in _pairs(list_lines)}
@@ -331,6 +333,27 @@ class Pop3Inbox:
         if self.client is not None:
             _drop(self.client)
             self.client = None
+
+
+#: Bytes a UIDL or LIST answer may take: half a million messages list in about 13 MB.
+LISTING_MAX = 16 * 1024 * 1024
+
+
+class _TooLong(poplib.error_proto):
+    """A listing past :data:`LISTING_MAX`: a server gone wrong, never a maildrop."""
+
+
+def _listed(client: _BoundedLines, command: str) -> list[bytes]:
+    """The lines of a UIDL or LIST answer, read in bounded memory.
+
+    poplib's own ``uidl()`` and ``list()`` keep every line a server sends,
+    and a server that never sends the final dot would fill the memory.
+    """
+    try:
+        raw, _ = client.bounded(command, LISTING_MAX, LISTING_MAX)
+    except Desync:
+        raise _TooLong(f"its answer to {command} goes on past {LISTING_MAX} bytes") from None
+    return raw.split(b"\r\n")
 
 
 class _Refused(Exception):

@@ -494,3 +494,10 @@ def test_retrying_a_big_mail_the_server_no_longer_sends_says_so(desk: Run, on_fa
     assert "UIDL fake-2 is no longer on the server of fake" in retried.stderr
     assert "-ERR no such message" in retried.stderr
     assert desk("--json", "quarantine", "list").json()["quarantine"] == [item], "still listed"
+
+
+def test_a_listing_without_end_is_cut_off_in_bounded_memory(desk: Run, on_fake: OnFake) -> None:
+    on_fake(Script(mails(1, "list"), endless_uidl=True))
+    cut = desk("fetch")
+    assert cut.exit_code == 6, cut.stderr
+    assert "its answer to UIDL goes on past 16777216 bytes" in cut.stderr

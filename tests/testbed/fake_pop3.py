@@ -10,6 +10,7 @@ is the only moment a POP3 server deletes.
 
 from __future__ import annotations
 
+import itertools
 import socketserver
 import threading
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ class Script:
     vanished: set[int] = field(default_factory=set)
     #: Messages whose RETR and TOP never end: the server sends lines until the client goes.
     endless: set[int] = field(default_factory=set)
+    #: UIDL sends lines and never the final dot.
+    endless_uidl: bool = False
     #: What PASS answers (default ``+OK``), e.g. words with terminal escapes in them.
     pass_answer: bytes = b"+OK"
 
@@ -84,6 +87,13 @@ class FakePop3:
                 send(script.pass_answer)
             elif verb in ("USER", "NOOP"):
                 send(b"+OK")
+            elif verb == "UIDL" and script.endless_uidl:
+                send(b"+OK")
+                try:
+                    for i in itertools.count(1):
+                        conn.wfile.write(b"%d %s\r\n" % (i, b"u" * 60))
+                except OSError:
+                    return
             elif verb == "UIDL":
                 names = script.uidls or [b"fake-%d" % i for i in self._numbers()]
                 send(b"+OK", *(b"%d %s" % (i, name) for i, name in enumerate(names, 1)), b".")
