@@ -126,6 +126,8 @@ def _read(
             report.left_on_server += 1  # listed in the quarantine, untouched on the server
         elif delete:
             inbox.delete(item.number)  # committed above; removed at QUIT
+    if inbox.cut is not None:
+        raise inbox.cut  # what came before the cut is stored; nothing is deleted this run
 
 
 def retry_left_on_pop3(context: AppContext, item_id: int, max_size: int) -> Outcome:

@@ -148,6 +148,8 @@ class Pop3Inbox:
         self.client: _Pop3 | _Pop3Ssl | None = None
         #: Messages the server would not send (gone since LIST, unreadable), "UIDL X: why".
         self.unread: list[str] = []
+        #: Why :meth:`fetch` dropped the connection half-way, if it did.
+        self.cut: Unreachable | None = None
 
     def __enter__(self) -> Pop3Inbox:
         self.open()
@@ -271,8 +273,9 @@ class Pop3Inbox:
         deleted it since LIST, or the server cannot read it) is noted in
         :attr:`unread` and the others still come. A message that turns out
         larger than the listing said is read at most to twice the limit; a
-        server still sending then is cut off (exit 6) once that message is
-        yielded, so the next run knows it as too large and reads past it.
+        server still sending then is cut off: that message comes as too large
+        and is the last; :attr:`cut` says why, so the caller can store what came
+        (the next run then reads past it) and fail the run (exit 6).
         """
         for item in wanted:
             try:
@@ -286,14 +289,15 @@ class Pop3Inbox:
                 self.unread.append(f"UIDL {item.uidl}: {refused}")
                 continue
             except _Cut as cut:
+                self.cut = Unreachable(
+                    f"POP3 server {self._where()} sent more than {cut.total} bytes for UIDL "
+                    f"{item.uidl}, which LIST gave as {item.size}: the connection was dropped"
+                )
                 yield (
                     item,
                     Oversize(cut.total, max_size, cut.kept[:HEAD_BYTES], remote_key=item.uidl),
                 )
-                raise Unreachable(
-                    f"POP3 server {self._where()} sent more than {cut.total} bytes for UIDL "
-                    f"{item.uidl}, which LIST gave as {item.size}: the connection was dropped"
-                ) from None
+                return  # the caller stores what came so far, then raises ``cut``
             if total > max_size:  # the listing understated it: still never held whole
                 yield item, Oversize(total, max_size, raw[:HEAD_BYTES], remote_key=item.uidl)
                 continue
@@ -316,8 +320,13 @@ class Pop3Inbox:
             raise self._failure(exc) from exc
 
     def delete(self, number: int) -> None:
-        """Mark message ``number``; the server removes it at QUIT, never before."""
-        self._guarded(lambda c: c.dele(number))
+        """Mark message ``number``; the server removes it at QUIT, never before.
+
+        After :attr:`cut` there is no session to mark in, nor a QUIT to come:
+        the next run's catch-up deletes what this one stored.
+        """
+        if self.cut is None:
+            self._guarded(lambda c: c.dele(number))
 
     def quit(self) -> None:
         """End the session, which makes the server remove the messages marked with DELE."""
