@@ -90,7 +90,11 @@ def doctor(ctx: typer.Context) -> None:
     def human(out: Console) -> None:
         for f in findings:
             out.print(
-                Text(f"{f.level}: {f.message}", style="yellow" if f.level == "warning" else "")
+                # A message may quote a server's words (last_error): no escapes reach the terminal.
+                Text(
+                    f"{f.level}: {safe_text(f.message)}",
+                    style="yellow" if f.level == "warning" else "",
+                )
             )
 
     emit({"findings": [f.to_dict() for f in findings]}, as_json=context.json, human=human)

@@ -208,12 +208,16 @@ def fetched_keys(context: AppContext, channel_id: int) -> set[str]:
         return set(session.scalars(query))
 
 
-def remember_key(channel_id: int, owner: str, key: str) -> Callable[[Session], None]:
-    """The checkpoint of a keyed mailbox: the key commits with its message, under our lease."""
+def remember_key(channel_id: int, owner: str, key: str | None) -> Callable[[Session], None]:
+    """The checkpoint of a keyed mailbox: the key commits with its message, under our lease.
+
+    No key (a POP3 UIDL the server gave to several messages) holds the lease only.
+    """
 
     def checkpoint(session: Session) -> None:
         hold_lease(session, channel_id, owner)
-        session.add(FetchedKey(channel_id=channel_id, remote_key=key))
+        if key is not None:
+            session.add(FetchedKey(channel_id=channel_id, remote_key=key))
 
     return checkpoint
 
@@ -226,6 +230,7 @@ class Keyed:
     raw: bytes | Oversize
     parsed: ParsedMail | MalformedMail | None
     total: int  # how many this run reads, for progress
+    remember: bool = True  # False: the key names other mail too (see remember_key)
 
 
 def store_keyed(
@@ -238,6 +243,7 @@ def store_keyed(
     cache: IngestCache,
 ) -> Outcome:
     """Store one message of a keyed mailbox; its key commits with it, under our lease."""
+    remembered = remember_key(ch.id, owner, item.key if item.remember else None)
     outcome = store_raw(
         context,
         item.raw,
@@ -245,7 +251,7 @@ def store_keyed(
         source=f"{ch.name} {item.key}",
         max_size=opts.max_size,
         dry_run=opts.dry_run,
-        checkpoint=None if opts.dry_run else remember_key(ch.id, owner, item.key),
+        checkpoint=None if opts.dry_run else remembered,
         cache=cache,
         mail=item.parsed,
     )

@@ -15,6 +15,7 @@ its entry: it is known as left on the server, never as stored).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -65,31 +66,68 @@ def pop3_settings(ch: Snapshot) -> Pop3Settings:
 def fetch_pop3(
     context: AppContext, ch: Snapshot, opts: FetchOptions, report: ChannelReport, owner: str
 ) -> None:
-    cache = ingest_cache(context)
     delete = ch.after_fetch == "delete" and not opts.dry_run
-    with Pop3Inbox(pop3_settings(ch)) as inbox:
-        listed = inbox.listing()
-        known = fetched_keys(context, ch.id)
-        if delete:
-            # A run that ended before QUIT deleted nothing: what it stored goes now.
-            # Mail too large to download is known as left, and stays.
-            for item in listed:
-                if item.uidl in known:
-                    inbox.delete(item.number)
-        todo = [i for i in listed if i.uidl not in known and i.uidl + LEFT not in known]
-        todo = todo[: opts.limit]
-        numbers = {item.uidl: item.number for item in todo}
-        stream = parse_stream(
-            inbox.fetch(todo, opts.max_size), expected=len(todo), max_size=opts.max_size
+    inbox = Pop3Inbox(pop3_settings(ch))
+    try:
+        with inbox:
+            _read(context, ch, opts, report, owner, inbox, delete)
+        # Leaving the block sent QUIT: the server has now removed what was marked.
+    finally:
+        report.unread = inbox.unread  # reported, never fatal, as for a Maildir
+        for line in report.unread:
+            log.warning("%s: not read: %s", ch.name, line)
+
+
+def _read(
+    context: AppContext,
+    ch: Snapshot,
+    opts: FetchOptions,
+    report: ChannelReport,
+    owner: str,
+    inbox: Pop3Inbox,
+    delete: bool,
+) -> None:
+    cache = ingest_cache(context)
+    listed = inbox.listing()
+    known = fetched_keys(context, ch.id)
+    # A UIDL the server gives to more than one message (Dovecot's
+    # pop3_uidl_duplicates=allow does) names neither: such mail is read every
+    # run, told apart by its content (ingest's dedupe), and only deleted in
+    # the session that stored it; a catch-up by UIDL could delete the other.
+    shared = {key for key, n in Counter(item.uidl for item in listed).items() if n > 1}
+    if shared:
+        log.warning(
+            "%s: the server gives one UIDL to several messages: %s", ch.name, sorted(shared)
         )
-        for uidl, raw, parsed in stream:
-            key = uidl + LEFT if isinstance(raw, Oversize) else uidl
-            store_keyed(context, ch, opts, report, owner, Keyed(key, raw, parsed, len(todo)), cache)
-            if isinstance(raw, Oversize):
-                report.left_on_server += 1  # listed in the quarantine, untouched on the server
-            elif delete:
-                inbox.delete(numbers[uidl])  # committed above; removed at QUIT
-    # Leaving the block sent QUIT: the server has now removed what was marked.
+    if delete:
+        # A run that ended before QUIT deleted nothing: what it stored goes now.
+        # Mail too large to download is known as left, and stays.
+        for item in listed:
+            if item.uidl in known and item.uidl not in shared:
+                inbox.delete(item.number)
+    todo = [
+        i
+        for i in listed
+        if i.uidl in shared or (i.uidl not in known and i.uidl + LEFT not in known)
+    ]
+    todo = todo[: opts.limit]
+    stream = parse_stream(
+        inbox.fetch(todo, opts.max_size), expected=len(todo), max_size=opts.max_size
+    )
+    for item, raw, parsed in stream:
+        if item.uidl in shared and isinstance(raw, Oversize):
+            # Listed by a UIDL that is not its own, it could not be retried by it.
+            inbox.unread.append(f"UIDL {item.uidl}: over the size limit and its UIDL is shared")
+            continue
+        key = item.uidl + LEFT if isinstance(raw, Oversize) else item.uidl
+        mail = Keyed(key, raw, parsed, len(todo), remember=item.uidl not in shared)
+        store_keyed(context, ch, opts, report, owner, mail, cache)
+        if isinstance(raw, Oversize):
+            report.left_on_server += 1  # listed in the quarantine, untouched on the server
+        elif delete:
+            inbox.delete(item.number)  # committed above; removed at QUIT
+    if inbox.cut is not None:
+        raise inbox.cut  # what came before the cut is stored; nothing is deleted this run
 
 
 def retry_left_on_pop3(context: AppContext, item_id: int, max_size: int) -> Outcome:
@@ -107,9 +145,12 @@ def retry_left_on_pop3(context: AppContext, item_id: int, max_size: int) -> Outc
     (ch,) = select_channels(context, [name])
     with Pop3Inbox(pop3_settings(ch)) as inbox:
         found = [listed for listed in inbox.listing() if listed.uidl == uidl]
-        if not found:
-            raise NotFound(f"UIDL {uidl} is no longer on the server of {ch.name}")
-        _uidl, raw = next(inbox.fetch(found, max_size))
+        got = [raw for _item, raw in inbox.fetch(found[:1], max_size)] if len(found) == 1 else []
+        if not got:
+            why = "is no longer" if len(found) < 2 else f"names {len(found)} messages"
+            said = f" ({inbox.unread[0]})" if inbox.unread else ""
+            raise NotFound(f"UIDL {uidl} {why} on the server of {ch.name}{said}")
+        raw = got[0]
         if isinstance(raw, Oversize):
             return Outcome(quarantined=item_id, reason=still_over(raw.size, max_size))
 

@@ -142,6 +142,8 @@ def from_parts(from_header: str) -> tuple[str, str]:
 
 def check_after_fetch(action: str, kind: str, *, graph: bool = False) -> str:
     if kind == "pop3" and action not in ("keep", "delete"):
+        if action not in ("seen",) and not action.startswith("move:"):
+            raise UsageError(f"unknown --after-fetch {action!r}: use keep or delete")  # a typo
         raise UsageError(
             f"a pop3 channel cannot --after-fetch {action}: POP3 has no flags or folders; "
             "use keep or delete"
@@ -210,7 +212,7 @@ def _server(kind: str, opts: IncomingOptions) -> tuple[str, int, str]:
         # Sovereign clouds (and tests) reach the same service under other names.
         return opts.host or host, opts.port or port, opts.security or security
     if not opts.host:
-        raise UsageError(f"an {kind} channel needs --host")
+        raise UsageError(f"{'an' if kind == 'imap' else 'a'} {kind} channel needs --host")
     security = opts.security or "ssl"
     if security not in SECURITY:
         raise UsageError(f"unknown --security {security!r}: use ssl, starttls or none")

@@ -15,6 +15,7 @@ server that does not offer STLS is an error, never a fall-back to plaintext.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import poplib
 import re
@@ -32,6 +33,22 @@ T = TypeVar("T")
 
 #: RFC 2449/3206 response codes that mean "try again later", not "fix the account".
 _TEMPORARY = re.compile(rb"^-ERR \[(SYS/TEMP|IN-USE|LOGIN-DELAY)\]", re.IGNORECASE)
+#: RFC 1939 section 7: a unique-id is 1 to 70 characters in the range 0x21 to 0x7E.
+_UIDL = re.compile(rb"[\x21-\x7e]{1,70}")
+
+
+def uidl_key(said: bytes) -> str:
+    """The name deskctl keeps for a UIDL: the UIDL itself when RFC 1939 allows it, else a hash.
+
+    A server may send anything: 300 characters (more than the 255 of the key
+    column, which PostgreSQL enforces), blanks, escape sequences, bytes that
+    are not ASCII (two of which would decode to the same U+FFFD). The hash of
+    the bytes is as lasting and as unique as they are, always short and
+    printable, and at 71 characters never equal to a UIDL that is allowed.
+    """
+    if _UIDL.fullmatch(said):
+        return said.decode("ascii")
+    return "sha256:" + hashlib.sha256(said).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +70,10 @@ class Listed:
     size: int
 
 
+class Desync(poplib.error_proto):
+    """The server sent more than deskctl reads for one answer: the session cannot go on."""
+
+
 class _BoundedLines:
     """A multi-line reader that keeps at most ``limit`` bytes, mixed into POP3 and POP3_SSL.
 
@@ -65,11 +86,13 @@ class _BoundedLines:
 
     file: Any
 
-    def bounded(self, command: str, limit: int) -> tuple[bytes, int]:
+    def bounded(self, command: str, limit: int, most: int) -> tuple[bytes, int]:
         """(the first ``limit`` bytes of the answer to ``command``, the size of all of it).
 
         The size lets a message the listing called small, but that is not, be
-        recognised as large.
+        recognised as large. An answer that goes on past ``most`` bytes (a
+        broken or hostile server can send forever) is not read to its end: it
+        raises :class:`Desync` with what was kept, and the connection must go.
         """
         self._shortcmd(command)  # type: ignore[attr-defined]
         readline = self.file.readline
@@ -88,6 +111,8 @@ class _BoundedLines:
                 piece = _undone(piece, line_start, after_cr)
                 line_start, after_cr = piece.endswith(b"\n"), piece.endswith(b"\r")
             total += len(piece)
+            if total > most:
+                raise Desync(b"".join(kept), total)
             if held < limit:
                 kept.append(piece if held + len(piece) <= limit else piece[: limit - held])
                 held += len(kept[-1])
@@ -121,6 +146,10 @@ class Pop3Inbox:
     def __init__(self, settings: Pop3Settings) -> None:
         self.settings = settings
         self.client: _Pop3 | _Pop3Ssl | None = None
+        #: Messages the server would not send (gone since LIST, unreadable), "UIDL X: why".
+        self.unread: list[str] = []
+        #: Why :meth:`fetch` dropped the connection half-way, if it did.
+        self.cut: Unreachable | None = None
 
     def __enter__(self) -> Pop3Inbox:
         self.open()
@@ -173,32 +202,33 @@ class Pop3Inbox:
             client.pass_(s.password)
         except poplib.error_proto as exc:
             self.close()
-            said = exc.args[0] if exc.args and isinstance(exc.args[0], bytes) else b""
-            if said == b"-ERR EOF":
-                raise self._failure(exc) from exc
             # The server's words name the reason (a wrong password, a locked
-            # account); should one echo what we sent, the secret is blanked out.
-            reason = _said(exc).replace(s.password, "***") if s.password else _said(exc)
-            if _TEMPORARY.match(said):
-                raise Unreachable(
-                    f"POP3 server {self._where()} refused the login for now: {reason}"
-                ) from exc
-            if said.startswith(b"-ERR"):
-                raise ConfigError(
-                    f"POP3 login refused for {s.username} at {s.host}: check the password "
-                    f"({reason})"
-                ) from exc
-            raise self._failure(exc) from exc
+            # account); should one echo what we sent, the secret is blanked out,
+            # and the answer itself is not chained on (``-vv`` prints tracebacks).
+            raise self._refused(exc) from None
         except OSError as exc:
             self.close()
             raise self._failure(exc) from exc
 
-    def _failure(self, exc: BaseException) -> DeskError:
+    def _refused(self, exc: poplib.error_proto) -> DeskError:
+        """Why USER or PASS failed: the account (exit 5), for now (6), or the line (6)."""
+        s = self.settings
+        said = exc.args[0] if exc.args and isinstance(exc.args[0], bytes) else b""
+        reason = _said(exc, hide=s.password)
+        if _TEMPORARY.match(said):
+            return Unreachable(f"POP3 server {self._where()} refused the login for now: {reason}")
+        if said.startswith(b"-ERR"):
+            return ConfigError(
+                f"POP3 login refused for {s.username} at {s.host}: check the password ({reason})"
+            )
+        return self._failure(exc, hide=s.password)
+
+    def _failure(self, exc: BaseException, hide: str = "") -> DeskError:
         """A dropped line, a timeout or a garbled answer: the server cannot be used now."""
         if isinstance(exc, poplib.error_proto):
             if _said(exc) == "-ERR EOF":  # poplib's words for a line that went dead
                 return Unreachable(f"POP3 server {self._where()} closed the connection")
-            return Unreachable(f"POP3 server {self._where()} failed: {_said(exc)}")
+            return Unreachable(f"POP3 server {self._where()} failed: {_said(exc, hide=hide)}")
         return network_error(exc, self.settings.host, self.settings.port, "POP3")
 
     def _guarded(self, call: Callable[[_Pop3 | _Pop3Ssl], T]) -> T:
@@ -213,47 +243,90 @@ class Pop3Inbox:
 
         def ask(client: _Pop3 | _Pop3Ssl) -> list[Listed]:
             try:
-                _, uidl_lines, _ = client.uidl()
+                uidl_lines = _listed(client, "UIDL")
+            except _TooLong:
+                raise
             except poplib.error_proto as exc:
                 raise ConfigError(
                     f"POP3 server {self._where()} does not answer UIDL ({_said(exc)}); deskctl "
                     "needs it to store each message once"
                 ) from exc
-            _, list_lines, _ = client.list()
-            sizes = dict(_pairs(list_lines))
+            list_lines = _listed(client, "LIST")
+            # A size is the first word after the number (RFC 1939 allows more to follow);
+            # one that is no number is unknown, and the download is bounded anyway.
+            sizes = {n: rest.split()[0] for n, rest in _pairs(list_lines)}
             return [
-                Listed(int(number), uidl.decode("ascii", "replace"), int(sizes.get(number, b"0")))
+                Listed(int(number), uidl_key(uidl), _size(sizes.get(number, b"0")))
                 for number, uidl in _pairs(uidl_lines)
             ]
 
         return self._guarded(ask)
 
-    def fetch(self, wanted: list[Listed], max_size: int) -> Iterator[tuple[str, bytes | Oversize]]:
-        """Yield (uidl, raw bytes), in order; over ``max_size`` only the header is read (TOP n 0).
+    def fetch(
+        self, wanted: list[Listed], max_size: int
+    ) -> Iterator[tuple[Listed, bytes | Oversize]]:
+        """Yield (item, raw bytes), in order; over ``max_size`` only the header is read (TOP n 0).
 
         Mail over the limit comes as an :class:`Oversize` holding the start of
         its header, so memory stays bounded and the message stays on the server.
+        A message the server will not send (``-ERR``: another mail program
+        deleted it since LIST, or the server cannot read it) is noted in
+        :attr:`unread` and the others still come. A message that turns out
+        larger than the listing said is read at most to twice the limit; a
+        server still sending then is cut off: that message comes as too large
+        and is the last; :attr:`cut` says why, so the caller can store what came
+        (the next run then reads past it) and fail the run (exit 6).
         """
         for item in wanted:
-            if item.size > max_size:
-                yield item.uidl, self._oversize(item, item.size, max_size)
+            try:
+                if item.size > max_size:
+                    most = 2 * max(max_size, HEAD_BYTES)  # a header is long, not endless
+                    head, _ = self._bounded(f"TOP {item.number} 0", HEAD_BYTES, most)
+                    yield item, Oversize(item.size, max_size, head, remote_key=item.uidl)
+                    continue
+                raw, total = self._bounded(f"RETR {item.number}", max_size, 2 * max_size)
+            except _Refused as refused:
+                self.unread.append(f"UIDL {item.uidl}: {refused}")
                 continue
-            raw, total = self._bounded(f"RETR {item.number}", max_size)
+            except _Cut as cut:
+                self.cut = Unreachable(
+                    f"POP3 server {self._where()} sent more than {cut.total} bytes for UIDL "
+                    f"{item.uidl}, which LIST gave as {item.size}: the connection was dropped"
+                )
+                yield (
+                    item,
+                    Oversize(cut.total, max_size, cut.kept[:HEAD_BYTES], remote_key=item.uidl),
+                )
+                return  # the caller stores what came so far, then raises ``cut``
             if total > max_size:  # the listing understated it: still never held whole
-                yield item.uidl, Oversize(total, max_size, raw[:HEAD_BYTES], remote_key=item.uidl)
+                yield item, Oversize(total, max_size, raw[:HEAD_BYTES], remote_key=item.uidl)
                 continue
-            yield item.uidl, raw
+            yield item, raw
 
-    def _bounded(self, command: str, limit: int) -> tuple[bytes, int]:
-        return self._guarded(lambda c: c.bounded(command, limit))
-
-    def _oversize(self, item: Listed, size: int, limit: int) -> Oversize:
-        head, _ = self._bounded(f"TOP {item.number} 0", HEAD_BYTES)
-        return Oversize(size, limit, head, remote_key=item.uidl)
+    def _bounded(self, command: str, limit: int, most: int) -> tuple[bytes, int]:
+        """``bounded`` with the server's own refusal and a cut-off answer told apart."""
+        assert self.client is not None, "not connected"
+        try:
+            return self.client.bounded(command, limit, most)
+        except Desync as exc:
+            self.close()
+            raise _Cut(exc.args[0], exc.args[1]) from None
+        except poplib.error_proto as exc:
+            said = exc.args[0] if exc.args else b""
+            if isinstance(said, bytes) and said.startswith(b"-ERR"):
+                raise _Refused(_said(exc)) from None  # one line: the session goes on
+            raise self._failure(exc) from exc
+        except OSError as exc:
+            raise self._failure(exc) from exc
 
     def delete(self, number: int) -> None:
-        """Mark message ``number``; the server removes it at QUIT, never before."""
-        self._guarded(lambda c: c.dele(number))
+        """Mark message ``number``; the server removes it at QUIT, never before.
+
+        After :attr:`cut` there is no session to mark in, nor a QUIT to come:
+        the next run's catch-up deletes what this one stored.
+        """
+        if self.cut is None:
+            self._guarded(lambda c: c.dele(number))
 
     def quit(self) -> None:
         """End the session, which makes the server remove the messages marked with DELE."""
@@ -271,6 +344,43 @@ class Pop3Inbox:
             self.client = None
 
 
+#: Bytes a UIDL or LIST answer may take: half a million messages list in about 13 MB.
+LISTING_MAX = 16 * 1024 * 1024
+
+
+class _TooLong(poplib.error_proto):
+    """A listing past :data:`LISTING_MAX`: a server gone wrong, never a maildrop."""
+
+
+def _listed(client: _BoundedLines, command: str) -> list[bytes]:
+    """The lines of a UIDL or LIST answer, read in bounded memory.
+
+    poplib's own ``uidl()`` and ``list()`` keep every line a server sends,
+    and a server that never sends the final dot would fill the memory.
+    """
+    try:
+        raw, _ = client.bounded(command, LISTING_MAX, LISTING_MAX)
+    except Desync:
+        raise _TooLong(f"its answer to {command} goes on past {LISTING_MAX} bytes") from None
+    return raw.split(b"\r\n")
+
+
+class _Refused(Exception):
+    """The server answered ``-ERR`` to one message's RETR or TOP; the session is fine."""
+
+
+class _Cut(Exception):
+    """An answer was cut off at its bound: what was kept, and how much came."""
+
+    def __init__(self, kept: bytes, total: int) -> None:
+        super().__init__(kept, total)
+        self.kept, self.total = kept, total
+
+
+def _size(said: bytes) -> int:
+    return int(said) if said.isdigit() else 0
+
+
 def _drop(client: poplib.POP3) -> None:
     try:
         client.close()
@@ -279,17 +389,27 @@ def _drop(client: poplib.POP3) -> None:
 
 
 def _pairs(lines: list[bytes]) -> Iterator[tuple[bytes, bytes]]:
-    """``b"1 abc"`` lines as (number, value); anything else is skipped."""
+    """``b"1 abc"`` lines as (number, the rest of the line); anything else is skipped.
+
+    The rest is the whole UIDL, blanks and all: cutting it at a blank would
+    make ``1 a b`` and ``2 a c`` the same key.
+    """
     for line in lines:
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].isdigit():
-            yield parts[0], parts[1]
+        parts = line.strip(b" \t").split(None, 1)
+        if len(parts) == 2 and parts[0].isdigit():
+            yield parts[0], parts[1].strip(b" \t")
 
 
-def _said(exc: BaseException) -> str:
-    """The server's answer as one printable line."""
+def _said(exc: BaseException, hide: str = "") -> str:
+    """The server's answer as one line of at most 300 characters, ``hide`` blanked out first.
+
+    First: once blanks are folded or the line is cut, a secret with two
+    blanks in a row, or one that the cut falls into, would no longer match.
+    """
     value = exc.args[0] if exc.args else exc
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    if hide:
+        text = text.replace(hide, "***")
     return " ".join(text.split())[:300]
 
 

@@ -7,7 +7,7 @@ put mail there over IMAP and look over IMAP at what fetch left on the server.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from jobs.conftest import (
@@ -244,6 +244,22 @@ def test_a_pop3_channel_offers_what_pop3_can_do(desk: Run) -> None:
         assert refused.exit_code == 2
         assert "POP3 has no flags or folders; use keep or delete" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1
+    typo = desk(*base, "--after-fetch", "delet")
+    assert (
+        typo.exit_code == 2 and "unknown --after-fetch 'delet': use keep or delete" in typo.stderr
+    )
+    no_host = desk(
+        "channel",
+        "add",
+        "pop",
+        "--kind",
+        "pop3",
+        "--address",
+        "p@example.test",
+        "--password-env",
+        "X",
+    )
+    assert no_host.exit_code == 2 and "a pop3 channel needs --host" in no_host.stderr
     assert desk(*base, "--folder", "Archive").exit_code == 2
     plain = desk(*base, "--security", "none")
     assert plain.exit_code == 2 and "--allow-plaintext" in plain.stderr
@@ -282,40 +298,203 @@ def add_fake(desk: Run, monkeypatch: pytest.MonkeyPatch, server: FakePop3, *extr
     assert added.exit_code == 0, added.stderr
 
 
+OnFake = Callable[..., FakePop3]
+
+
+@pytest.fixture
+def on_fake(desk: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[OnFake]:
+    """Start a scripted server and add channel ``fake`` on it; stopped when the test ends."""
+    servers: list[FakePop3] = []
+
+    def start(script: Script, *extra: str) -> FakePop3:
+        servers.append(FakePop3(script))
+        add_fake(desk, monkeypatch, servers[-1], *extra)
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
 def test_a_line_that_dies_mid_message_is_exit_6_and_deletes_nothing_until_a_good_run(
-    desk: Run, db_url: str, monkeypatch: pytest.MonkeyPatch
+    desk: Run, db_url: str, on_fake: OnFake
 ) -> None:
     script = Script(mails(2, "drop"), drop_during=2)
-    server = FakePop3(script)
-    try:
-        add_fake(desk, monkeypatch, server)
-        dropped = desk("fetch")
-        assert dropped.exit_code == 6
-        assert f"POP3 server 127.0.0.1:{server.port} closed the connection" in dropped.stderr
-        assert count(db_url, "SELECT count(*) FROM messages") == 1
-        assert script.sessions[-1] == ([1], False), "the stored one marked, but no QUIT"
-        assert script.deleted() == set()
+    server = on_fake(script)
+    dropped = desk("fetch")
+    assert dropped.exit_code == 6
+    assert f"POP3 server 127.0.0.1:{server.port} closed the connection" in dropped.stderr
+    assert count(db_url, "SELECT count(*) FROM messages") == 1
+    assert script.sessions[-1] == ([1], False), "the stored one marked, but no QUIT"
+    assert script.deleted() == set()
 
-        again = desk("--json", "fetch")
-        assert again.exit_code == 0, again.stderr
-        assert again.json()["channels"][0]["fetched"] == 1
-        assert script.sessions[-1] == ([1, 2], True) and script.deleted() == {1, 2}
-        assert count(db_url, "SELECT count(*) FROM tickets") == 2
-    finally:
-        server.stop()
+    again = desk("--json", "fetch")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["channels"][0]["fetched"] == 1
+    assert script.sessions[-1] == ([1, 2], True) and script.deleted() == {1, 2}
+    assert count(db_url, "SELECT count(*) FROM tickets") == 2
 
 
-def test_a_server_without_stls_gets_no_password_in_clear(
-    desk: Run, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_server_without_stls_gets_no_password_in_clear(desk: Run, on_fake: OnFake) -> None:
     script = Script(mails(1, "nostls"))
-    server = FakePop3(script)
+    on_fake(script, "--security", "starttls")
+    refused = desk("fetch")
+    assert refused.exit_code == 6
+    assert "does not offer STLS" in refused.stderr
+    assert "deskctl does not fall back to plaintext" in refused.stderr
+    assert "USER" not in script.verbs and "PASS" not in script.verbs
+
+
+def test_uidls_no_rfc_allows_are_each_a_key_of_their_own_on_every_database(
+    desk: Run, db_url: str, on_fake: OnFake
+) -> None:
+    """RFC 1939 UIDLs are 1-70 characters 0x21-0x7E; a server may still send anything.
+
+    300 characters do not fit a 255-character key column (PostgreSQL refuses
+    them); two UIDLs that differ only in a byte that is not ASCII must not
+    become the same key, nor two that differ after a blank.
+    """
+    names = [b"L" * 300, b"odd\xff", b"odd\xfe", b"two words", b"two more", b"esc\x1b[31m"]
+    script = Script(mails(len(names), "uidl"), uidls=names)
+    on_fake(script)
+    first = desk("--json", "fetch")
+    assert first.exit_code == 0, first.stderr
+    assert first.json()["channels"][0]["tickets_created"] == len(names)
+    assert script.deleted() == set(range(1, len(names) + 1))
+    again = desk("--json", "fetch")
+    assert again.json()["channels"][0]["fetched"] == 0, "each key is remembered"
+    assert count(db_url, "SELECT count(DISTINCT remote_key) FROM fetched_keys") == len(names)
+    assert count(db_url, "SELECT max(length(remote_key)) FROM fetched_keys") <= 80
+
+
+def test_a_uidl_a_broken_server_gives_two_messages_never_deletes_the_one_not_stored(
+    desk: Run, db_url: str, on_fake: OnFake
+) -> None:
+    """Dovecot's pop3_uidl_duplicates=allow with %m does this to two mails with one header."""
+    script = Script(mails(3, "dup"), uidls=[b"same", b"same", b"other"])
+    engine = create_engine(db_url)
+    on_fake(script)
     try:
-        add_fake(desk, monkeypatch, server, "--security", "starttls")
-        refused = desk("fetch")
-        assert refused.exit_code == 6
-        assert "does not offer STLS" in refused.stderr
-        assert "deskctl does not fall back to plaintext" in refused.stderr
-        assert "USER" not in script.verbs and "PASS" not in script.verbs
+        for run in range(3):
+            result = desk("--json", "fetch")
+            with engine.connect() as conn:
+                stored = set(conn.scalars(text("SELECT subject FROM messages")))
+            gone = {f"dup question {n - 1}" for n in script.deleted()}
+            assert gone <= stored, f"run {run} deleted mail it never stored"
+        assert result.exit_code == 0, result.stderr
+        assert stored == {f"dup question {i}" for i in range(3)}
+        assert script.deleted() == {1, 2, 3}
     finally:
-        server.stop()
+        engine.dispose()
+    assert count(db_url, "SELECT count(*) FROM tickets") == 3
+
+
+def test_a_mail_the_server_will_not_send_is_reported_and_the_others_are_stored_and_deleted(
+    desk: Run, db_url: str, on_fake: OnFake
+) -> None:
+    """A RETR answered ``-ERR`` (gone since LIST, or unreadable) must not stop the channel."""
+    script = Script(mails(3, "gone"), vanished={2})
+    on_fake(script)
+    result = desk("--json", "fetch")
+    assert result.exit_code == 7, result.stderr
+    report = result.json()["channels"][0]
+    assert (report["fetched"], report["unread"]) == (2, ["UIDL fake-2: -ERR no such message"])
+    assert script.deleted() == {1, 3}, "the stored ones go, at a QUIT that still comes"
+    shown = desk("--json", "channel", "show", "fake").json()["last_error"]
+    assert shown == "not read: UIDL fake-2: -ERR no such message"
+    assert count(db_url, "SELECT count(*) FROM tickets") == 2
+
+
+def test_a_server_that_sends_without_end_is_cut_off_and_the_next_run_reads_past_it(
+    desk: Run, db_url: str, on_fake: OnFake
+) -> None:
+    """LIST says a few hundred bytes, RETR never ends: the limit holds on the bytes, not the claim.
+
+    70 mails, so a parser process reads ahead (jobs/parsing.py): what it holds
+    when the line is cut is still stored.
+    """
+    script = Script(mails(70, "endless"), endless={40})
+    on_fake(script)
+    cut = desk("--json", "fetch", "--max-size", "100000")
+    assert cut.exit_code == 6, cut.stderr
+    assert "sent more than 200" in cut.stderr and "the connection was dropped" in cut.stderr
+    assert script.deleted() == set(), "no QUIT after a cut: nothing goes this run"
+    assert count(db_url, "SELECT count(*) FROM tickets") == 39
+    (item,) = desk("--json", "quarantine", "list").json()["quarantine"]
+    assert item["kept"] == "on the server, UIDL fake-40"
+
+    after = desk("--json", "fetch", "--max-size", "100000")
+    assert after.exit_code == 0, after.stderr
+    assert after.json()["channels"][0]["fetched"] == 30
+    assert script.deleted() == set(range(1, 71)) - {40}, "the big one stays on the server"
+    assert count(db_url, "SELECT count(*) FROM tickets") == 69
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["two  blanks\tand a tab", "p" * 290 + "-cut-at-300", "Sekrit-99"],
+)
+def test_a_server_that_quotes_the_password_back_never_gets_it_printed_or_logged(
+    desk: Run, on_fake: OnFake, monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    on_fake(Script([], refuse_echoing=True))
+    monkeypatch.setenv("PW_FAKE", secret)
+    refused = desk("-vv", "--json", "fetch")
+    assert refused.exit_code == 5, refused.stderr
+    shown = desk("--json", "channel", "show", "fake").json()["last_error"]
+    tested = desk("-vv", "channel", "test", "fake")
+    for seen in (refused.stdout, refused.stderr, shown, tested.stdout, tested.stderr):
+        for piece in (secret, secret[:12], " ".join(secret.split())[:12]):
+            assert piece not in seen
+
+
+def test_escape_sequences_in_a_server_answer_never_reach_the_terminal(
+    desk: Run, on_fake: OnFake
+) -> None:
+    on_fake(Script([], pass_answer=b"-ERR [AUTH] \x1b]0;owned\x07\x1b[2J\x9b31m no \x07such user"))
+    refused = desk("fetch")
+    assert refused.exit_code == 5
+    assert "[AUTH]" in refused.stderr and "no such user" in refused.stderr
+    shown = desk("channel", "show", "fake")
+    doctor = desk("doctor")
+    for out in (refused.stderr, shown.stdout, doctor.stdout, doctor.stderr):
+        assert not set(out) & {"\x1b", "\x07", "\x9b"}, out
+
+
+def test_odd_mail_over_pop3_is_stored_or_quarantined_never_lost(
+    desk: Run, db_url: str, on_fake: OnFake
+) -> None:
+    """A 0-byte message, NULs, bare CRs and a lone dot, as a careless server passes them on."""
+    nul = make_mail(subject="nul", message_id="<nul@example.org>", body="a\0b\n")
+    cr = make_mail(subject="cr", message_id="<cr@example.org>", body="one\rtwo\r\n.\r\nend\n")
+    script = Script([b"", nul, cr])
+    on_fake(script)
+    result = desk("--json", "fetch")
+    report = result.json()["channels"][0]
+    assert result.exit_code == 7, result.stderr
+    assert (report["tickets_created"], report["quarantined"]) == (2, 1)
+    assert script.deleted() == {1, 2, 3}, "each is kept, as a ticket or in quarantine"
+    (empty,) = desk("--json", "quarantine", "list").json()["quarantine"]
+    assert empty["size"] == 0
+    body = desk("--json", "ticket", "show", "2").json()["messages"][0]["body"]
+    assert "one" in body and "two" in body and "end" in body
+
+
+def test_retrying_a_big_mail_the_server_no_longer_sends_says_so(desk: Run, on_fake: OnFake) -> None:
+    script = Script([*mails(1, "small"), big_mail()])
+    on_fake(script)
+    assert desk("fetch", "--max-size", "10000").exit_code == 7
+    (item,) = desk("--json", "quarantine", "list").json()["quarantine"]
+    script.vanished = {2}
+    retried = desk("quarantine", "retry", str(item["id"]))
+    assert retried.exit_code == 3, retried.stderr
+    assert "UIDL fake-2 is no longer on the server of fake" in retried.stderr
+    assert "-ERR no such message" in retried.stderr
+    assert desk("--json", "quarantine", "list").json()["quarantine"] == [item], "still listed"
+
+
+def test_a_listing_without_end_is_cut_off_in_bounded_memory(desk: Run, on_fake: OnFake) -> None:
+    on_fake(Script(mails(1, "list"), endless_uidl=True))
+    cut = desk("fetch")
+    assert cut.exit_code == 6, cut.stderr
+    assert "its answer to UIDL goes on past 16777216 bytes" in cut.stderr

@@ -10,6 +10,7 @@ is the only moment a POP3 server deletes.
 
 from __future__ import annotations
 
+import itertools
 import socketserver
 import threading
 from dataclasses import dataclass, field
@@ -27,6 +28,16 @@ class Script:
     sessions: list[tuple[list[int], bool]] = field(default_factory=list)
     #: Every command verb received, in order (never the arguments: no passwords kept).
     verbs: list[str] = field(default_factory=list)
+    #: The UIDL of each message as sent (default ``fake-N``): too long, odd bytes, twice.
+    uidls: list[bytes] | None = None
+    #: Messages another client removed after LIST: RETR and TOP answer ``-ERR``.
+    vanished: set[int] = field(default_factory=set)
+    #: Messages whose RETR and TOP never end: the server sends lines until the client goes.
+    endless: set[int] = field(default_factory=set)
+    #: UIDL sends lines and never the final dot.
+    endless_uidl: bool = False
+    #: What PASS answers (default ``+OK``), e.g. words with terminal escapes in them.
+    pass_answer: bytes = b"+OK"
 
     def deleted(self) -> set[int]:
         """What the server removed: the marks of the sessions that ended with QUIT."""
@@ -71,14 +82,33 @@ class FakePop3:
             if verb == "CAPA":
                 send(b"+OK", *(c.encode() for c in script.capabilities), b".")
             elif verb == "PASS" and script.refuse_echoing:
-                send(b"-ERR [AUTH] wrong password: " + line.split(b" ", 1)[1].rstrip())
-            elif verb in ("USER", "PASS", "NOOP"):
+                send(b"-ERR [AUTH] wrong password: " + line.split(b" ", 1)[1].rstrip(b"\r\n"))
+            elif verb == "PASS":
+                send(script.pass_answer)
+            elif verb in ("USER", "NOOP"):
                 send(b"+OK")
+            elif verb == "UIDL" and script.endless_uidl:
+                send(b"+OK")
+                try:
+                    for i in itertools.count(1):
+                        conn.wfile.write(b"%d %s\r\n" % (i, b"u" * 60))
+                except OSError:
+                    return
             elif verb == "UIDL":
-                send(b"+OK", *(b"%d fake-%d" % (i, i) for i in self._numbers()), b".")
+                names = script.uidls or [b"fake-%d" % i for i in self._numbers()]
+                send(b"+OK", *(b"%d %s" % (i, name) for i, name in enumerate(names, 1)), b".")
             elif verb == "LIST":
                 sizes = (b"%d %d" % (i, len(script.messages[i - 1])) for i in self._numbers())
                 send(b"+OK", *sizes, b".")
+            elif verb in ("RETR", "TOP") and number in script.vanished:
+                send(b"-ERR no such message")
+            elif verb in ("RETR", "TOP") and number in script.endless:
+                send(b"+OK")
+                try:
+                    while True:
+                        conn.wfile.write(b"X-Filler: " + b"y" * 1000 + b"\r\n")
+                except OSError:
+                    return  # the client hung up: what it should do
             elif verb in ("RETR", "TOP"):
                 raw = script.messages[number - 1]
                 if verb == "RETR" and number == script.drop_during:
@@ -86,7 +116,8 @@ class FakePop3:
                     conn.wfile.write(b"+OK\r\n" + raw[: len(raw) // 2])
                     return  # the line goes dead half-way through the message
                 stuffed = b"\n".join(b"." + x if x[:1] == b"." else x for x in raw.split(b"\n"))
-                send(b"+OK", stuffed.rstrip(b"\r\n"), b".")  # lines end as in ``raw``
+                body = [stuffed.rstrip(b"\r\n")] if raw else []  # lines end as in ``raw``
+                send(b"+OK", *body, b".")
             elif verb == "DELE":
                 marks.append(number)
                 send(b"+OK marked")

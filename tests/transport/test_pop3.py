@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from deskctl.errors import ConfigError, Unreachable
+from deskctl.transport.imap import tls_context
 from deskctl.transport.pop3 import Pop3Inbox, Pop3Settings
 from mailfactory import make_mail
 from testbed.certs import CertBundle
@@ -54,14 +55,15 @@ def test_the_uidl_names_the_same_mail_in_every_session(maildrop: Pop3Settings) -
     assert uidls(maildrop) == first
     with Pop3Inbox(maildrop) as inbox:
         listed = inbox.listing()
-        got = dict(inbox.fetch(listed, max_size=1_000_000))
+        got = {item.uidl: raw for item, raw in inbox.fetch(listed, max_size=1_000_000)}
     assert [b"Subject: mail %d" % i in got[uidl] for i, uidl in enumerate(first)] == [True] * 3
 
 
 def test_over_the_limit_only_the_header_is_read(maildrop: Pop3Settings) -> None:
     with Pop3Inbox(maildrop) as inbox:
         listed = inbox.listing()
-        ((uidl, over),) = list(inbox.fetch(listed[:1], max_size=10))
+        ((item, over),) = list(inbox.fetch(listed[:1], max_size=10))
+        uidl = item.uidl
     assert not isinstance(over, bytes) and over.remote_key == uidl == listed[0].uidl
     assert over.size == listed[0].size and b"Subject: mail 0" in over.head
     assert b"printer on floor 2" not in over.head, "the body was not downloaded"
@@ -123,3 +125,21 @@ def test_a_server_that_quotes_the_password_back_does_not_get_it_printed() -> Non
         assert "Sekrit-99" not in str(refused.value)
     finally:
         server.stop()
+
+
+def test_a_mail_another_client_deleted_after_list_is_noted_and_the_rest_still_comes(
+    maildrop: Pop3Settings,
+) -> None:
+    """Dovecot answers RETR ``-ERR Message 1 expunged.``: one message, not the session, failed."""
+    import poplib
+
+    with Pop3Inbox(maildrop) as inbox:
+        listed = inbox.listing()
+        other = poplib.POP3_SSL(maildrop.host, maildrop.port, context=tls_context(maildrop.ca_file))
+        other.user(maildrop.username)
+        other.pass_(maildrop.password)
+        other.dele(1)
+        other.quit()  # the customer's mail program took the first one
+        got = [item.uidl for item, _raw in inbox.fetch(listed, max_size=1_000_000)]
+    assert got == [item.uidl for item in listed[1:]]
+    assert inbox.unread == [f"UIDL {listed[0].uidl}: -ERR Message 1 expunged."]
