@@ -83,7 +83,12 @@ class SentFiler:
         problem = box.problem
         if box.inbox is not None:
             try:
-                box.inbox.file_copy(raw, box.folder, filing.sent_at)
+                if not (
+                    filing.again
+                    and filing.message_id
+                    and box.inbox.holds_copy(box.folder, filing.message_id)
+                ):
+                    box.inbox.file_copy(raw, box.folder, filing.sent_at)
             except FolderProblem as exc:  # the server said no to this copy; the line is fine
                 problem = exc.message
             except Exception as exc:  # the line is gone (or a bug): later copies wait

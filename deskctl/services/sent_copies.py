@@ -59,7 +59,10 @@ class Filing:
     channel: str
     folder: str
     sent_at: datetime
+    message_id: str = ""
     raw: bytes = b""  # for a later run's retry; the first try files the bytes just sent
+    #: A later run's retry: an earlier run may have filed it and died before its commit.
+    again: bool = False
 
 
 def _with_sent_folder(session: Session, outgoing: OutgoingChannel) -> list[IncomingChannel]:
@@ -116,7 +119,12 @@ def plan(session: Session, item_ids: list[int]) -> dict[int, Filing]:
         folder = sent_folder_of(channel)
         if channel is not None and folder:
             found[item.id] = Filing(
-                item.id, channel.id, channel.name, folder, item.sent_at or item.created_at
+                item.id,
+                channel.id,
+                channel.name,
+                folder,
+                item.sent_at or item.created_at,
+                (item.message.message_id or "").strip("<>"),
             )
     return found
 
@@ -234,7 +242,7 @@ def claim_due_copies(session: Session, now: datetime, limit: int) -> list[Filing
             .options(joinedload(OutboxItem.message).undefer(Message.raw))
         ).one()
         raw = item.sent_copy_raw or item.message.raw or b""
-        filings.append(replace(planned[item_id], raw=raw))
+        filings.append(replace(planned[item_id], raw=raw, again=True))
     return filings
 
 

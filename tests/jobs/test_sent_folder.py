@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from email import message_from_bytes
 from pathlib import Path
@@ -153,6 +153,29 @@ def outlook_named(certs: CertBundle) -> Iterator[Dovecot]:
     server.stop()
 
 
+SupportOn = Callable[[str, str], tuple[Dovecot, tuple[str, str]]]
+
+
+@pytest.fixture
+def support_on(
+    request: pytest.FixtureRequest, dovecot: Dovecot, add_imap: AddImap, add_smtp: AddSmtp
+) -> SupportOn:
+    """A support mailbox on the named test-bed server, filing in ``--sent-folder`` as given."""
+
+    def make(server_name: str, sent_folder: str) -> tuple[Dovecot, tuple[str, str]]:
+        server: Dovecot = request.getfixturevalue(server_name)
+        user = new_user(server, "elsewhere")
+        dovecot.add_user(*user)  # the relay takes this mailbox's password too
+        add_smtp("out", user)
+        add_imap(
+            "support", user, "--sent-folder", sent_folder, "--reply-via", "out",
+            port=server.imaps_port,
+        )  # fmt: skip
+        return server, user
+
+    return make
+
+
 @pytest.mark.parametrize(
     ("server_name", "wanted", "folder"),
     [
@@ -164,20 +187,13 @@ def outlook_named(certs: CertBundle) -> Iterator[Dovecot]:
 )
 def test_the_sent_folder_is_the_servers_own_name_for_it(
     desk: Run,
-    dovecot: Dovecot,
     smtp_relay: SmtpRelay,
-    add_imap: AddImap,
-    add_smtp: AddSmtp,
-    request: pytest.FixtureRequest,
+    support_on: SupportOn,
     server_name: str,
     wanted: str,
     folder: str,
 ) -> None:
-    server: Dovecot = request.getfixturevalue(server_name)
-    user = new_user(server, "elsewhere")
-    dovecot.add_user(*user)  # the relay takes this mailbox's password too
-    add_smtp("out", user)
-    add_imap("support", user, "--sent-folder", wanted, "--reply-via", "out", port=server.imaps_port)
+    server, user = support_on(server_name, wanted)
     reply = ask_and_answer(desk, server, user, "Parking permit")
 
     assert desk("send-outbox").exit_code == 0
@@ -458,3 +474,40 @@ def test_two_runs_at_once_file_each_waiting_copy_once(
     ]
     assert len(filed) == len(set(filed)) == 30
     assert all(len(relayed(smtp_relay, mid.strip("<>"))) == 1 for mid in filed)
+
+
+@pytest.mark.parametrize(
+    ("server_name", "folder", "on_server"),
+    [
+        ("dovecot", "Envoyés à l'équipe", "Envoyés à l'équipe"),  # modified UTF-7, spaces
+        ("namespaced_dovecot", "Gesendete Objekte", "INBOX.Gesendete Objekte"),
+    ],
+)
+def test_a_run_killed_after_the_append_leaves_one_copy_once_a_later_run_is_done(
+    desk: Run,
+    smtp_relay: SmtpRelay,
+    support_on: SupportOn,
+    db_url: str,
+    server_name: str,
+    folder: str,
+    on_server: str,
+) -> None:
+    """The server had the copy when the run died; the item still says due. No second copy."""
+    server, user = support_on(server_name, folder)
+    with server.mailbox(*user) as box:
+        box.folder.create(on_server)
+    reply = ask_and_answer(desk, server, user, "Power cut")
+    assert desk("--json", "send-outbox").json()["filed"] == 1
+    # What a SIGKILL after the APPEND and before its commit leaves: the copy is
+    # on the server, the item is due (mark_due's commit), and the hold runs out.
+    run_sql(db_url, "UPDATE outbox_items SET sent_copy = 'due', sent_copy_folder = NULL")
+    next_run_is_due(db_url)
+
+    later = desk("--json", "send-outbox")
+    assert later.exit_code == 0 and later.json()["sent"] == 0, later.stderr
+    assert later.json()["filed"] == 1 and later.json()["not_filed"] == []
+    (on_the_wire,) = relayed(smtp_relay, str(reply["message_id"]))
+    ((flags, _, raw),) = copies(server, user, on_server)
+    assert raw == on_the_wire.raw and "\\Seen" in flags
+    item = outbox_item(desk, reply["outbox"])
+    assert item["sent_copy"] == "filed" and item["sent_copy_folder"] == on_server
