@@ -2,11 +2,11 @@
 
 The copy goes to the mailbox the customer wrote to, so the colleagues who open
 it in Outlook or Gmail see the team's answers: the ticket's incoming channel
-when it names a Sent folder; else the one incoming channel with a Sent folder
-that replies through the outgoing channel the reply left by (the one whose
-address is the reply's From, when several do). Outgoing channels whose server
-files what it sends (Gmail's SMTP, Exchange Online's SMTP AUTH, Graph's
-sendMail) get no copy from deskctl: it would be there twice.
+when it names a Sent folder; else the incoming channel with a Sent folder that
+replies through the outgoing channel the reply left by and whose address is
+the reply's From (or, for a ticket read by no IMAP channel, the only one).
+Outgoing channels whose server files what it sends (Gmail's SMTP, Exchange
+Online's SMTP AUTH, Graph's sendMail) get no copy from deskctl: it would be there twice.
 
 An item's ``sent_copy`` is None (no copy wanted), ``due``, ``filed`` or
 ``failed``. A copy that could not be filed stays due, with the reason, and a
@@ -83,15 +83,21 @@ def filing_channel(
 ) -> IncomingChannel | None:
     """The IMAP channel whose Sent folder a reply on ``ticket`` through ``outgoing`` goes to.
 
-    ``mapped`` is :func:`_with_sent_folder` of ``outgoing``.
+    ``mapped`` is :func:`_with_sent_folder` of ``outgoing``. A ticket read from
+    an IMAP mailbox that files nothing gets no copy in another mailbox's Sent
+    folder (its colleagues would see answers their mailbox never sent), only in
+    a channel of the reply's From address (the same mailbox, read twice). A
+    ticket from a channel with no mailbox of its own (a pipe, Maildir, POP3,
+    one since removed) may use the only such channel.
     """
     if outgoing is None or files_itself(outgoing):
         return None
     if sent_folder_of(ticket.channel):
         return ticket.channel
-    if len(mapped) == 1:
-        return mapped[0]
-    return next((c for c in mapped if c.address == from_address.lower()), None)
+    same_address = next((c for c in mapped if c.address == from_address.lower()), None)
+    if same_address is not None or (ticket.channel and ticket.channel.kind in IMAP_KINDS):
+        return same_address
+    return mapped[0] if len(mapped) == 1 else None
 
 
 def plan(session: Session, item_ids: list[int]) -> dict[int, Filing]:

@@ -511,3 +511,30 @@ def test_a_run_killed_after_the_append_leaves_one_copy_once_a_later_run_is_done(
     assert raw == on_the_wire.raw and "\\Seen" in flags
     item = outbox_item(desk, reply["outbox"])
     assert item["sent_copy"] == "filed" and item["sent_copy_folder"] == on_server
+
+
+def test_a_mailbox_that_files_nothing_does_not_file_in_another_mailboxs_sent(
+    desk: Run, dovecot: Dovecot, smtp_relay: SmtpRelay, add_imap: AddImap, add_smtp: AddSmtp
+) -> None:
+    """support files in Sent; billing, another mailbox answering through the same relay, not.
+
+    Both answer as the desk's address. A billing answer in support's Sent folder
+    would show support's colleagues mail their mailbox never sent.
+    """
+    support, billing = new_user(dovecot, "support"), new_user(dovecot, "billing")
+    add_smtp("out", new_user(dovecot, "desk"))
+    add_imap("support", support, "--sent-folder", "auto", "--reply-via", "out")
+    add_imap("billing", billing, "--reply-via", "out")
+    answers = [
+        ask_and_answer(desk, dovecot, user, "Invoice twice", channel=name)
+        for name, user in (("billing", billing), ("support", support))
+    ]
+    sent = desk("--json", "send-outbox")
+    assert sent.exit_code == 0 and sent.json()["sent"] == 2, sent.stderr
+    assert sent.json()["filed"] == 1 and sent.json()["not_filed"] == []
+    filed = [
+        message_from_bytes(raw)["Message-ID"] for _, _, raw in copies(dovecot, support, "Sent")
+    ]
+    assert filed == [f"<{answers[1]['message_id']}>"]  # support's own answer only
+    assert copies(dovecot, billing, "Sent") == []
+    assert outbox_item(desk, answers[0]["outbox"])["sent_copy"] is None
