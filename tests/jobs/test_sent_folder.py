@@ -17,7 +17,7 @@ from email import message_from_bytes
 from pathlib import Path
 
 import pytest
-from jobs.conftest import AddImap, AddSmtp, deskctl_process, new_user
+from jobs.conftest import AddImap, AddSmtp, MakeRelay, deskctl_process, new_user
 
 from conftest import Run, run_sql
 from mailfactory import make_mail
@@ -538,3 +538,34 @@ def test_a_mailbox_that_files_nothing_does_not_file_in_another_mailboxs_sent(
     assert filed == [f"<{answers[1]['message_id']}>"]  # support's own answer only
     assert copies(dovecot, billing, "Sent") == []
     assert outbox_item(desk, answers[0]["outbox"])["sent_copy"] is None
+
+
+def test_a_reply_re_encoded_for_a_7bit_server_is_filed_as_it_went_out_also_when_retried(
+    desk: Run,
+    dovecot: Dovecot,
+    add_imap: AddImap,
+    add_smtp: AddSmtp,
+    make_relay: MakeRelay,
+    db_url: str,
+) -> None:
+    """No 8BITMIME: the server took quoted-printable, so Sent holds that, not the 8-bit reply."""
+    relay = make_relay(offer_8bitmime=False)
+    user = new_user(dovecot, "seven")
+    folder = f"Sieben-{uuid.uuid4().hex[:6]}"
+    add_smtp("out", user, port=relay.smtps_port)
+    add_imap("support", user, "--sent-folder", folder, "--reply-via", "out")
+    dovecot.deliver(make_mail(subject="Umlaute", to=user[0]), user=user[0], password=user[1])
+    assert desk("fetch").exit_code == 0
+    number = str(_newest_ticket(desk))
+    desk("ticket", "show", number)
+    reply = desk("--json", "ticket", "reply", number, "--body", "Grüße aus Köln: behoben.").json()
+    assert "not filed" in desk("send-outbox").stdout  # no such folder yet: filed later
+
+    with dovecot.mailbox(*user) as box:
+        box.folder.create(folder)
+    next_run_is_due(db_url)
+    assert desk("--json", "send-outbox").json()["filed"] == 1
+    (on_the_wire,) = relayed(relay, str(reply["message_id"]))
+    assert on_the_wire.raw.isascii() and b"Gr=C3=BC=C3=9Fe" in on_the_wire.raw
+    ((_, _, raw),) = copies(dovecot, user, folder)
+    assert raw == on_the_wire.raw
