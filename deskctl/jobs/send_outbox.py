@@ -234,7 +234,7 @@ def send_outbox(context: AppContext, limit: int = 500) -> SendReport:
         groups[env.channel_id].append(env)
     with SentFiler(context) as filer:
         for filing in retries:
-            filer.file(filing, filing.raw)
+            filer.file_again(filing)
         run = _Run(context, owner, patterns, report, filer, copies)
         for channel_id, items in groups.items():
             _send_group(run, channel_id, items)

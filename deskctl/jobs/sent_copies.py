@@ -75,6 +75,12 @@ class SentFiler:
         self._boxes[filing.channel_id] = box
         return box
 
+    def file_again(self, filing: svc.Filing) -> None:
+        """File a copy an earlier run could not, from the bytes kept of what went out."""
+        with self.context.transaction() as session:
+            raw = svc.copy_bytes(session, filing.item_id)
+        self.file(filing, raw)
+
     def file(self, filing: svc.Filing, raw: bytes) -> None:
         """Append ``raw`` (the bytes the server accepted) and record the outcome on the item."""
         from deskctl.transport.folders import FolderProblem

@@ -60,8 +60,8 @@ class Filing:
     folder: str
     sent_at: datetime
     message_id: str = ""
-    raw: bytes = b""  # for a later run's retry; the first try files the bytes just sent
     #: A later run's retry: an earlier run may have filed it and died before its commit.
+    #: Its bytes are read just before it is filed (:func:`copy_bytes`), one copy at a time.
     again: bool = False
 
 
@@ -242,14 +242,22 @@ def claim_due_copies(session: Session, now: datetime, limit: int) -> list[Filing
                 sent_copy_error="no Sent folder applies to this reply any more",
             )
             continue
-        item = session.scalars(
-            select(OutboxItem)
-            .where(OutboxItem.id == item_id)
-            .options(joinedload(OutboxItem.message).undefer(Message.raw))
-        ).one()
-        raw = item.sent_copy_raw or item.message.raw or b""
-        filings.append(replace(planned[item_id], raw=raw, again=True))
+        filings.append(replace(planned[item_id], again=True))
     return filings
+
+
+def copy_bytes(session: Session, item_id: int) -> bytes:
+    """The bytes that went out for this item: kept apart where they differ from the reply.
+
+    Read per copy as it is filed, not with the claim, so a run retrying many
+    large replies holds one of them at a time.
+    """
+    item = session.scalars(
+        select(OutboxItem)
+        .where(OutboxItem.id == item_id)
+        .options(joinedload(OutboxItem.message).undefer(Message.raw))
+    ).one()
+    return item.sent_copy_raw or item.message.raw or b""
 
 
 def refile(session: Session, item: OutboxItem, now: datetime) -> OutboxItem:
