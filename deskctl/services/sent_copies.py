@@ -4,7 +4,7 @@ The copy goes to the mailbox the customer wrote to, so the colleagues who open
 it in Outlook or Gmail see the team's answers: the ticket's incoming channel
 when it names a Sent folder; else the incoming channel with a Sent folder that
 replies through the outgoing channel the reply left by and whose address is
-the reply's From (or, for a ticket read by no IMAP channel, the only one).
+the reply's From (or, for a ticket read by a pipe, Maildir or POP3, the only one).
 Outgoing channels whose server files what it sends (Gmail's SMTP, Exchange
 Online's SMTP AUTH, Graph's sendMail) get no copy from deskctl: it would be there twice.
 
@@ -84,18 +84,19 @@ def filing_channel(
     """The IMAP channel whose Sent folder a reply on ``ticket`` through ``outgoing`` goes to.
 
     ``mapped`` is :func:`_with_sent_folder` of ``outgoing``. A ticket read from
-    an IMAP mailbox that files nothing gets no copy in another mailbox's Sent
+    an IMAP mailbox that files nothing, or from a channel since removed (which
+    mailbox it was is no longer known), gets no copy in another mailbox's Sent
     folder (its colleagues would see answers their mailbox never sent), only in
     a channel of the reply's From address (the same mailbox, read twice). A
-    ticket from a channel with no mailbox of its own (a pipe, Maildir, POP3,
-    one since removed) may use the only such channel.
+    ticket from a channel with no mailbox of its own (a pipe, Maildir, POP3)
+    may use the only such channel.
     """
     if outgoing is None or files_itself(outgoing):
         return None
     if sent_folder_of(ticket.channel):
         return ticket.channel
     same_address = next((c for c in mapped if c.address == from_address.lower()), None)
-    if same_address is not None or (ticket.channel and ticket.channel.kind in IMAP_KINDS):
+    if same_address is not None or ticket.channel is None or ticket.channel.kind in IMAP_KINDS:
         return same_address
     return mapped[0] if len(mapped) == 1 else None
 

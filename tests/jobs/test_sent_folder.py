@@ -602,3 +602,24 @@ def test_a_run_retrying_many_large_copies_holds_one_at_a_time(
     # One copy at a time peaks near 90 MiB here (the copy, imaplib's CRLF pass,
     # the row); twelve held at once, as the claim used to read them, over 130.
     assert run.peak_mib < 110, f"send-outbox: peak RSS {run.peak_mib:.0f} MiB"
+
+
+def test_a_copy_due_when_its_channel_is_removed_does_not_go_to_another_mailbox(
+    desk: Run, dovecot: Dovecot, add_imap: AddImap, add_smtp: AddSmtp, db_url: str
+) -> None:
+    """support's copy waits for its folder; support is removed; sales' Sent does not get it."""
+    support, sales = new_user(dovecot, "support"), new_user(dovecot, "sales")
+    add_smtp("out", new_user(dovecot, "desk"))
+    add_imap("support", support, "--sent-folder", "Nowhere", "--reply-via", "out")
+    add_imap("sales", sales, "--sent-folder", "auto", "--reply-via", "out")
+    reply = ask_and_answer(desk, dovecot, support, "Gone channel")
+    assert "0 filed in Sent, 1 not filed" in desk("send-outbox").stdout
+    assert desk("channel", "remove", "support").exit_code == 0
+
+    next_run_is_due(db_url)
+    later = desk("--json", "send-outbox")
+    assert later.exit_code == 0 and later.json()["filed"] == 0, later.stderr
+    assert copies(dovecot, sales, "Sent") == []
+    item = outbox_item(desk, reply["outbox"])
+    assert item["state"] == "sent" and item["sent_copy"] == "failed"
+    assert item["sent_copy_error"] == "no Sent folder applies to this reply any more"
