@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -623,3 +624,30 @@ def test_a_copy_due_when_its_channel_is_removed_does_not_go_to_another_mailbox(
     item = outbox_item(desk, reply["outbox"])
     assert item["state"] == "sent" and item["sent_copy"] == "failed"
     assert item["sent_copy_error"] == "no Sent folder applies to this reply any more"
+
+
+def test_a_mailbox_server_that_hangs_holds_up_no_reply(
+    desk: Run, dovecot: Dovecot, smtp_relay: SmtpRelay, add_imap: AddImap, add_smtp: AddSmtp,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The IMAP port takes the connection and never says a word: both replies go out at once."""
+    import socket
+
+    user = new_user(dovecot, "hangs")
+    add_smtp("out", user)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never answers
+        add_imap(
+            "support", user, "--sent-folder", "Sent", "--reply-via", "out",
+            port=silent.getsockname()[1],
+        )  # fmt: skip
+        answer_new_tickets(desk, user, tmp_path, 2)
+        ids = [m["message_id"] for m in desk("--json", "outbox", "list").json()["outbox"]]
+        proc = deskctl_process("send-outbox")
+        try:
+            deadline = time.monotonic() + 20  # the IMAP timeout is 60 s
+            while time.monotonic() < deadline and not all(relayed(smtp_relay, i) for i in ids):
+                time.sleep(0.1)
+            assert all(len(relayed(smtp_relay, i)) == 1 for i in ids), "a reply waited for IMAP"
+        finally:
+            proc.kill()
+            proc.communicate()
