@@ -127,6 +127,9 @@ class _Run:
     report: SendReport
     filer: SentFiler
     copies: dict[int, sent_copies.Filing]
+    #: Copies of this run's replies, filed once every reply has gone out: a mailbox
+    #: server that hangs must not hold up the replies behind it.
+    to_file: list[tuple[sent_copies.Filing, bytes]] = field(default_factory=list)
 
 
 def _send_group(run: _Run, channel_id: int, items: list[svc.Envelope]) -> None:
@@ -211,7 +214,7 @@ def _send_one(run: _Run, sender: Sender, env: svc.Envelope) -> None:
             sent_copies.mark_due(session, env.item_id, now, None if wire == env.raw else wire)
     report.sent += 1
     if copy is not None:
-        run.filer.file(replace(copy, sent_at=now), wire)
+        run.to_file.append((replace(copy, sent_at=now), wire))
 
 
 def send_outbox(context: AppContext, limit: int = 500) -> SendReport:
@@ -227,16 +230,18 @@ def send_outbox(context: AppContext, limit: int = 500) -> SendReport:
         envelopes = svc.envelopes(session, ids)
         patterns = load_patterns(session)
         copies = sent_copies.plan(session, ids)
-        # Copies an earlier run could not file; filed first, their hold is short.
+        # Copies an earlier run could not file, filed after this run's replies have gone out.
         retries = sent_copies.claim_due_copies(session, datetime.now(UTC), limit)
     groups: dict[int, list[svc.Envelope]] = defaultdict(list)
     for env in envelopes:
         groups[env.channel_id].append(env)
     with SentFiler(context) as filer:
-        for filing in retries:
-            filer.file(filing, filing.raw)
         run = _Run(context, owner, patterns, report, filer, copies)
         for channel_id, items in groups.items():
             _send_group(run, channel_id, items)
+        for filing, wire in run.to_file:
+            filer.file(filing, wire)
+        for filing in retries:
+            filer.file_again(filing)
     report.filed, report.not_filed = filer.filed, filer.not_filed
     return report

@@ -75,6 +75,12 @@ class SentFiler:
         self._boxes[filing.channel_id] = box
         return box
 
+    def file_again(self, filing: svc.Filing) -> None:
+        """File a copy an earlier run could not, from the bytes kept of what went out."""
+        with self.context.transaction() as session:
+            raw = svc.copy_bytes(session, filing.item_id)
+        self.file(filing, raw)
+
     def file(self, filing: svc.Filing, raw: bytes) -> None:
         """Append ``raw`` (the bytes the server accepted) and record the outcome on the item."""
         from deskctl.transport.folders import FolderProblem
@@ -83,7 +89,12 @@ class SentFiler:
         problem = box.problem
         if box.inbox is not None:
             try:
-                box.inbox.file_copy(raw, box.folder, filing.sent_at)
+                if not (
+                    filing.again
+                    and filing.message_id
+                    and box.inbox.holds_copy(box.folder, filing.message_id)
+                ):
+                    box.inbox.file_copy(raw, box.folder, filing.sent_at)
             except FolderProblem as exc:  # the server said no to this copy; the line is fine
                 problem = exc.message
             except Exception as exc:  # the line is gone (or a bug): later copies wait

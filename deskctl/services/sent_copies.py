@@ -2,11 +2,11 @@
 
 The copy goes to the mailbox the customer wrote to, so the colleagues who open
 it in Outlook or Gmail see the team's answers: the ticket's incoming channel
-when it names a Sent folder; else the one incoming channel with a Sent folder
-that replies through the outgoing channel the reply left by (the one whose
-address is the reply's From, when several do). Outgoing channels whose server
-files what it sends (Gmail's SMTP, Exchange Online's SMTP AUTH, Graph's
-sendMail) get no copy from deskctl: it would be there twice.
+when it names a Sent folder; else the incoming channel with a Sent folder that
+replies through the outgoing channel the reply left by and whose address is
+the reply's From (or, for a ticket read by a pipe, Maildir or POP3, the only one).
+Outgoing channels whose server files what it sends (Gmail's SMTP, Exchange
+Online's SMTP AUTH, Graph's sendMail) get no copy from deskctl: it would be there twice.
 
 An item's ``sent_copy`` is None (no copy wanted), ``due``, ``filed`` or
 ``failed``. A copy that could not be filed stays due, with the reason, and a
@@ -59,7 +59,10 @@ class Filing:
     channel: str
     folder: str
     sent_at: datetime
-    raw: bytes = b""  # for a later run's retry; the first try files the bytes just sent
+    message_id: str = ""
+    #: A later run's retry: an earlier run may have filed it and died before its commit.
+    #: Its bytes are read just before it is filed (:func:`copy_bytes`), one copy at a time.
+    again: bool = False
 
 
 def _with_sent_folder(session: Session, outgoing: OutgoingChannel) -> list[IncomingChannel]:
@@ -80,15 +83,22 @@ def filing_channel(
 ) -> IncomingChannel | None:
     """The IMAP channel whose Sent folder a reply on ``ticket`` through ``outgoing`` goes to.
 
-    ``mapped`` is :func:`_with_sent_folder` of ``outgoing``.
+    ``mapped`` is :func:`_with_sent_folder` of ``outgoing``. A ticket read from
+    an IMAP mailbox that files nothing, or from a channel since removed (which
+    mailbox it was is no longer known), gets no copy in another mailbox's Sent
+    folder (its colleagues would see answers their mailbox never sent), only in
+    a channel of the reply's From address (the same mailbox, read twice). A
+    ticket from a channel with no mailbox of its own (a pipe, Maildir, POP3)
+    may use the only such channel.
     """
     if outgoing is None or files_itself(outgoing):
         return None
     if sent_folder_of(ticket.channel):
         return ticket.channel
-    if len(mapped) == 1:
-        return mapped[0]
-    return next((c for c in mapped if c.address == from_address.lower()), None)
+    same_address = next((c for c in mapped if c.address == from_address.lower()), None)
+    if same_address is not None or ticket.channel is None or ticket.channel.kind in IMAP_KINDS:
+        return same_address
+    return mapped[0] if len(mapped) == 1 else None
 
 
 def plan(session: Session, item_ids: list[int]) -> dict[int, Filing]:
@@ -116,7 +126,12 @@ def plan(session: Session, item_ids: list[int]) -> dict[int, Filing]:
         folder = sent_folder_of(channel)
         if channel is not None and folder:
             found[item.id] = Filing(
-                item.id, channel.id, channel.name, folder, item.sent_at or item.created_at
+                item.id,
+                channel.id,
+                channel.name,
+                folder,
+                item.sent_at or item.created_at,
+                (item.message.message_id or "").strip("<>"),
             )
     return found
 
@@ -228,14 +243,22 @@ def claim_due_copies(session: Session, now: datetime, limit: int) -> list[Filing
                 sent_copy_error="no Sent folder applies to this reply any more",
             )
             continue
-        item = session.scalars(
-            select(OutboxItem)
-            .where(OutboxItem.id == item_id)
-            .options(joinedload(OutboxItem.message).undefer(Message.raw))
-        ).one()
-        raw = item.sent_copy_raw or item.message.raw or b""
-        filings.append(replace(planned[item_id], raw=raw))
+        filings.append(replace(planned[item_id], again=True))
     return filings
+
+
+def copy_bytes(session: Session, item_id: int) -> bytes:
+    """The bytes that went out for this item: kept apart where they differ from the reply.
+
+    Read per copy as it is filed, not with the claim, so a run retrying many
+    large replies holds one of them at a time.
+    """
+    item = session.scalars(
+        select(OutboxItem)
+        .where(OutboxItem.id == item_id)
+        .options(joinedload(OutboxItem.message).undefer(Message.raw))
+    ).one()
+    return item.sent_copy_raw or item.message.raw or b""
 
 
 def refile(session: Session, item: OutboxItem, now: datetime) -> OutboxItem:

@@ -19,7 +19,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
-from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
+from imap_tools import AND, H, MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import (
     MailboxLoginError,
     MailboxStarttlsError,
@@ -307,6 +307,19 @@ class ImapInbox:
         assert box is not None, "not connected"
         with self._answered(f"the copy for {folder!r}"):
             box.append(raw, folder, dt=sent_at, flag_set=["\\Seen"])
+
+    def holds_copy(self, folder: str, message_id: str) -> bool:
+        """Whether ``folder`` already has a mail with this Message-ID.
+
+        A run killed after its APPEND and before its commit left the copy on
+        the server and the item due: the run that retries it looks first, so
+        the folder does not get it twice. Read-only (EXAMINE): no flag changes.
+        """
+        box = self.box
+        assert box is not None, "not connected"
+        with self._answered(f"looking for the copy in {folder!r}"):
+            box.folder.set(folder, readonly=True)
+            return bool(box.uids(AND(header=H("Message-ID", message_id))))
 
     @contextlib.contextmanager
     def _answered(self, what: str) -> Iterator[None]:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -37,6 +37,22 @@ def fill(dovecot: Dovecot, user: tuple[str, str], folder: str, raws: Iterable[by
 
 
 AddImap = Callable[..., None]
+MakeRelay = Callable[..., SmtpRelay]
+
+
+@pytest.fixture
+def make_relay(dovecot: Dovecot, certs: CertBundle) -> Iterator[MakeRelay]:
+    """A relay of this test's own, acting as told (see SmtpRelay's options)."""
+    started: list[SmtpRelay] = []
+
+    def make(**options: Any) -> SmtpRelay:
+        relay = SmtpRelay(dovecot.users, certs, dovecot.lmtp_port, **options)
+        started.append(relay)
+        return relay
+
+    yield make
+    for relay in started:
+        relay.stop()
 
 
 @pytest.fixture

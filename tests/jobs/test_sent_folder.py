@@ -9,15 +9,18 @@ that fails is recorded and never costs, repeats or delays the reply.
 from __future__ import annotations
 
 import json
+import random
 import re
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from email import message_from_bytes
 from pathlib import Path
 
 import pytest
-from jobs.conftest import AddImap, AddSmtp, deskctl_process, new_user
+from jobs.conftest import AddImap, AddSmtp, MakeRelay, deskctl_process, new_user
+from peakrss import run_deskctl_measured
 
 from conftest import Run, run_sql
 from mailfactory import make_mail
@@ -153,6 +156,29 @@ def outlook_named(certs: CertBundle) -> Iterator[Dovecot]:
     server.stop()
 
 
+SupportOn = Callable[[str, str], tuple[Dovecot, tuple[str, str]]]
+
+
+@pytest.fixture
+def support_on(
+    request: pytest.FixtureRequest, dovecot: Dovecot, add_imap: AddImap, add_smtp: AddSmtp
+) -> SupportOn:
+    """A support mailbox on the named test-bed server, filing in ``--sent-folder`` as given."""
+
+    def make(server_name: str, sent_folder: str) -> tuple[Dovecot, tuple[str, str]]:
+        server: Dovecot = request.getfixturevalue(server_name)
+        user = new_user(server, "elsewhere")
+        dovecot.add_user(*user)  # the relay takes this mailbox's password too
+        add_smtp("out", user)
+        add_imap(
+            "support", user, "--sent-folder", sent_folder, "--reply-via", "out",
+            port=server.imaps_port,
+        )  # fmt: skip
+        return server, user
+
+    return make
+
+
 @pytest.mark.parametrize(
     ("server_name", "wanted", "folder"),
     [
@@ -164,20 +190,13 @@ def outlook_named(certs: CertBundle) -> Iterator[Dovecot]:
 )
 def test_the_sent_folder_is_the_servers_own_name_for_it(
     desk: Run,
-    dovecot: Dovecot,
     smtp_relay: SmtpRelay,
-    add_imap: AddImap,
-    add_smtp: AddSmtp,
-    request: pytest.FixtureRequest,
+    support_on: SupportOn,
     server_name: str,
     wanted: str,
     folder: str,
 ) -> None:
-    server: Dovecot = request.getfixturevalue(server_name)
-    user = new_user(server, "elsewhere")
-    dovecot.add_user(*user)  # the relay takes this mailbox's password too
-    add_smtp("out", user)
-    add_imap("support", user, "--sent-folder", wanted, "--reply-via", "out", port=server.imaps_port)
+    server, user = support_on(server_name, wanted)
     reply = ask_and_answer(desk, server, user, "Parking permit")
 
     assert desk("send-outbox").exit_code == 0
@@ -426,6 +445,20 @@ def test_an_office_365_mailbox_replying_through_exchange_is_told_exchange_files_
     assert desk("--json", "channel", "show", "office").json()["sent_folder"] == "auto"
 
 
+def answer_new_tickets(
+    desk: Run, support: tuple[str, str], tmp_path: Path, count: int, *reply: str
+) -> None:
+    """``count`` customers write to support (ingested), and each gets an answer queued."""
+    files = []
+    for i in range(count):
+        files.append(tmp_path / f"{i}.eml")
+        files[-1].write_bytes(make_mail(subject=f"q{i}", sender=f"c{i}@example.org", to=support[0]))
+    assert desk("ingest", "--channel", "support", *map(str, files)).exit_code == 0
+    for number in range(1, count + 1):
+        answered = desk("ticket", "reply", str(number), "--body", "Thanks", "--force", *reply)
+        assert answered.exit_code == 0, answered.stderr
+
+
 def test_two_runs_at_once_file_each_waiting_copy_once(
     desk: Run,
     dovecot: Dovecot,
@@ -436,13 +469,7 @@ def test_two_runs_at_once_file_each_waiting_copy_once(
 ) -> None:
     folder = f"Busy-{uuid.uuid4().hex[:6]}"
     desk("channel", "set", "support", "--sent-folder", folder)
-    files = []
-    for i in range(30):
-        files.append(tmp_path / f"{i}.eml")
-        files[-1].write_bytes(make_mail(subject=f"q{i}", sender=f"c{i}@example.org", to=support[0]))
-    assert desk("ingest", "--channel", "support", *map(str, files)).exit_code == 0
-    for number in range(1, 31):
-        assert desk("ticket", "reply", str(number), "--body", "Thanks", "--force").exit_code == 0
+    answer_new_tickets(desk, support, tmp_path, 30)
     first = desk("--json", "send-outbox").json()
     assert first["sent"] == 30 and len(first["not_filed"]) == 30  # no such folder yet
 
@@ -458,3 +485,169 @@ def test_two_runs_at_once_file_each_waiting_copy_once(
     ]
     assert len(filed) == len(set(filed)) == 30
     assert all(len(relayed(smtp_relay, mid.strip("<>"))) == 1 for mid in filed)
+
+
+@pytest.mark.parametrize(
+    ("server_name", "folder", "on_server"),
+    [
+        ("dovecot", "Envoyés à l'équipe", "Envoyés à l'équipe"),  # modified UTF-7, spaces
+        ("namespaced_dovecot", "Gesendete Objekte", "INBOX.Gesendete Objekte"),
+    ],
+)
+def test_a_run_killed_after_the_append_leaves_one_copy_once_a_later_run_is_done(
+    desk: Run,
+    smtp_relay: SmtpRelay,
+    support_on: SupportOn,
+    db_url: str,
+    server_name: str,
+    folder: str,
+    on_server: str,
+) -> None:
+    """The server had the copy when the run died; the item still says due. No second copy."""
+    server, user = support_on(server_name, folder)
+    with server.mailbox(*user) as box:
+        box.folder.create(on_server)
+    reply = ask_and_answer(desk, server, user, "Power cut")
+    assert desk("--json", "send-outbox").json()["filed"] == 1
+    # What a SIGKILL after the APPEND and before its commit leaves: the copy is
+    # on the server, the item is due (mark_due's commit), and the hold runs out.
+    run_sql(db_url, "UPDATE outbox_items SET sent_copy = 'due', sent_copy_folder = NULL")
+    next_run_is_due(db_url)
+
+    later = desk("--json", "send-outbox")
+    assert later.exit_code == 0 and later.json()["sent"] == 0, later.stderr
+    assert later.json()["filed"] == 1 and later.json()["not_filed"] == []
+    (on_the_wire,) = relayed(smtp_relay, str(reply["message_id"]))
+    ((flags, _, raw),) = copies(server, user, on_server)
+    assert raw == on_the_wire.raw and "\\Seen" in flags
+    item = outbox_item(desk, reply["outbox"])
+    assert item["sent_copy"] == "filed" and item["sent_copy_folder"] == on_server
+
+
+def test_a_mailbox_that_files_nothing_does_not_file_in_another_mailboxs_sent(
+    desk: Run, dovecot: Dovecot, smtp_relay: SmtpRelay, add_imap: AddImap, add_smtp: AddSmtp
+) -> None:
+    """support files in Sent; billing, another mailbox answering through the same relay, not.
+
+    Both answer as the desk's address. A billing answer in support's Sent folder
+    would show support's colleagues mail their mailbox never sent.
+    """
+    support, billing = new_user(dovecot, "support"), new_user(dovecot, "billing")
+    add_smtp("out", new_user(dovecot, "desk"))
+    add_imap("support", support, "--sent-folder", "auto", "--reply-via", "out")
+    add_imap("billing", billing, "--reply-via", "out")
+    answers = [
+        ask_and_answer(desk, dovecot, user, "Invoice twice", channel=name)
+        for name, user in (("billing", billing), ("support", support))
+    ]
+    sent = desk("--json", "send-outbox")
+    assert sent.exit_code == 0 and sent.json()["sent"] == 2, sent.stderr
+    assert sent.json()["filed"] == 1 and sent.json()["not_filed"] == []
+    filed = [
+        message_from_bytes(raw)["Message-ID"] for _, _, raw in copies(dovecot, support, "Sent")
+    ]
+    assert filed == [f"<{answers[1]['message_id']}>"]  # support's own answer only
+    assert copies(dovecot, billing, "Sent") == []
+    assert outbox_item(desk, answers[0]["outbox"])["sent_copy"] is None
+
+
+def test_a_reply_re_encoded_for_a_7bit_server_is_filed_as_it_went_out_also_when_retried(
+    desk: Run,
+    dovecot: Dovecot,
+    add_imap: AddImap,
+    add_smtp: AddSmtp,
+    make_relay: MakeRelay,
+    db_url: str,
+) -> None:
+    """No 8BITMIME: the server took quoted-printable, so Sent holds that, not the 8-bit reply."""
+    relay = make_relay(offer_8bitmime=False)
+    user = new_user(dovecot, "seven")
+    folder = f"Sieben-{uuid.uuid4().hex[:6]}"
+    add_smtp("out", user, port=relay.smtps_port)
+    add_imap("support", user, "--sent-folder", folder, "--reply-via", "out")
+    dovecot.deliver(make_mail(subject="Umlaute", to=user[0]), user=user[0], password=user[1])
+    assert desk("fetch").exit_code == 0
+    number = str(_newest_ticket(desk))
+    desk("ticket", "show", number)
+    reply = desk("--json", "ticket", "reply", number, "--body", "Grüße aus Köln: behoben.").json()
+    assert "not filed" in desk("send-outbox").stdout  # no such folder yet: filed later
+
+    with dovecot.mailbox(*user) as box:
+        box.folder.create(folder)
+    next_run_is_due(db_url)
+    assert desk("--json", "send-outbox").json()["filed"] == 1
+    (on_the_wire,) = relayed(relay, str(reply["message_id"]))
+    assert on_the_wire.raw.isascii() and b"Gr=C3=BC=C3=9Fe" in on_the_wire.raw
+    ((_, _, raw),) = copies(dovecot, user, folder)
+    assert raw == on_the_wire.raw
+
+
+def test_a_run_retrying_many_large_copies_holds_one_at_a_time(
+    desk: Run, dovecot: Dovecot, support: tuple[str, str], db_url: str, tmp_path: Path
+) -> None:
+    """Twelve replies with a 3 MB attachment wait for a folder; the run that files them stays small."""
+    folder = f"Large-{uuid.uuid4().hex[:6]}"
+    desk("channel", "set", "support", "--sent-folder", folder)
+    dump = tmp_path / "dump.bin"
+    dump.write_bytes(random.Random(12).randbytes(3_000_000))
+    answer_new_tickets(desk, support, tmp_path, 12, "--attach", str(dump), "--max-size", "4000000")
+    assert desk("--json", "send-outbox").json()["sent"] == 12
+
+    with dovecot.mailbox(*support) as box:
+        box.folder.create(folder)
+    next_run_is_due(db_url)
+    run = run_deskctl_measured("--json", "send-outbox")
+    assert run.exit_code == 0 and json.loads(run.stdout)["filed"] == 12
+    filed = copies(dovecot, support, folder)
+    assert len(filed) == 12 and all(len(raw) > 4_000_000 for _, _, raw in filed)
+    # One copy at a time peaks near 90 MiB here (the copy, imaplib's CRLF pass,
+    # the row); twelve held at once, as the claim used to read them, over 130.
+    assert run.peak_mib < 110, f"send-outbox: peak RSS {run.peak_mib:.0f} MiB"
+
+
+def test_a_copy_due_when_its_channel_is_removed_does_not_go_to_another_mailbox(
+    desk: Run, dovecot: Dovecot, add_imap: AddImap, add_smtp: AddSmtp, db_url: str
+) -> None:
+    """support's copy waits for its folder; support is removed; sales' Sent does not get it."""
+    support, sales = new_user(dovecot, "support"), new_user(dovecot, "sales")
+    add_smtp("out", new_user(dovecot, "desk"))
+    add_imap("support", support, "--sent-folder", "Nowhere", "--reply-via", "out")
+    add_imap("sales", sales, "--sent-folder", "auto", "--reply-via", "out")
+    reply = ask_and_answer(desk, dovecot, support, "Gone channel")
+    assert "0 filed in Sent, 1 not filed" in desk("send-outbox").stdout
+    assert desk("channel", "remove", "support").exit_code == 0
+
+    next_run_is_due(db_url)
+    later = desk("--json", "send-outbox")
+    assert later.exit_code == 0 and later.json()["filed"] == 0, later.stderr
+    assert copies(dovecot, sales, "Sent") == []
+    item = outbox_item(desk, reply["outbox"])
+    assert item["state"] == "sent" and item["sent_copy"] == "failed"
+    assert item["sent_copy_error"] == "no Sent folder applies to this reply any more"
+
+
+def test_a_mailbox_server_that_hangs_holds_up_no_reply(
+    desk: Run, dovecot: Dovecot, smtp_relay: SmtpRelay, add_imap: AddImap, add_smtp: AddSmtp,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The IMAP port takes the connection and never says a word: both replies go out at once."""
+    import socket
+
+    user = new_user(dovecot, "hangs")
+    add_smtp("out", user)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never answers
+        add_imap(
+            "support", user, "--sent-folder", "Sent", "--reply-via", "out",
+            port=silent.getsockname()[1],
+        )  # fmt: skip
+        answer_new_tickets(desk, user, tmp_path, 2)
+        ids = [m["message_id"] for m in desk("--json", "outbox", "list").json()["outbox"]]
+        proc = deskctl_process("send-outbox")
+        try:
+            deadline = time.monotonic() + 20  # the IMAP timeout is 60 s
+            while time.monotonic() < deadline and not all(relayed(smtp_relay, i) for i in ids):
+                time.sleep(0.1)
+            assert all(len(relayed(smtp_relay, i)) == 1 for i in ids), "a reply waited for IMAP"
+        finally:
+            proc.kill()
+            proc.communicate()

@@ -11,39 +11,20 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from jobs.conftest import AddSmtp, inbox_replying_via, ticket_with_reply
+from jobs.conftest import AddSmtp, MakeRelay, inbox_replying_via, ticket_with_reply
 
 from conftest import Run
 from mailfactory import make_dsn, make_mail
-from testbed.certs import CertBundle
 from testbed.dovecot import Dovecot
 from testbed.smtp_relay import RelayedMessage, SmtpRelay
 
 GERMAN = "Grüße aus Köln: das Update auf 5.2 behebt den Fehler. Schönen Tag!"
 UNKNOWN = "550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown"
-
-MakeRelay = Callable[..., SmtpRelay]
-
-
-@pytest.fixture
-def make_relay(dovecot: Dovecot, certs: CertBundle) -> Iterator[MakeRelay]:
-    """A relay of this test's own, acting as told (see SmtpRelay's options)."""
-    started: list[SmtpRelay] = []
-
-    def make(**options: Any) -> SmtpRelay:
-        relay = SmtpRelay(dovecot.users, certs, dovecot.lmtp_port, **options)
-        started.append(relay)
-        return relay
-
-    yield make
-    for relay in started:
-        relay.stop()
 
 
 def customer_mail(who: str) -> bytes:
