@@ -110,6 +110,9 @@ class FetchOptions:
     dry_run: bool = False
     max_size: int = DEFAULT_MAX_SIZE
     progress: Progress | None = None
+    #: Asked after each stored message: True ends the channel there (``fetch --watch``
+    #: got SIGTERM); what is committed gets its after-fetch action, the lease goes.
+    stop: Callable[[], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -353,6 +356,8 @@ def _imap(
             if len(done) >= ACTION_BATCH and not opts.dry_run:
                 act(done, uid)
                 done = []
+            if opts.stop is not None and opts.stop():
+                break
         if not uids and not opts.dry_run and ch.uidvalidity != validity:
             with context.transaction() as session:
                 checkpoint_for(last_uid)(session)
@@ -456,6 +461,8 @@ def _read_maildir(
             opts.progress(ch.name, report.fetched, len(todo))
         if not opts.dry_run:
             inbox.after_fetch(ch.after_fetch, path)
+        if opts.stop is not None and opts.stop():
+            break
 
 
 def _record(context: AppContext, ch: Snapshot, report: ChannelReport, owner: str) -> None:
@@ -485,6 +492,8 @@ def fetch_channel(context: AppContext, ch: Snapshot, opts: FetchOptions) -> Chan
         log.info("%s: skipped, another fetch holds it", ch.name)
         return report
     try:
+        if not opts.dry_run:  # as it is now we hold it: a run just before us moved it on
+            (ch,) = select_channels(context, [ch.name])
         if ch.kind in ("imap", "gmail", "o365"):
             _imap(context, ch, opts, report, owner)
         elif ch.kind == "maildir":
