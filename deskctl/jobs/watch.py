@@ -184,7 +184,7 @@ class Watcher:
         w.retry_at = now + delay
         if w.failures == 1:
             w.due = now
-        self.say(f"channel {w.ch.name}: {what}; trying again in {delay:.0f} s")
+        self.say(f"channel {w.ch.name}: {what.rstrip('.')}; trying again in {delay:.0f} s")
 
     def connect(self, w: Watched, now: float) -> None:
         from deskctl.jobs.fetch import imap_settings
