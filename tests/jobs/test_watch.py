@@ -256,6 +256,7 @@ def test_sigterm_finishes_the_message_being_stored_releases_the_lease_and_leaves
     wait_until(lambda: group_members(w.proc.pid) == [], "no process of the watcher left", 10)
     assert db("SELECT count(*) FROM incoming_channels WHERE lease_owner IS NOT NULL") == 0
     before = stored(db, tag)
+    assert 0 < before < total  # the signal came in the middle of the fetch
     # The channel is free at once: the next fetch claims it and brings the rest.
     after = desk("--json", "fetch").json()["channels"][0]
     assert "skipped" not in after and after["fetched"] == total - before
