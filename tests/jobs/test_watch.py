@@ -209,6 +209,25 @@ def test_the_watcher_reconnects_after_the_server_restarts_and_fetches_what_came_
     assert "support: " in w.stderr() and "trying again in 2 s" in w.stderr(), w.stderr()
 
 
+def test_a_server_without_idle_is_polled_every_interval(
+    desk: Run, own_dovecot: Dovecot, add_imap: AddImap, db: Db, watcher: StartWatcher
+) -> None:
+    # Dovecot announcing less after login, as a server without IDLE does.
+    config = own_dovecot.config_path
+    config.write_text(
+        config.read_text()
+        + "protocol imap {\n  imap_capability = IMAP4rev1 LITERAL+ UIDPLUS MOVE SPECIAL-USE\n}\n"
+    )
+    own_dovecot.restart()
+    tag = uuid.uuid4().hex[:10]
+    add_imap("support", SUPPORT, port=own_dovecot.imaps_port)
+    w = watcher("-v", "fetch", "--watch", "--interval", "1")
+    wait_until(lambda: "no IDLE here; fetched every 1s" in w.stderr(), "the watcher to notice")
+    fill(own_dovecot, SUPPORT, "INBOX", [mail(tag, 0)])
+    wait_until(lambda: stored(db, tag) == 1, "the mail, by polling")
+    assert w.stop() == 0, w.stderr()
+
+
 def test_a_refused_login_is_tried_again_with_backoff_until_the_server_takes_it(
     desk: Run, dovecot: Dovecot, add_imap: AddImap, db: Db, watcher: StartWatcher
 ) -> None:
