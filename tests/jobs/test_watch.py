@@ -8,6 +8,7 @@ asserts what happened, never how fast (bench/watch.py measures that).
 from __future__ import annotations
 
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -210,6 +211,36 @@ def test_the_watcher_reconnects_after_the_server_restarts_and_fetches_what_came_
     assert w.stop() == 0, w.stderr()
     assert "deskctl: channel support: IMAP server localhost:" in w.stderr()
     assert "; trying again in 2 s" in w.stderr(), w.stderr()
+
+
+def test_the_waiting_connection_wakes_for_new_mail_only_and_sees_mail_that_beat_idle(
+    dovecot: Dovecot, certs: CertBundle, fresh_folder: str
+) -> None:
+    from deskctl.transport.imap import ImapIdle, ImapSettings
+
+    tag = uuid.uuid4().hex[:10]
+    fill(dovecot, SUPPORT, fresh_folder, [mail(tag, 0)])
+    settings = ImapSettings("localhost", dovecot.imaps_port, "ssl", *SUPPORT, fresh_folder,
+                            ca_file=str(certs.ca_pem))  # fmt: skip
+    idle = ImapIdle(settings)
+    assert idle.open()
+    try:
+        idle.start()
+        assert not idle.read_ahead()
+        # Our own after-fetch action, from the fetch's connection: a flag change, no new mail.
+        with dovecot.mailbox(*SUPPORT, folder=fresh_folder) as box:
+            box.flag(box.uids(), "\\Seen", True)
+        assert select.select([idle.fileno()], [], [], DEADLINE)[0]
+        assert idle.done() is False
+        # Mail that comes between two IDLEs (while a fetch runs) is answered with IDLE's
+        # "+" in one packet: the socket is never readable for it, the buffer holds it.
+        fill(dovecot, SUPPORT, fresh_folder, [mail(tag, 1)])
+        idle.start()
+        assert idle.read_ahead()
+        assert not select.select([idle.fileno()], [], [], 0.5)[0]
+        assert idle.done() is True
+    finally:
+        idle.close()
 
 
 def test_a_server_without_idle_is_polled_every_interval(
