@@ -11,7 +11,9 @@ measures, each as its own child process (wall time, peak RSS via wait4):
   parse switched off) + ``email.message_from_bytes(raw, policy=default)`` and
   ``get_content()`` of every leaf part.  It runs before and after deskctl
   (the first also warms Dovecot's caches); the faster run is reported;
-* the ratio deskctl / bare.
+* the ratio deskctl / bare;
+* ``deskctl fetch`` of a POP3 channel (POP3S, test CA) over the same corpus,
+  APPENDed to the INBOX of a second user, which POP3 reads.
 
 ``--profile PATH`` adds one more deskctl fetch (fresh database) under
 ``python -m cProfile -o PATH -m deskctl fetch`` and prints its hot spots.
@@ -111,25 +113,51 @@ def run_bare(server: Server, bulk: int, env: dict[str, str]) -> tuple[ChildRun, 
 # -- deskctl ----------------------------------------------------------------------------
 
 
-def prepare_deskctl(home: Path, db_url: str, server: Server) -> tuple[dict[str, str], str]:
-    """Fresh home, schema upgraded, one IMAPS channel; returns (env, channel name)."""
+def prepare_deskctl(
+    home: Path, db_url: str, server: Server, channel: list[str] | None = None
+) -> tuple[dict[str, str], str]:
+    """Fresh home, schema upgraded, one channel (IMAPS unless ``channel`` says); (env, name)."""
     env = child_env(home, **{PW_VAR: PASSWORD})
     name = f"bench-{uuid.uuid4().hex[:8]}"
     run_child(deskctl_argv("--db", db_url, "db", "upgrade"), env).check()
-    run_child(
-        deskctl_argv(
-            "--db", db_url, "channel", "add", name, "--kind", "imap", "--address", USER,
-            "--host", "localhost", "--port", str(server.port), "--security", "ssl",
-            "--ca-file", server.ca_file, "--password-env", PW_VAR, "--folder", server.folder,
-        ),
-        env,
-    ).check()  # fmt: skip
+    channel = channel or [
+        "--kind", "imap", "--address", USER, "--host", "localhost", "--port", str(server.port),
+        "--security", "ssl", "--ca-file", server.ca_file, "--folder", server.folder,
+    ]  # fmt: skip
+    add = ["channel", "add", name, *channel, "--password-env", PW_VAR]
+    run_child(deskctl_argv("--db", db_url, *add), env).check()
     return env, name
 
 
 def fetch_report(run: ChildRun) -> dict[str, Any]:
     channels: list[dict[str, Any]] = json.loads(run.stdout)["channels"]
     return channels[0]
+
+
+# -- the POP3 variant -------------------------------------------------------------------
+
+POP3_USER = "pop3-bench@example.test"
+
+
+def fill_pop3(dovecot: Any, spec: CorpusSpec) -> float:
+    """The same corpus (the same spec gives the same bytes) into the INBOX POP3 reads."""
+    started = time.perf_counter()
+    with dovecot.mailbox(POP3_USER, PASSWORD) as box:
+        for raw in generate(spec):
+            box.append(raw, "INBOX")
+    return time.perf_counter() - started
+
+
+def run_pop3(
+    dovecot: Any, server: Server, home: Path, db_url: str
+) -> tuple[ChildRun, dict[str, Any]]:
+    """``deskctl fetch`` of a POP3S channel (keep: the mail stays for another run)."""
+    channel = ["--kind", "pop3", "--address", POP3_USER, "--host", "localhost",
+               "--port", str(dovecot.pop3s_port), "--security", "ssl",
+               "--ca-file", server.ca_file]  # fmt: skip
+    env, name = prepare_deskctl(home, db_url, server, channel)
+    run = run_child(deskctl_argv("--db", db_url, "--json", "fetch", "--channel", name), env)
+    return run.check(0, 7), fetch_report(run)
 
 
 # -- profile ----------------------------------------------------------------------------
@@ -221,11 +249,12 @@ def main() -> None:
         stack.callback(shutil.rmtree, base, True)
         certs = make_certs()
         stack.callback(certs.remove)
-        dovecot = Dovecot(certs, {USER: PASSWORD})
+        dovecot = Dovecot(certs, {USER: PASSWORD, POP3_USER: PASSWORD}, pop3=True)
         stack.callback(dovecot.stop)
         folder = dovecot.create_folder(USER, PASSWORD, prefix="bench")
         stats = CorpusStats()
         fill_seconds = fill(dovecot, folder, spec, stats)
+        fill_seconds += fill_pop3(dovecot, spec)
         server = Server(dovecot.imaps_port, str(certs.ca_pem), folder)
         urls = databases(args, stack, base)
 
@@ -239,12 +268,14 @@ def main() -> None:
         ).check(0, 7)
         report = fetch_report(desk)
 
+        pop3, pop3_report = run_pop3(dovecot, server, base / "home-pop3", next(urls))
+
         bare_runs.append(run_bare(server, args.bulk, bare_env))
         bare, counts = min(bare_runs, key=lambda r: r[0].seconds)
 
         mib = counts["bytes"] / MIB
         fetched = int(report["fetched"])
-        print(f"corpus: {stats.summary()} (APPEND took {fill_seconds:.1f} s)")
+        print(f"corpus: {stats.summary()} (APPEND to both users took {fill_seconds:.1f} s)")
         print(f"deskctl: {db_url.split('@')[-1]}; bare loop: imap-tools fetch(bulk={args.bulk})")
         print()
         rows: list[list[object]] = [
@@ -252,6 +283,8 @@ def main() -> None:
              mib / desk.seconds, desk.peak_rss_mib],
             ["bare loop", counts["messages"], mib, bare.seconds,
              counts["messages"] / bare.seconds, mib / bare.seconds, bare.peak_rss_mib],
+            ["deskctl fetch (pop3)", pop3_report["fetched"], mib, pop3.seconds,
+             int(pop3_report["fetched"]) / pop3.seconds, mib / pop3.seconds, pop3.peak_rss_mib],
         ]  # fmt: skip
         print(table(["run", "messages", "MiB", "seconds", "msg/s", "MiB/s", "peak RSS MiB"], rows))
         print()

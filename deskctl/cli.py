@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 from deskctl.config import resolve_settings
 from deskctl.context import AppContext
-from deskctl.errors import DeskError, ExitCode, TempFail
+from deskctl.errors import DeskError, ExitCode
 
 #: Each command's name, and where it lives: ``(module in deskctl.commands,
 #: attribute)``, a Typer group or the function of a single command. In the
@@ -381,8 +381,6 @@ def _main_for_mail_server(command: Command, args: list[str], state: RunState) ->
     retry = "not stored, the mail server will retry: "
     try:
         status = command.main(args=args, prog_name="deskctl", standalone_mode=False, obj=state)
-    except TempFail as exc:
-        return _report(state, exc.code, exc.message, ExitCode.TEMPFAIL)
     except DeskError as exc:
         return _report(state, exc.code, retry + exc.message, ExitCode.TEMPFAIL)
     except ClickException as exc:

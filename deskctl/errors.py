@@ -66,8 +66,11 @@ class Unreachable(DeskError):
     code = "unreachable"
 
 
-class TempFail(DeskError):
-    """For a mail server piping mail in: keep the message and try again later."""
+def channel_reason(channel: str, message: str) -> str:
+    """``message`` without the ``channel NAME: `` that auth errors start with.
 
-    exit_code = ExitCode.TEMPFAIL
-    code = "tempfail"
+    An auth error names its channel, because send-outbox prints it as it is;
+    a line that names the channel itself (fetch's, doctor's) takes the
+    prefix off rather than say the name twice.
+    """
+    return message.removeprefix(f"channel {channel}: ")

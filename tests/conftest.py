@@ -86,6 +86,17 @@ def desk(db_url: str, run_deskctl: Run) -> Iterator[Run]:
     yield run_deskctl
 
 
+def ingested(desk: Run, raw: bytes, *options: str) -> dict[str, Any]:
+    """``deskctl --json ingest OPTIONS`` with ``raw`` on stdin, as a mail server pipes it.
+
+    The JSON document it prints; stored means exit 0, so that is checked here.
+    """
+    result = desk("--json", "ingest", *options, stdin=raw)
+    assert result.exit_code == 0, result.stderr
+    doc: dict[str, Any] = result.json()
+    return doc
+
+
 def run_sql(url: str, statement: str) -> None:
     """One statement straight on the test database, for a state no command makes (an old date)."""
     from sqlalchemy import create_engine, text
@@ -96,3 +107,18 @@ def run_sql(url: str, statement: str) -> None:
             conn.execute(text(statement))
     finally:
         engine.dispose()
+
+
+def maildir(tmp_path: Path, name: str = "Maildir") -> Path:
+    """An empty Maildir (cur, new, tmp), as a mail program leaves one."""
+    box = tmp_path / name
+    for sub in ("cur", "new", "tmp"):
+        (box / sub).mkdir(parents=True)
+    return box
+
+
+def add_maildir_channel(desk: Run, box: Path, *extra: str, name: str = "md") -> None:
+    """A channel ``name`` reading ``box``, for ``NAME@example.test``; ``extra`` options too."""
+    added = desk("channel", "add", name, "--kind", "maildir", "--address",
+                 f"{name}@example.test", "--path", str(box), *extra)  # fmt: skip
+    assert added.exit_code == 0, added.stderr

@@ -42,6 +42,18 @@ def make_mail(
     return msg.as_bytes()
 
 
+def utf8_mail(sender: str, to: str, subject: str, message_id: str) -> bytes:
+    """Mail as an RFC 6532 program writes it: UTF-8 headers as they are.
+
+    make_mail cannot: the email package writes any non-ASCII as encoded words,
+    in a local part too.
+    """
+    return (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        f"Message-ID: {message_id}\r\n\r\nHallo.\r\n"
+    ).encode()
+
+
 def delivered_again(raw: bytes) -> bytes:
     """``raw`` as a second delivery has it: other trace headers, CRLF line ends, filters' verdicts."""
     trace = (

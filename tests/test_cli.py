@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Run
+from conftest import Run, add_maildir_channel, maildir
 
 MAIL = (
     b"From: Ada <ada@example.test>\r\nTo: support@example.test\r\n"
@@ -34,11 +34,8 @@ def test_quiet_and_verbose_after_the_subcommand(desk: Run, tmp_path: Path) -> No
     assert desk("ingest", "-", stdin=MAIL).exit_code == 0
     assert desk("ticket", "status", "1", "open").stdout == "ticket #1 is open\n"
     assert desk("ticket", "status", "1", "pending", "-q").stdout == ""
-    box = tmp_path / "box"
-    for sub in ("cur", "new", "tmp"):
-        (box / sub).mkdir(parents=True)
-    add = ("channel", "add", "box", "--kind", "maildir", "--address", "box@example.test")
-    assert desk(*add, "--path", str(box)).exit_code == 0
+    box = maildir(tmp_path, "box")
+    add_maildir_channel(desk, box, name="box")
     (box / "cur").rmdir()  # the next fetch fails; -vv logs the traceback
     assert "DEBUG" not in desk("fetch").stderr
     assert "deskctl: DEBUG: deskctl.jobs.fetch: box failed" in desk("fetch", "-v", "-v").stderr

@@ -76,7 +76,7 @@ def write_private(path: Path, text: str) -> None:
 
 def relogin(settings: OAuthSettings, why: str) -> ConfigError:
     return ConfigError(
-        f"the sign-in of channel {settings.channel} is no longer valid ({why}): "
+        f"channel {settings.channel}: the sign-in is no longer valid ({why}): "
         f"run `deskctl channel login {settings.channel}`"
     )
 

@@ -27,22 +27,28 @@ def describe(source: str | None, ref: str | None) -> str:
 
 
 def resolve(source: str | None, ref: str | None, *, channel: str) -> str:
+    """The secret, or a ConfigError whose message starts ``channel NAME: ``.
+
+    That one prefix is how every auth error names its channel: send-outbox
+    prints the message as it is, and fetch and doctor, which name the channel
+    themselves, take it off (:func:`deskctl.errors.channel_reason`).
+    """
     if source is None or ref is None:
         raise ConfigError(
-            f"channel {channel!r} has no secret: set --password-cmd, --password-env "
+            f"channel {channel}: no secret given: set --password-cmd, --password-env "
             "or --password-file"
         )
     if source == "env":
         value = os.environ.get(ref)
         if not value:
-            raise ConfigError(f"channel {channel!r}: environment variable {ref} is not set")
+            raise ConfigError(f"channel {channel}: environment variable {ref} is not set")
         return value
     if source == "file":
         try:
             return Path(ref).expanduser().read_text().strip("\r\n")
         except OSError as exc:
             raise ConfigError(
-                f"channel {channel!r}: cannot read secret file {ref}: {exc.strerror}"
+                f"channel {channel}: cannot read secret file {ref}: {exc.strerror}"
             ) from exc
     if source == "cmd":
         try:
@@ -50,11 +56,11 @@ def resolve(source: str | None, ref: str | None, *, channel: str) -> str:
                 ref, shell=True, capture_output=True, text=True, timeout=60, check=False
             )
         except subprocess.TimeoutExpired as exc:
-            raise ConfigError(f"channel {channel!r}: password command timed out") from exc
+            raise ConfigError(f"channel {channel}: password command timed out") from exc
         if proc.returncode != 0:
-            raise ConfigError(f"channel {channel!r}: password command exited {proc.returncode}")
+            raise ConfigError(f"channel {channel}: password command exited {proc.returncode}")
         value = proc.stdout.splitlines()[0] if proc.stdout else ""
         if not value:
-            raise ConfigError(f"channel {channel!r}: password command printed nothing")
+            raise ConfigError(f"channel {channel}: password command printed nothing")
         return value
-    raise ConfigError(f"channel {channel!r}: unknown secret source {source!r}")
+    raise ConfigError(f"channel {channel}: unknown secret source {source!r}")

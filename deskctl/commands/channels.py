@@ -30,7 +30,7 @@ PasswordFile = Annotated[str | None, typer.Option("--password-file", help="file 
 def add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="channel name")],
-    kind: Annotated[str, typer.Option("--kind", help="imap|gmail|o365|maildir|pipe")],
+    kind: Annotated[str, typer.Option("--kind", help="imap|gmail|o365|pop3|maildir|pipe")],
     address: Annotated[str, typer.Option("--address", help="the support address")],
     host: Annotated[str | None, typer.Option("--host")] = None,
     port: Annotated[int | None, typer.Option("--port")] = None,
@@ -44,7 +44,7 @@ def add(
     password_file: PasswordFile = None,
     folder: Annotated[str, typer.Option("--folder")] = "INBOX",
     after_fetch: Annotated[
-        str, typer.Option("--after-fetch", help="keep|seen|move:FOLDER|delete")
+        str, typer.Option("--after-fetch", help="keep|seen|move:FOLDER|delete (pop3: keep|delete)")
     ] = "keep",
     create_folder: Annotated[
         bool, typer.Option("--create-folder", help="move: create FOLDER when it is missing")
@@ -81,6 +81,9 @@ def add(
 
     Example: deskctl channel add support --kind imap --host imap.example.com
     --address support@example.com --password-cmd "pass show mail/support"
+
+    pop3 reads the inbox by UIDL and keeps the mail there (--after-fetch keep, the
+    default) or deletes it once stored (--after-fetch delete); it has no seen or move.
     """
     from deskctl.services import channels as svc
 

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.text import Text
 
 from deskctl.commands._common import app_context, finish, log_stamp
+from deskctl.errors import channel_reason
 from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, stderr
 
@@ -137,7 +138,7 @@ def show(context: AppContext, reports: list[ChannelReport]) -> None:
                 done = (
                     f"{r.fetched} fetched, {r.tickets_created} new tickets; " if r.fetched else ""
                 )
-                line = Text(safe_text(f"{r.name}: {done}failed: {r.error}"), style="red")
+                line = Text(safe_text(f"{r.name}: {done}failed: {_reason(r)}"), style="red")
             elif r.skipped:
                 line = Text(f"{r.name}: skipped: {r.skipped}")
             else:
@@ -149,12 +150,16 @@ def show(context: AppContext, reports: list[ChannelReport]) -> None:
     emit({"channels": [r.to_dict() for r in reports]}, as_json=context.json, human=human)
     for r in reports:
         if r.error:
-            stderr.print(Text(safe_text(f"deskctl: error: channel {r.name}: {r.error}")))
+            stderr.print(Text(safe_text(f"deskctl: error: channel {r.name}: {_reason(r)}")))
         if context.quiet and not context.json:  # the log line only counts them
             for entry in r.unread:
                 stderr.print(
                     Text(safe_text(f"deskctl: warning: channel {r.name}: not read: {entry}"))
                 )
+
+
+def _reason(report: ChannelReport) -> str:
+    return channel_reason(report.name, report.error or "")
 
 
 _SUMMED = (

@@ -73,10 +73,10 @@ def show(
     with context.transaction(write=False) as session:
         item = svc.get_quarantined(session, item_id)
         data = svc.quarantined_to_dict(item)
-        if raw and item.remote_uid is not None:
+        if raw and (item.remote_uid is not None or item.remote_key is not None):
             raise NotFound(
-                f"quarantined message {item_id} was never downloaded: it is still on the "
-                f"server as UID {item.remote_uid} ({item.size} bytes, over the size limit)"
+                f"quarantined message {item_id} was never downloaded: it is still "
+                f"{svc.kept_where(item)} ({item.size} bytes, over the size limit)"
             )
         if raw and item.spool_path is None:
             _write_raw(svc.raw_chunks(session, item_id), item.size)

@@ -39,6 +39,9 @@ from deskctl.store.models import FetchedKey, IncomingChannel
 from deskctl.transport.spool import Oversize, spool_dir
 
 if TYPE_CHECKING:
+    from deskctl.mail.errors import MalformedMail
+    from deskctl.mail.parsed import ParsedMail
+    from deskctl.services.ingest import IngestCache
     from deskctl.transport.imap import ImapInbox, ImapSettings
 
 if TYPE_CHECKING:
@@ -200,10 +203,62 @@ def hold_lease(session: Session, channel_id: int, owner: str) -> None:
         raise LeaseLost(LOST)
 
 
-def imap_settings(ch: Snapshot) -> ImapSettings:
-    """How to reach the channel's folder, with its secret resolved now."""
-    from deskctl.transport.imap import ImapSettings
+def fetched_keys(context: AppContext, channel_id: int) -> set[str]:
+    """The remote keys (Maildir names, POP3 UIDLs) this channel has stored already."""
+    with context.transaction(write=False) as session:
+        query = select(FetchedKey.remote_key).where(FetchedKey.channel_id == channel_id)
+        return set(session.scalars(query))
 
+
+def remember_key(channel_id: int, owner: str, key: str) -> Callable[[Session], None]:
+    """The checkpoint of a keyed mailbox: the key commits with its message, under our lease."""
+
+    def checkpoint(session: Session) -> None:
+        hold_lease(session, channel_id, owner)
+        session.add(FetchedKey(channel_id=channel_id, remote_key=key))
+
+    return checkpoint
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """One message of a keyed mailbox (Maildir, POP3) as it comes out of parse_stream."""
+
+    key: str
+    raw: bytes | Oversize
+    parsed: ParsedMail | MalformedMail | None
+    total: int  # how many this run reads, for progress
+
+
+def store_keyed(
+    context: AppContext,
+    ch: Snapshot,
+    opts: FetchOptions,
+    report: ChannelReport,
+    owner: str,
+    item: Keyed,
+    cache: IngestCache,
+) -> Outcome:
+    """Store one message of a keyed mailbox; its key commits with it, under our lease."""
+    outcome = store_raw(
+        context,
+        item.raw,
+        channel_id=ch.id,
+        source=f"{ch.name} {item.key}",
+        max_size=opts.max_size,
+        dry_run=opts.dry_run,
+        checkpoint=None if opts.dry_run else remember_key(ch.id, owner, item.key),
+        cache=cache,
+        mail=item.parsed,
+    )
+    report.count(outcome)
+    if opts.progress:
+        opts.progress(ch.name, report.fetched, item.total)
+    return outcome
+
+
+def login_of(ch: Snapshot) -> tuple[str, credentials.Credentials]:
+    """The account to log in as and its secret (or token), resolved now, never stored."""
     username = ch.username or ch.address
     login = credentials.for_channel(
         ch.name,
@@ -212,6 +267,14 @@ def imap_settings(ch: Snapshot) -> ImapSettings:
         secret_source=ch.secret_source,
         secret_ref=ch.secret_ref,
     )
+    return username, login
+
+
+def imap_settings(ch: Snapshot) -> ImapSettings:
+    """How to reach the channel's folder, with its secret resolved now."""
+    from deskctl.transport.imap import ImapSettings
+
+    username, login = login_of(ch)
     return ImapSettings(
         host=ch.host or "",
         port=ch.port or 993,
@@ -416,10 +479,7 @@ def _read_maildir(
     inbox: MaildirInbox,
 ) -> None:
     cache = ingest_cache(context)
-    with context.transaction(write=False) as session:
-        known = set(
-            session.scalars(select(FetchedKey.remote_key).where(FetchedKey.channel_id == ch.id))
-        )
+    known = fetched_keys(context, ch.id)
     present = inbox.messages()
     if not opts.dry_run:
         # A run that died between commit and action left these behind.
@@ -439,28 +499,9 @@ def _read_maildir(
         max_size=opts.max_size,
     )
     for key, raw, parsed in stream:
-        path = paths[key]
-
-        def checkpoint(session: Session, key: str = key) -> None:
-            hold_lease(session, ch.id, owner)
-            session.add(FetchedKey(channel_id=ch.id, remote_key=key))
-
-        outcome = store_raw(
-            context,
-            raw,
-            channel_id=ch.id,
-            source=f"{ch.name} {key}",
-            max_size=opts.max_size,
-            dry_run=opts.dry_run,
-            checkpoint=None if opts.dry_run else checkpoint,
-            cache=cache,
-            mail=parsed,
-        )
-        report.count(outcome)
-        if opts.progress:
-            opts.progress(ch.name, report.fetched, len(todo))
+        store_keyed(context, ch, opts, report, owner, Keyed(key, raw, parsed, len(todo)), cache)
         if not opts.dry_run:
-            inbox.after_fetch(ch.after_fetch, path)
+            inbox.after_fetch(ch.after_fetch, paths[key])
         if opts.stop is not None and opts.stop():
             break
 
@@ -498,6 +539,10 @@ def fetch_channel(context: AppContext, ch: Snapshot, opts: FetchOptions) -> Chan
             _imap(context, ch, opts, report, owner)
         elif ch.kind == "maildir":
             _maildir(context, ch, opts, report, owner)
+        elif ch.kind == "pop3":
+            from deskctl.jobs.fetch_pop3 import fetch_pop3
+
+            fetch_pop3(context, ch, opts, report, owner)
     except LeaseLost as lost:
         report.skipped = lost.message
     except DeskError as exc:

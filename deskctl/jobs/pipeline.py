@@ -138,7 +138,9 @@ def quarantine_oversize_mail(
     transaction failed and the mail server will deliver again) is removed.
     """
     where = (
-        f"; left on the server as UID {over.uid}"
+        f"; left on the server as UIDL {over.remote_key}"
+        if over.remote_key is not None
+        else f"; left on the server as UID {over.uid}"
         if over.uid is not None
         else "; its bytes are kept in the spool"
         if over.spool is not None
@@ -291,7 +293,7 @@ def retry_quarantined(
     The quarantine entry is removed only when the message is now stored, in
     the transaction after the store committed, so a crash in between leaves
     at worst an entry whose retry reports a duplicate. Spooled mail is read
-    back, and mail left on the IMAP server downloaded, within ``max_size``.
+    back, and mail left on the IMAP or POP3 server downloaded, within ``max_size``.
     """
     from deskctl.errors import NotFound
     from deskctl.services.quarantine import drop_quarantined, get_quarantined
@@ -299,10 +301,14 @@ def retry_quarantined(
     with context.transaction(write=False) as session:
         item = get_quarantined(session, item_id)
         channel_id, source = item.channel_id, item.source
-        spool, uid = item.spool_path, item.remote_uid
+        spool, uid, uidl = item.spool_path, item.remote_uid, item.remote_key
         raw = replacement
-        if raw is None and spool is None and uid is None:
+        if raw is None and spool is None and uid is None and uidl is None:
             raw = item.raw or b""
+    if raw is None and uidl is not None:
+        from deskctl.jobs.fetch_pop3 import retry_left_on_pop3
+
+        return retry_left_on_pop3(context, item_id, max_size)
     if raw is None and uid is not None:
         from deskctl.jobs.fetch import retry_left_on_server  # fetch builds on this module
 

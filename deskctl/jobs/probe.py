@@ -79,6 +79,8 @@ def probe_channel(context: AppContext, name: str) -> dict[str, Any]:
                 "" if target["exists"] else " (deskctl creates it on the first fetch)"
             )
         return {"channel": name, "ok": True, **found, "summary": summary}
+    if kind == "pop3":
+        return _probe_pop3(context, name)
     if kind == "maildir":
         from deskctl.transport.maildir import MaildirInbox
 
@@ -90,6 +92,23 @@ def probe_channel(context: AppContext, name: str) -> dict[str, Any]:
             "summary": f"{name}: Maildir {path} has {count} messages",
         }
     return {"channel": name, "ok": True, "summary": f"{name}: a pipe channel has nothing to test"}
+
+
+def _probe_pop3(context: AppContext, name: str) -> dict[str, Any]:
+    """Connect, TLS, log in and list the maildrop; nothing is read or deleted."""
+    from deskctl.jobs.fetch import select_channels
+    from deskctl.jobs.fetch_pop3 import pop3_settings
+    from deskctl.transport.pop3 import probe
+
+    (ch,) = select_channels(context, [name])
+    settings = pop3_settings(ch)
+    found = probe(settings)
+    summary = (
+        f"{name}: logged in to POP3 {settings.host}:{settings.port} ({settings.security}) as "
+        f"{settings.username}; the maildrop has {found['messages']} messages; "
+        f"after fetch, mail is {'deleted' if ch.after_fetch == 'delete' else 'kept'}"
+    )
+    return {"channel": name, "ok": True, **found, "summary": summary}
 
 
 def oauth_warnings(context: AppContext) -> list[str]:

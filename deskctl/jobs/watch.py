@@ -35,7 +35,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from deskctl.context import AppContext
-from deskctl.errors import DeskError
+from deskctl.errors import DeskError, channel_reason
 from deskctl.jobs.fetch import (
     DEFAULT_MAX_SIZE,
     ChannelReport,
@@ -184,7 +184,8 @@ class Watcher:
         w.retry_at = now + delay
         if w.failures == 1:
             w.due = now
-        self.say(f"channel {w.ch.name}: {what.rstrip('.')}; trying again in {delay:.0f} s")
+        why = channel_reason(w.ch.name, what).rstrip(".")
+        self.say(f"channel {w.ch.name}: {why}; trying again in {delay:.0f} s")
 
     def connect(self, w: Watched, now: float) -> None:
         from deskctl.jobs.fetch import imap_settings

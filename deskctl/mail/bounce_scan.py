@@ -21,6 +21,7 @@ import re
 from email.message import Message
 
 from deskctl.mail.classify import BounceScan
+from deskctl.mail.subjects import is_forward, is_reply
 
 # Words mail systems put in a bounce's sender, and in its subject, in the
 # languages bounces come in. Broad on purpose: a match only lets the
@@ -40,9 +41,8 @@ _SUBJECT_HINT = re.compile(
 # A person forwarding: "Fwd: Undelivered Mail" is a customer asking about a
 # bounce, with the bounce attached for the detectors to find. A reply is a
 # person too, unless a gateway tacked its verdict on the end, as Lotus Notes
-# does ("RE: your question : non remis (delivery failed)").
-_FORWARD = re.compile(r"^\s*(?:fw|fwd|wg|tr|enc|doorst|vb|i)\s*(?:\[\d+\])?\s*:", re.IGNORECASE)
-_REPLY = re.compile(r"^\s*(?:re|aw|sv|vs|antw|odp|res|ynt|ref)\s*(?:\[\d+\])?\s*:", re.IGNORECASE)
+# does ("RE: your question : non remis (delivery failed)"). Which markers say
+# reply or forward, in which languages, is deskctl/mail/subjects.py's one list.
 _VERDICT_SUFFIX = re.compile(
     r"(?:non\s+remis|undeliverable|delivery\s+failed|nicht\s+zustellbar)\W*$", re.IGNORECASE
 )
@@ -55,9 +55,9 @@ def worth_scanning(subject: str, sender_email: str, sender_name: str, null_sende
     local = sender_email.partition("@")[0]
     if any(_SENDER_HINT.search(text) for text in (local, sender_name) if text):
         return True
-    if _FORWARD.match(subject):
+    if is_forward(subject):
         return False
-    if _REPLY.match(subject):
+    if is_reply(subject):
         return bool(_VERDICT_SUFFIX.search(subject))
     return bool(_SUBJECT_HINT.search(subject))
 

@@ -278,13 +278,19 @@ class TextHeader:
 
 
 class AddressListHeader(UniqueAddressHeader):
-    """From, To and Cc written from their Address objects by us, folded between words only."""
+    """From, To and Cc written from their Address objects by us, folded between words only.
+
+    A local part that is not ASCII is written as it is, in UTF-8 (RFC 6532;
+    :func:`to_wire` gives such a mail UTF-8 headers): an encoded word is no
+    address (RFC 2047, section 5), and the email package's own fold would
+    write one. Such mail can travel only with SMTPUTF8: Postfix's sendmail
+    asks for it by itself on UTF-8 in the envelope or a header
+    (``smtputf8_autodetect_classes = sendmail``), and our SMTP client, which
+    does not speak it, refuses the address for good with the reason.
+    """
 
     def fold(self, *, policy: Policy) -> str:
         addresses = self.addresses
-        if not all(a.addr_spec.isascii() for a in addresses):
-            # RFC 6532 mail: the send fails with the reason (no SMTPUTF8 here).
-            return BaseHeader.fold(cast(BaseHeader, self), policy=policy)
         words: list[str] = []
         for number, addr in enumerate(addresses):
             mailbox = (
@@ -308,6 +314,8 @@ _REGISTRY.map_to_type("subject", TextHeader)  # type: ignore[arg-type]
 #: but with Subject, In-Reply-To, References, From, To and Cc written by the classes above.
 REPLY_POLICY = email_policy.default.clone(header_factory=_REGISTRY)
 WIRE_POLICY = REPLY_POLICY.clone(linesep="\r\n")  # SMTP's line ends
+#: For mail to or from an address with a UTF-8 local part (RFC 6532).
+WIRE_UTF8_POLICY = WIRE_POLICY.clone(utf8=True)
 
 #: Display names are cut here: a name is for people, and the line it is on
 #: must stay under SMTP's 998 characters.
@@ -363,8 +371,18 @@ def compose(reply: Reply) -> EmailMessage:
 
 
 def to_wire(msg: EmailMessage) -> bytes:
-    """The bytes as they go on the wire: CRLF line ends, as SMTP requires."""
-    return msg.as_bytes(policy=WIRE_POLICY)
+    """The bytes as they go on the wire: CRLF line ends, as SMTP requires.
+
+    Headers are ASCII unless an address has a UTF-8 local part: that mail is
+    RFC 6532 mail whatever else it says, so its headers are UTF-8.
+    """
+    utf8 = any(
+        not address.addr_spec.isascii()
+        for field in ("From", "To", "Cc")
+        if (header := msg[field]) is not None
+        for address in header.addresses
+    )
+    return msg.as_bytes(policy=WIRE_UTF8_POLICY if utf8 else WIRE_POLICY)
 
 
 def without_recipients(raw: bytes, drop: set[str]) -> bytes:

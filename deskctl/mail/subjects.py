@@ -16,47 +16,61 @@ tokens are *ours* depends on the installation's tag and is decided in
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
-#: Reply and forward markers mail programs write, by language: English Re/Fw/Fwd,
-#: German AW/WG, Scandinavian SV/VS/VB/VL, French RE/TR/Réf., Portuguese and
-#: Spanish RES/ENC/RV, Italian R/RIF, Dutch Antw/Doorst, Polish Odp/PD,
-#: Turkish YNT, Chinese 回复/答复/转发 (and the traditional 回覆/轉寄), Japanese 返信/転送.
-PREFIX_WORDS = (
+#: Reply markers mail programs write, by language: English Re, German AW,
+#: Scandinavian SV/VS, French RE/Réf., Portuguese and Spanish RES, Italian R/RIF,
+#: Dutch Antw, Polish Odp, Turkish YNT, Chinese 回复/答复 (traditional 回覆), Japanese 返信.
+REPLY_WORDS = (
     "re",
     "aw",
     "sv",
     "vs",
-    "vb",
-    "vl",
-    "tr",
     "res",
     "réf.",
     "réf",
-    "enc",
-    "rv",
     "r",
     "rif",
     "odp",
-    "pd",
     "antw",
-    "wg",
-    "fw",
-    "fwd",
-    "doorst",
     "ynt",
     "回复",
     "答复",
-    "转发",
     "回覆",
-    "轉寄",
     "返信",
+)
+#: Forward markers: English Fw/Fwd, German WG, Swedish VB, Finnish VL, French TR,
+#: Portuguese ENC, Spanish RV, Italian I, Polish PD, Dutch Doorst, Chinese 转发
+#: (traditional 轉寄), Japanese 転送.
+FORWARD_WORDS = (
+    "fw",
+    "fwd",
+    "wg",
+    "vb",
+    "vl",
+    "tr",
+    "enc",
+    "rv",
+    "i",
+    "pd",
+    "doorst",
+    "转发",
+    "轉寄",
     "転送",
 )
+PREFIX_WORDS = REPLY_WORDS + FORWARD_WORDS
 
-_WORDS = "|".join(re.escape(w) for w in sorted(PREFIX_WORDS, key=len, reverse=True))
-# A marker, an optional count (Re[2], Re(2), Re^2) and a colon, ASCII or full-width.
-_PREFIX = re.compile(rf"\s*(?:{_WORDS})\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*[:：]", re.IGNORECASE)
+
+def _marker(words: tuple[str, ...]) -> re.Pattern[str]:
+    """A marker, an optional count (Re[2], Re(2), Re^2) and a colon, ASCII or full-width."""
+    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"\s*(?:{alternatives})\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*[:：]", re.IGNORECASE)
+
+
+_PREFIX = _marker(PREFIX_WORDS)
+_REPLY = _marker(REPLY_WORDS)
+_FORWARD = _marker(FORWARD_WORDS)
 # A list tag: Mailman's [list-name], written in front of list mail's subjects.
 _LIST_TAG = re.compile(r"\s*\[[^\[\]#]{1,64}\]")
 #: ``[#12]`` or ``[ACME #12]``: deskctl's ticket token, and RT's, which has the same shape.
@@ -65,6 +79,12 @@ _LEADING_TOKEN = re.compile(r"\s*" + TOKEN.pattern)
 _TAG = re.compile(r"^[^\W_][\w.-]{0,31}$")
 
 PLAIN_TAG = "#"
+
+#: The longest title a ticket keeps, in characters (Jira caps a summary at 255 too):
+#: room for any real subject, while a 100 KB one cannot fill ``ticket list`` or
+#: make our reply's Subject a line no mail server takes. The raw source keeps it whole.
+TITLE_MAX = 255
+ELLIPSIS = "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +145,43 @@ def clean_title(subject: str, *, list_mail: bool = False) -> str:
     return " ".join(TOKEN.sub(" ", subject[pos:]).split())
 
 
+def is_reply(subject: str) -> bool:
+    """True when ``subject`` starts with a reply marker (``Re:``, ``AW:``, ``回复：``)."""
+    return bool(_REPLY.match(subject))
+
+
+def is_forward(subject: str) -> bool:
+    """True when ``subject`` starts with a forward marker (``Fwd:``, ``WG:``, ``I:``)."""
+    return bool(_FORWARD.match(subject))
+
+
 def ticket_title(subject: str, thread_topic: str = "", *, list_mail: bool = False) -> str:
     """The title of a ticket a mail opens; "" when neither header has any words.
 
     Outlook sends an empty Subject with the conversation's ``Thread-Topic``
     still set (a reply whose subject the user cleared), so that names it then.
     """
-    return clean_title(subject, list_mail=list_mail) or clean_title(thread_topic)
+    return _capped(clean_title(subject, list_mail=list_mail) or clean_title(thread_topic))
+
+
+def _capped(title: str) -> str:
+    """``title`` cut to TITLE_MAX characters, the last one an ellipsis.
+
+    The cut never parts a letter from its combining accent or an emoji from the
+    joiner and selectors that build it with the next one: the title ends on a
+    whole character as a reader sees it.
+    """
+    if len(title) <= TITLE_MAX:
+        return title
+    cut = TITLE_MAX - len(ELLIPSIS)
+    while cut > 0 and (_joins(title[cut]) or title[cut - 1] == "\u200d"):
+        cut -= 1
+    return title[:cut].rstrip() + ELLIPSIS
+
+
+def _joins(char: str) -> bool:
+    """True for what belongs to the character before it: a mark, a joiner, a selector."""
+    return unicodedata.category(char) in ("Mn", "Mc", "Me") or char in "\u200d\ufe0e\ufe0f"
 
 
 def reply_subject(title: str, token: str) -> str:

@@ -27,7 +27,7 @@ from deskctl.store.models import (
     Ticket,
 )
 
-INCOMING_KINDS = ("imap", "gmail", "o365", "maildir", "pipe")
+INCOMING_KINDS = ("imap", "gmail", "o365", "pop3", "maildir", "pipe")
 OUTGOING_KINDS = ("smtp", "gmail", "o365", "sendmail")
 SECURITY = ("ssl", "starttls", "none")
 #: Direct connections: (host, port, security) of the provider's IMAP and SMTP.
@@ -35,6 +35,7 @@ PRESETS = {
     "gmail": (("imap.gmail.com", 993, "ssl"), ("smtp.gmail.com", 465, "ssl")),
     "o365": (("outlook.office365.com", 993, "ssl"), ("smtp.office365.com", 587, "starttls")),
 }
+IMAP_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
 
 
@@ -120,6 +121,11 @@ def from_parts(from_header: str) -> tuple[str, str]:
 
 
 def check_after_fetch(action: str, kind: str) -> str:
+    if kind == "pop3" and action not in ("keep", "delete"):
+        raise UsageError(
+            f"a pop3 channel cannot --after-fetch {action}: POP3 has no flags or folders; "
+            "use keep or delete"
+        )
     if action in ("keep", "seen", "delete"):
         return action
     if action.startswith("move:") and len(action) > 5:
@@ -148,7 +154,7 @@ def _server(kind: str, opts: IncomingOptions) -> tuple[str, int, str]:
         # Sovereign clouds (and tests) reach the same service under other names.
         return opts.host or host, opts.port or port, opts.security or security
     if not opts.host:
-        raise UsageError("an imap channel needs --host")
+        raise UsageError(f"an {kind} channel needs --host")
     security = opts.security or "ssl"
     if security not in SECURITY:
         raise UsageError(f"unknown --security {security!r}: use ssl, starttls or none")
@@ -156,7 +162,8 @@ def _server(kind: str, opts: IncomingOptions) -> tuple[str, int, str]:
         raise UsageError(
             "--security none sends the password in clear text; add --allow-plaintext if you mean it"
         )
-    return opts.host, opts.port or (993 if security == "ssl" else 143), security
+    ports = {"ssl": 995, "starttls": 110, "none": 110} if kind == "pop3" else IMAP_PORTS
+    return opts.host, opts.port or ports[security], security
 
 
 def add_incoming(session: Session, name: str, opts: IncomingOptions) -> IncomingChannel:
@@ -194,6 +201,17 @@ def add_incoming(session: Session, name: str, opts: IncomingOptions) -> Incoming
         _check_create_folder(channel.after_fetch, opts.create_folder)
         if opts.create_folder:
             channel.settings = {**channel.settings, "create_folder": True}
+    elif opts.kind == "pop3":
+        if opts.secret.source is None:
+            raise UsageError(
+                "a pop3 channel needs --password-cmd, --password-env or --password-file"
+            )
+        if opts.folder != "INBOX":
+            raise UsageError("a pop3 channel has no folders: POP3 reads the inbox only")
+        channel.host, channel.port, channel.security = _server(opts.kind, opts)
+        channel.username = opts.username or address
+        channel.secret_source, channel.secret_ref = opts.secret.source, opts.secret.ref
+        _check_create_folder(channel.after_fetch, opts.create_folder)
     elif opts.kind == "maildir":
         if not opts.path:
             raise UsageError("a maildir channel needs --path (or --sample)")

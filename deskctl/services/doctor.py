@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from deskctl.errors import channel_reason
 from deskctl.services.filters import load_patterns, matching_pattern
 from deskctl.store.models import Agent, IncomingChannel, OutboxItem, OutgoingChannel, Queue
 
@@ -116,7 +117,7 @@ def check_operations(
                 "warning",
                 "fetch-failed",
                 f"channel {ch.name}: the last fetch failed at {_when(ch.last_fetch_at)}, {since}:"
-                f" {ch.last_error}; try `deskctl channel test {ch.name}`",
+                f" {channel_reason(ch.name, ch.last_error)}; try `deskctl channel test {ch.name}`",
             )
         )
     items = list(

@@ -3,8 +3,8 @@
 Nothing is ever dropped (promise 1): the raw bytes and the reason wait here
 until an agent retries (after a fix) or drops them on purpose. Mail over the
 size limit is the exception that proves the rule: its row holds the size, the
-sender and where the bytes are (a spool file, or a UID left on the IMAP
-server), never the bytes, so memory and the database stay bounded.
+sender and where the bytes are (a spool file, a UID left on the IMAP
+server, or a UIDL on the POP3 one), never the bytes, so memory and the database stay bounded.
 """
 
 from __future__ import annotations
@@ -71,12 +71,16 @@ def quarantine_oversize(
 ) -> tuple[QuarantinedMessage, bool]:
     """Record mail over the limit by where it is; (row, whether the row is new).
 
-    An IMAP message is known by its UID within the folder's UIDVALIDITY; spooled
-    bytes by their hash, so the same mail piped in twice is listed once (the
-    caller then removes the second spool file).
+    An IMAP message is known by its UID within the folder's UIDVALIDITY, a POP3
+    one by its UIDL; spooled bytes by their hash, so the same mail piped in
+    twice is listed once (the caller then removes the second spool file).
     """
-    on_server = over.uid is not None
-    key = f"imap:{over.uidvalidity}:{over.uid}" if on_server else f"sha256:{over.sha256}"
+    if over.remote_key is not None:
+        key = f"pop3:{over.remote_key}"
+    elif over.uid is not None:
+        key = f"imap:{over.uidvalidity}:{over.uid}"
+    else:
+        key = f"sha256:{over.sha256}"
     existing = _already_kept(session, key, channel_id)
     if existing is not None:
         existing.reason = reason[:2000]
@@ -91,6 +95,7 @@ def quarantine_oversize(
         spool_path=str(over.spool) if over.spool is not None else None,
         remote_uid=over.uid,
         remote_uidvalidity=over.uidvalidity,
+        remote_key=over.remote_key,
         sender=sender,
         subject=subject,
     )
@@ -162,6 +167,8 @@ def kept_where(item: QuarantinedMessage) -> str:
     """Where the message's bytes are: in the database, in a spool file, or on the server."""
     if item.spool_path is not None:
         return f"spool file {item.spool_path}"
+    if item.remote_key is not None:
+        return f"on the server, UIDL {item.remote_key}"
     if item.remote_uid is not None:
         return f"on the server, UID {item.remote_uid} (UIDVALIDITY {item.remote_uidvalidity})"
     return "database"

@@ -70,16 +70,18 @@ def prepare_sqlite_file(database: str) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     path = Path(database).expanduser()
+    if os.path.lexists(path):
+        return
+    refused = _creation_refused(path)
+    if refused is not None:
+        raise refused
     make_private_dir(path.parent, "the database folder")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
-        return
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot create the database {path}: {exc.strerror}; give this user write access"
-            " to the folder, or name another database with --db"
-        ) from exc
+        return  # created by a run beside us
+    except OSError as exc:  # what no check foresees: a full disk, a race
+        raise _cannot_create(path, path.parent, str(exc.strerror)) from exc
     try:
         os.fchmod(fd, 0o600)  # os.open's mode passes through the umask
     finally:
@@ -169,17 +171,20 @@ def require_database(url: str) -> None:
 
     database = sqlite_database(url)
     if database is not None and database != ":memory:" and not Path(database).expanduser().exists():
-        _require_creatable(Path(database).expanduser())
+        refused = _creation_refused(Path(database).expanduser())
+        if refused is not None:
+            raise refused
         raise SchemaBehind(f"there is no database at {database} yet: run `deskctl db upgrade`")
 
 
-def _require_creatable(path: Path) -> None:
-    """Refuse a missing database that ``db upgrade`` could not create either.
+def _creation_refused(path: Path) -> ConfigError | None:
+    """Why this user cannot create the missing database ``path`` and its folders, or None.
 
-    "run `deskctl db upgrade`" is the fix only when that command can create
-    the file: with a file in the way of its folder (a mistyped DESKCTL_HOME)
-    or a folder this user may not write, it would fail too, so the error
-    names the home instead, as ``db upgrade`` itself does.
+    The one judgement of it, made before anything is created: a reader
+    (:func:`require_database`) must not send the user to ``db upgrade`` when
+    that command could not create the file either (a file in the way of its
+    folder, a mistyped DESKCTL_HOME, a folder this user may not write), and
+    ``db upgrade`` (:func:`prepare_sqlite_file`) says the same line then.
     """
     existing = next(p for p in path.parents if p.exists())
     if not existing.is_dir():
@@ -187,11 +192,18 @@ def _require_creatable(path: Path) -> None:
     elif not os.access(existing, os.W_OK | os.X_OK):
         problem = f"this user may not write {existing}"
     else:
-        return
-    what = "the database" if existing == path.parent else "the database folder"
-    raise ConfigError(
-        f"cannot create {what} {path if existing == path.parent else path.parent}: {problem};"
-        " set DESKCTL_HOME to a folder this user may write, or name the database with --db"
+        return None
+    return _cannot_create(path, existing, problem)
+
+
+def _cannot_create(path: Path, existing: Path, problem: str) -> ConfigError:
+    """One line for both: the file when its folder is there, else the folder."""
+    what = f"the database {path}"
+    if existing != path.parent:
+        what = f"the database folder {path.parent}"
+    return ConfigError(
+        f"cannot create {what}: {problem}; set DESKCTL_HOME to a folder this user may write,"
+        " or name the database with --db"
     )
 
 

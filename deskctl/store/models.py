@@ -333,7 +333,8 @@ class QuarantinedMessage(Base):
     source: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     # None when the bytes are elsewhere: over the size limit, they wait in
-    # ``spool_path`` (a file under DESKCTL_HOME) or on the IMAP server as ``remote_uid``.
+    # ``spool_path`` (a file under DESKCTL_HOME), on the IMAP server as ``remote_uid``
+    # or on the POP3 server as ``remote_key`` (its UIDL).
     raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     size: Mapped[int] = mapped_column(Integer)
     dedupe_key: Mapped[str | None] = mapped_column(String(998))
@@ -341,6 +342,7 @@ class QuarantinedMessage(Base):
     spool_path: Mapped[str | None] = mapped_column(Text)
     remote_uid: Mapped[int | None] = mapped_column(Integer)
     remote_uidvalidity: Mapped[int | None] = mapped_column(Integer)
+    remote_key: Mapped[str | None] = mapped_column(String(255))
     sender: Mapped[str | None] = mapped_column(Text)
     subject: Mapped[str | None] = mapped_column(Text)
 
@@ -348,7 +350,7 @@ class QuarantinedMessage(Base):
 
 
 class FetchedKey(Base):
-    """What a channel without UIDs (a Maildir) has already stored, by remote key."""
+    """What a channel without UIDs (a Maildir, a POP3 maildrop) has stored, by remote key."""
 
     __tablename__ = "fetched_keys"
     __table_args__ = (UniqueConstraint("channel_id", "remote_key", name="uq_fetched_keys_key"),)

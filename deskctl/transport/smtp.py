@@ -258,7 +258,11 @@ class SmtpSender:
             # An address smtplib cannot put on the wire (non-ASCII without SMTPUTF8):
             # the same on every retry, so it fails for good instead of blocking the queue.
             self._reset()
-            raise SendError(f"cannot send to this address: {exc}", permanent=True) from exc
+            raise SendError(
+                "an address has a local part that is not ASCII, which needs SMTPUTF8; this SMTP"
+                " client does not speak it (a sendmail channel can send it)",
+                permanent=True,
+            ) from exc
         except OSError as exc:
             raise _SessionClosed(f"connection trouble: {exc}") from exc
         if len(refused) == len(recipients):

@@ -28,7 +28,8 @@ class Oversize:
 
     ``spool`` is the file holding all of it (stdin, a file, a Maildir entry);
     ``uid``/``uidvalidity`` say it was left on the IMAP server, never
-    downloaded; neither, for a dry run, which keeps nothing.
+    downloaded, and ``remote_key`` (its UIDL) on a POP3 server; none of
+    these, for a dry run, which keeps nothing.
     """
 
     size: int
@@ -38,6 +39,7 @@ class Oversize:
     spool: Path | None = None
     uid: int | None = None
     uidvalidity: int | None = None
+    remote_key: str | None = None
 
 
 def spool_dir(home: Path) -> Path:

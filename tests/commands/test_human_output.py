@@ -5,18 +5,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from conftest import Run
+from conftest import Run, add_maildir_channel, maildir
 from mailfactory import make_mail
 
 PYTHON = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|\{'|\['|<>")
 
 
 def test_every_read_command_speaks_plainly(desk: Run, tmp_path: Path) -> None:
-    box = tmp_path / "box"
-    for sub in ("cur", "new", "tmp"):
-        (box / sub).mkdir(parents=True)
-    add = ("channel", "add", "box", "--kind", "maildir", "--address", "box@example.test")
-    assert desk(*add, "--path", str(box)).exit_code == 0
+    box = maildir(tmp_path, "box")
+    add_maildir_channel(desk, box, name="box")
     out = ("channel", "add-outgoing", "out", "--kind", "smtp", "--host", "127.0.0.1")
     assert desk(*out, "--from", "Desk <desk@example.test>").exit_code == 0
     assert desk("channel", "map", "box", "--reply-via", "out").exit_code == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from peakrss import run_deskctl_measured
 
-from conftest import Run
+from conftest import Run, ingested
 from mailfactory import delivered_again, make_mail
 
 
@@ -71,23 +71,21 @@ def test_a_mail_without_message_id_is_deduplicated_by_its_bytes(desk: Run, tmp_p
     assert desk("--json", "ingest", path).json()["duplicate"] is True
 
 
-def test_a_reply_chain_threads_by_references_and_by_token(desk: Run, tmp_path: Path) -> None:
-    first = desk(
-        "--json", "ingest", write(tmp_path, "1.eml", make_mail(message_id="<q1@example.org>"))
-    ).json()
+def test_a_reply_chain_threads_by_references_and_by_token(desk: Run) -> None:
+    first = ingested(desk, make_mail(message_id="<q1@example.org>"))
     by_refs = make_mail(
         subject="Re: Printer on fire",
         message_id="<q2@example.org>",
         in_reply_to="<q1@example.org>",
         references="<q1@example.org>",
     )
-    second = desk("--json", "ingest", write(tmp_path, "2.eml", by_refs)).json()
+    second = ingested(desk, by_refs)
     assert second["ticket"] == first["ticket"] and second["rule"] == "references"
 
     by_token = make_mail(
         subject=f"Still burning [#{first['ticket']}]", message_id="<q3@example.org>"
     )
-    third = desk("--json", "ingest", write(tmp_path, "3.eml", by_token)).json()
+    third = ingested(desk, by_token)
     assert third["ticket"] == first["ticket"] and third["rule"] == "token"
 
     shown = desk("--json", "ticket", "show", str(first["ticket"])).json()
@@ -224,8 +222,8 @@ def test_one_mail_sent_to_two_support_inboxes_is_one_ticket(desk: Run) -> None:
     for name in ("sales", "support"):
         desk("channel", "add", name, "--kind", "pipe", "--address", f"{name}@example.test")
     mail = make_mail(to="sales@example.test, support@example.test", message_id="<both@x>")
-    first = desk("--json", "ingest", "--channel", "sales", stdin=mail).json()
-    second = desk("--json", "ingest", "--channel", "support", stdin=mail).json()
+    first = ingested(desk, mail, "--channel", "sales")
+    second = ingested(desk, mail, "--channel", "support")
     assert second["duplicate"] is True and second["ticket"] == first["ticket"]
     assert len(desk("--json", "ticket", "list").json()["tickets"]) == 1
 
@@ -314,24 +312,24 @@ def test_values_the_schema_cannot_hold_still_make_a_ticket_on_either_backend(
     for att in shown["attachments"]:
         assert len(att["content_type"]) <= 255 and "\x00" not in att["content_type"]
     assert "\ud800" not in shown["body"] + shown["subject"] + shown["from"]["name"]
-    again = desk("--json", "ingest", stdin=raw).json()
+    again = ingested(desk, raw)
     assert again["duplicate"] is True and again["ticket"] == doc["ticket"]
 
 
 def test_a_cut_message_id_still_threads_the_answer_to_it(desk: Run) -> None:
-    first = desk("--json", "ingest", stdin=HOSTILE["long Message-ID"]).json()
+    first = ingested(desk, HOSTILE["long Message-ID"])
     answer = raw_mail(
         b"From: a@example.org\r\nSubject: more\r\nMessage-ID: <more@x>\r\n"
         b"In-Reply-To: " + LONG_ID.encode() + b"\r\nReferences: " + LONG_ID.encode() + b"\r\n"
     )
-    joined = desk("--json", "ingest", stdin=answer).json()
+    joined = ingested(desk, answer)
     assert joined["ticket"] == first["ticket"] and joined["rule"] in ("in-reply-to", "references")
 
 
 def test_a_different_mail_reusing_a_stored_message_id_is_a_ticket_of_its_own(
     desk: Run, tmp_path: Path
 ) -> None:
-    first = desk("--json", "ingest", stdin=make_mail(message_id="<claim@example.org>")).json()
+    first = ingested(desk, make_mail(message_id="<claim@example.org>"))
     other = make_mail(
         subject="Invoice 4711 is wrong",
         sender="Grace Hopper <grace@example.net>",
@@ -363,8 +361,8 @@ def test_a_different_mail_reusing_a_stored_message_id_is_a_ticket_of_its_own(
 
 def test_a_copy_delivered_again_through_other_servers_is_still_a_duplicate(desk: Run) -> None:
     raw = make_mail(message_id="<copy@example.org>", body="Grüße, der Drucker brennt.\n")
-    first = desk("--json", "ingest", stdin=raw).json()
-    again = desk("--json", "ingest", stdin=delivered_again(raw)).json()
+    first = ingested(desk, raw)
+    again = ingested(desk, delivered_again(raw))
     assert again["duplicate"] is True and again["message"] == first["message"]
 
     # A relay without 8BITMIME re-encodes the text: the content is the same mail.
@@ -377,8 +375,8 @@ def test_a_copy_delivered_again_through_other_servers_is_still_a_duplicate(desk:
     quoted = eight_bit.replace(b"8bit\n\n", b"quoted-printable\n\n").replace(
         b"Gr\xc3\xbc\xc3\x9fe aus K\xc3\xb6ln   \n", b"Gr=C3=BC=C3=9Fe aus K=C3=B6ln\n"
     )
-    stored = desk("--json", "ingest", stdin=eight_bit).json()
-    recoded = desk("--json", "ingest", stdin=delivered_again(quoted)).json()
+    stored = ingested(desk, eight_bit)
+    recoded = ingested(desk, delivered_again(quoted))
     assert recoded["duplicate"] is True and recoded["message"] == stored["message"]
     assert len(desk("--json", "ticket", "list").json()["tickets"]) == 2
 
@@ -387,8 +385,8 @@ def test_one_mail_read_from_two_inboxes_after_two_deliveries_is_one_ticket(desk:
     for name in ("sales", "support"):
         desk("channel", "add", name, "--kind", "pipe", "--address", f"{name}@example.test")
     mail = make_mail(to="sales@example.test, support@example.test", message_id="<twice@x>")
-    first = desk("--json", "ingest", "--channel", "support", stdin=mail).json()
-    second = desk("--json", "ingest", "--channel", "sales", stdin=delivered_again(mail)).json()
+    first = ingested(desk, mail, "--channel", "support")
+    second = ingested(desk, delivered_again(mail), "--channel", "sales")
     assert second["duplicate"] is True and second["ticket"] == first["ticket"]
     assert "message_id_reused" not in second["flags"]
     assert len(desk("--json", "ticket", "list").json()["tickets"]) == 1
@@ -397,12 +395,10 @@ def test_one_mail_read_from_two_inboxes_after_two_deliveries_is_one_ticket(desk:
 def test_mail_reusing_an_id_threads_like_any_mail_never_by_that_id(
     desk: Run, tmp_path: Path
 ) -> None:
-    original = desk("--json", "ingest", stdin=make_mail(message_id="<orig@example.org>")).json()
-    other = desk(
-        "--json",
-        "ingest",
-        stdin=make_mail(sender="bob@example.net", subject="VPN", message_id="<vpn@example.net>"),
-    ).json()
+    original = ingested(desk, make_mail(message_id="<orig@example.org>"))
+    other = ingested(
+        desk, make_mail(sender="bob@example.net", subject="VPN", message_id="<vpn@example.net>")
+    )
 
     # A broken mailer reuses its ids, In-Reply-To naming the id itself included.
     own_id = make_mail(
@@ -411,7 +407,7 @@ def test_mail_reusing_an_id_threads_like_any_mail_never_by_that_id(
         message_id="<orig@example.org>",
         in_reply_to="<orig@example.org>",
     )
-    alone = desk("--json", "ingest", stdin=own_id).json()
+    alone = ingested(desk, own_id)
     assert alone["created"] is True and alone["ticket"] not in (original["ticket"], other["ticket"])
     assert "message_id_reused" in alone["flags"]
 
@@ -422,7 +418,7 @@ def test_mail_reusing_an_id_threads_like_any_mail_never_by_that_id(
         message_id="<orig@example.org>",
         references="<vpn@example.net>",
     )
-    joined = desk("--json", "ingest", stdin=by_refs).json()
+    joined = ingested(desk, by_refs)
     assert joined["ticket"] == other["ticket"] and joined["rule"] == "references"
     assert "message_id_reused" in joined["flags"]
 
@@ -432,7 +428,7 @@ def test_mail_reusing_an_id_threads_like_any_mail_never_by_that_id(
         body="And once more.\n",
         message_id="<orig@example.org>",
     )
-    token = desk("--json", "ingest", stdin=by_token).json()
+    token = ingested(desk, by_token)
     assert token["ticket"] == other["ticket"] and token["rule"] == "token"
 
     # An answer to the id belongs with the mail that had it first, not with a reuser.
@@ -448,7 +444,7 @@ def test_mail_reusing_an_id_threads_like_any_mail_never_by_that_id(
 def test_long_message_ids_that_share_900_characters_stay_two_mails(desk: Run) -> None:
     stem = "a" * 900
     docs = [
-        desk("--json", "ingest", stdin=make_mail(message_id=f"<{stem}{tail}@example.org>")).json()
+        ingested(desk, make_mail(message_id=f"<{stem}{tail}@example.org>"))
         for tail in ("-first", "-second")
     ]
     assert [d.get("created") for d in docs] == [True, True], docs
@@ -506,7 +502,7 @@ def test_an_acknowledging_queue_keeps_mail_it_cannot_answer_and_names_the_fix(
 
     replied = desk("--json", "ticket", "reply", number, "--body", "We are on it.")
     assert replied.exit_code == 0, replied.stderr
-    later = desk("--json", "ingest", stdin=make_mail(subject="Another one")).json()
+    later = ingested(desk, make_mail(subject="Another one"))
     assert later["ack"] == "sent"
     ack = desk("--json", "ticket", "show", str(later["ticket"])).json()["messages"][-1]
     assert ack["direction"] == "out" and ack["from"]["email"] == "support@example.com"
@@ -523,7 +519,7 @@ def test_mail_without_channel_is_filed_under_the_support_address_it_was_sent_to(
          "--queue", "deals")  # fmt: skip
     acknowledging(desk, tmp_path, "deals")
 
-    to_sales = desk("--json", "ingest", stdin=make_mail(to="Sales <sales@example.test>")).json()
+    to_sales = ingested(desk, make_mail(to="Sales <sales@example.test>"))
     assert to_sales["channel"] == "sales" and to_sales["queue"] == "general"
     forwarded = make_mail(
         to="all-staff@lists.example.test",
@@ -552,15 +548,15 @@ def test_lookups_by_message_id_still_find_our_own_mail_and_one_raw_source(desk: 
     ours = desk("ticket", "show", number, "--raw", str(reply["message"])).stdout.encode()
 
     # Our reply comes back (a Bcc to the inbox): own mail on its ticket, stored once.
-    back = desk("--json", "ingest", "--channel", "support", stdin=delivered_again(ours)).json()
+    back = ingested(desk, delivered_again(ours), "--channel", "support")
     assert back["ticket"] == int(number) and "own" in back["flags"]
     assert "message_id_reused" not in back["flags"]
-    again = desk("--json", "ingest", "--channel", "support", stdin=delivered_again(ours)).json()
+    again = ingested(desk, delivered_again(ours), "--channel", "support")
     assert again["duplicate"] is True and again["message"] == back["message"]
 
     # Another mail reusing the customer's id on the same ticket: --raw by that id asks for ours.
     reuser = make_mail(subject=f"Re: [#{number}]", body="One more thing.\n", message_id="<q@x>")
-    joined = desk("--json", "ingest", "--channel", "support", stdin=reuser).json()
+    joined = ingested(desk, reuser, "--channel", "support")
     assert joined["ticket"] == int(number) and "message_id_reused" in joined["flags"]
     ambiguous = desk("ticket", "show", number, "--raw", "<q@x>")
     assert ambiguous.exit_code == 2 and f", {joined['message']} of ticket" in ambiguous.stderr
@@ -623,3 +619,18 @@ def test_a_mail_of_four_hundred_thousand_empty_parts_is_quarantined_in_little_me
     assert run.peak_mib < 120, f"peak RSS {run.peak_mib:.0f} MiB for a 2.8 MB mail"
     (item,) = desk("--json", "quarantine", "list").json()["quarantine"]
     assert item["reason"] == "cannot parse: more than 10000 MIME parts"
+
+
+def test_a_100_kb_subject_makes_a_short_title_and_stays_whole_in_the_source(desk: Run) -> None:
+    """A subject is the sender's to make any length; the list and our reply are ours."""
+    subject = " ".join(f"word{i:05d}" for i in range(10_000))  # 100 KB, folded by the sender
+    created = desk("--json", "ingest", stdin=make_mail(subject=subject))
+    assert created.exit_code == 0, created.stderr
+    title = created.json()["title"]
+    assert len(title) == 255 and title.endswith("…"), len(title)
+    assert subject.startswith(title.removesuffix("…"))
+    (listed,) = desk("--json", "ticket", "list").json()["tickets"]
+    assert listed["title"] == title
+    message = desk("--json", "ticket", "show", str(listed["id"])).json()["messages"][0]
+    raw = desk("ticket", "show", str(listed["id"]), "--raw", str(message["id"]))
+    assert " ".join(raw.stdout.split()).count(subject) == 1, "the raw source keeps it whole"

@@ -55,6 +55,13 @@ def test_a_misspelt_option_in_the_alias_line_is_retried_not_bounced(desk: Run) -
 def test_a_channel_that_does_not_exist_is_retried(desk: Run) -> None:
     result = desk("ingest", "--mta", "--channel", "nope", stdin=make_mail())
     assert_retry(result, "nope")
+    # The JSON error says what kind of failure it was, as every other command's does;
+    # 75 is the exit status, the one thing the mail server reads.
+    as_json = desk("--json", "ingest", "--mta", "--channel", "nope", stdin=make_mail())
+    line = assert_retry(as_json, "nope")
+    assert as_json.json() == {
+        "error": {"code": "not_found", "message": line.removeprefix("deskctl: error: ")}
+    }
 
 
 def test_a_config_file_that_cannot_be_parsed_or_read_is_retried(

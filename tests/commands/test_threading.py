@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import bindparam, create_engine, text
 
-from conftest import Run
+from conftest import Run, ingested
 from deskctl.store.models import UTCDateTime
 from mailfactory import make_mail
 
@@ -28,9 +28,7 @@ def support(desk: Run) -> Run:
 
 def ingest(desk: Run, **mail: Any) -> dict[str, Any]:
     mail.setdefault("message_id", f"<{uuid.uuid4().hex}@example.org>")
-    result = desk("--json", "ingest", "--channel", "support", stdin=make_mail(**mail))
-    assert result.exit_code == 0, result.stderr
-    return result.json()  # type: ignore[no-any-return]
+    return ingested(desk, make_mail(**mail), "--channel", "support")
 
 
 def reply(desk: Run, number: int) -> str:

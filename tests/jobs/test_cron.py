@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -42,7 +43,8 @@ def crontab() -> tuple[dict[str, str], dict[str, str]]:
             env[match[1]] = match[2]
         elif match := JOB.match(line):
             command = match["command"]
-            jobs[command.split()[2]] = command
+            words = command.split()
+            jobs[words[words.index("-q") + 1]] = command
     return env, jobs
 
 
@@ -53,6 +55,7 @@ def test_the_example_has_what_cron_lacks() -> None:
     assert set(jobs) == {"fetch", "send-outbox"}
     for command in jobs.values():
         assert " -q " in command and '>>"$DESKCTL_HOME/' in command, command
+        assert command.startswith("umask 077; "), "the shell creates the log, not deskctl"
 
 
 def test_crontab_lines_fetch_and_send_under_crons_environment(
@@ -85,6 +88,7 @@ def test_crontab_lines_fetch_and_send_under_crons_environment(
             ["/bin/sh", "-c", jobs[job]],
             env=cron_env,
             cwd=user.pw_dir,
+            umask=0o022,  # cron's usual one: a log created under it alone would be 0644
             capture_output=True,
             text=True,
             timeout=120,
@@ -126,6 +130,8 @@ def test_crontab_lines_fetch_and_send_under_crons_environment(
     assert sent.returncode == 0 and sent.stderr == "", sent.stderr
     (summary,) = (isolated_home / "send-outbox.log").read_text().splitlines()
     assert summary.endswith(" send-outbox: 1 sent, 0 failed, 0 blocked, 0 deferred")
+    for written in (log, isolated_home / "send-outbox.log"):
+        assert stat.S_IMODE(written.stat().st_mode) == 0o600, f"{written} is as private as the home"
 
     # /usr/sbin/sendmail, not on cron's PATH, handed it to Postfix, which delivered it.
     deadline = time.monotonic() + 30

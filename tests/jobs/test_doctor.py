@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Run, run_sql
+from conftest import Run, add_maildir_channel, maildir, run_sql
 from mailfactory import make_mail
 
 
@@ -16,11 +16,8 @@ def findings(desk: Run) -> tuple[int, dict[str, str]]:
 def test_doctor_reports_a_failing_fetch_and_replies_that_do_not_leave(
     desk: Run, tmp_path: Path, db_url: str
 ) -> None:
-    box = tmp_path / "box"
-    for sub in ("cur", "new", "tmp"):
-        (box / sub).mkdir(parents=True)
-    add = ("channel", "add", "box", "--kind", "maildir", "--address", "box@example.test")
-    assert desk(*add, "--path", str(box)).exit_code == 0
+    box = maildir(tmp_path, "box")
+    add_maildir_channel(desk, box, name="box")
     assert desk("fetch").exit_code == 0
     assert findings(desk)[0] == 0
 
@@ -58,3 +55,16 @@ def test_doctor_reports_a_failing_fetch_and_replies_that_do_not_leave(
     assert "550 no such user" in found["outbox-failed"]
     human = desk("doctor")
     assert human.exit_code == 6 and "warning: 1 reply failed" in human.stdout
+
+
+def test_doctor_names_a_channel_whose_secret_fails_once(desk: Run) -> None:
+    broken = desk("channel", "add", "broken", "--kind", "imap", "--host", "127.0.0.1",
+                  "--address", "broken@example.test", "--password-cmd", "false")  # fmt: skip
+    assert broken.exit_code == 0, broken.stderr
+    assert desk("fetch").exit_code == 5
+    finding = findings(desk)[1]["fetch-failed"]
+    assert finding.startswith("channel broken: the last fetch failed at "), finding
+    assert finding.endswith(": password command exited 1; try `deskctl channel test broken`"), (
+        finding
+    )
+    assert finding.count("channel broken") == 1, finding

@@ -6,11 +6,21 @@ Every story runs against a real Dovecot over IMAPS, verified with the test CA.
 from __future__ import annotations
 
 import json
-import random
-import signal
-import time
 
-from jobs.conftest import FORWARDED, SALES, SUPPORT, AddImap, deskctl_process, fill
+import pytest
+from jobs.conftest import (
+    FORWARDED,
+    SALES,
+    SUPPORT,
+    AddImap,
+    big_mail,
+    deskctl_process,
+    fetch_over_the_limit,
+    fill,
+    kill_while_storing,
+    left_alone_until_retried,
+    retry_under_a_higher_limit,
+)
 from peakrss import run_deskctl_measured
 from sqlalchemy import create_engine, text
 
@@ -129,30 +139,7 @@ def test_fetch_killed_at_random_points_loses_and_doubles_nothing(
 ) -> None:
     fill(dovecot, SUPPORT, fresh_folder, mails(200, "kill"))
     add_imap("support", SUPPORT, "--after-fetch", "move:Trash", folder=fresh_folder)
-    rng = random.Random(7)
-    kills = 0
-    # Each kill waits for progress (a few more messages stored), not for a
-    # time: a fast machine would finish before a timed kill, a slow one be
-    # killed before its first commit. The points stay random: how far to let
-    # it go, and a short jitter after that.
-    progress = create_engine(db_url)
-
-    def stored() -> int:
-        with progress.connect() as conn:
-            return int(conn.scalar(text("SELECT count(*) FROM messages")) or 0)
-
-    while kills < 6:
-        target = stored() + rng.randint(1, 20)
-        proc = deskctl_process("-q", "fetch")
-        while proc.poll() is None and stored() < target:
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0, 0.02))
-        if proc.poll() is not None:
-            break  # it finished before this kill: what follows still checks it all
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        kills += 1
-    progress.dispose()
+    kills = kill_while_storing(db_url, "-q", "fetch")
     final = desk("--json", "fetch")
     assert final.exit_code == 0, final.stderr
     seen = f"after {kills} kills"
@@ -241,31 +228,15 @@ def test_after_fetch_actions_do_what_they_say(
 def test_a_message_over_the_size_limit_stays_on_the_server_listed_with_its_sender(
     desk: Run, dovecot: Dovecot, add_imap: AddImap, fresh_folder: str, db_url: str
 ) -> None:
-    big = make_mail(
-        subject="huge",
-        sender="Big Sender <big@example.org>",
-        attachments=[("big.bin", "application/octet-stream", b"x" * 20000)],
-    )
+    big = big_mail()
     fill(dovecot, SUPPORT, fresh_folder, [*mails(1, "before"), big, *mails(1, "after")])
     add_imap("support", SUPPORT, "--after-fetch", "delete", folder=fresh_folder)
-    result = desk("--json", "fetch", "--max-size", "10000")
-    assert result.exit_code == 7
-    report = result.json()["channels"][0]
-    assert report["quarantined"] == 1 and report["tickets_created"] == 2
-    assert report["left_on_server"] == 1
-    (item,) = desk("--json", "quarantine", "list").json()["quarantine"]
-    assert item["channel"] == "support" and item["size"] > 20000
-    assert (item["sender"], item["subject"]) == ("big@example.org", "huge")
+    item = fetch_over_the_limit(desk)
     with dovecot.mailbox(*SUPPORT, folder=fresh_folder) as box:
         (left,) = box.fetch(mark_seen=False)
         assert left.subject == "huge" and item["kept"].startswith(f"on the server, UID {left.uid}")
     assert count(db_url, "SELECT count(*) FROM quarantine WHERE raw IS NOT NULL") == 0
-    raw = desk("quarantine", "show", str(item["id"]), "--raw")
-    assert raw.exit_code == 3 and "never downloaded" in raw.stderr
-
-    again = desk("--json", "fetch", "--max-size", "10000")
-    assert again.exit_code == 0, "listed once, not new work on every run"
-    assert again.json()["channels"][0]["fetched"] == 0
+    left_alone_until_retried(desk, item)
     # As if a run died between storing and deleting: the catch-up leaves the big one alone.
     with create_engine(db_url).begin() as conn:
         conn.execute(text("UPDATE incoming_channels SET acted_uid = 0"))
@@ -274,13 +245,7 @@ def test_a_message_over_the_size_limit_stays_on_the_server_listed_with_its_sende
         assert [m.subject for m in box.fetch(mark_seen=False)] == ["huge"]
     assert len(desk("--json", "quarantine", "list").json()["quarantine"]) == 1
 
-    # An agent raises the limit for this one: it is downloaded, stored, then deleted.
-    still = desk("--json", "quarantine", "retry", str(item["id"]), "--max-size", "10000")
-    assert still.exit_code == 7 and "over the limit of 10000" in still.json()["reason"]
-    stored = desk("--json", "quarantine", "retry", str(item["id"]))
-    assert stored.exit_code == 0, stored.stderr
-    assert stored.json()["title"] == "huge" and stored.json()["attachments"] == ["big.bin"]
-    assert desk("--json", "quarantine", "list").json()["quarantine"] == []
+    retry_under_a_higher_limit(desk, item)  # then the after-fetch action deletes it
     with dovecot.mailbox(*SUPPORT, folder=fresh_folder) as box:
         assert box.uids() == [], "the channel's after-fetch action ran once it was stored"
 
@@ -371,3 +336,24 @@ def test_a_password_that_is_not_ascii_logs_in_and_never_leaks_when_wrong(
         assert not [c for c in set(wrong) if not c.isascii() and c in seen], seen
         assert "position" not in seen and "codec" not in seen
         desk("channel", "remove", "wrong")
+
+
+def test_a_channel_whose_secret_is_missing_is_named_once_on_each_line(
+    desk: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cron mails stderr: "channel X: channel 'X': ..." made the reader look for two channels."""
+    monkeypatch.delenv("DESKCTL_TEST_NO_SUCH_SECRET", raising=False)
+    added = desk("channel", "add", "broken", "--kind", "imap", "--host", "127.0.0.1",
+                 "--address", "broken@example.test",
+                 "--password-env", "DESKCTL_TEST_NO_SUCH_SECRET")  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+
+    run = desk("fetch")
+    assert run.exit_code == 5, run.stderr
+    assert run.stdout == (
+        "broken: failed: environment variable DESKCTL_TEST_NO_SUCH_SECRET is not set\n"
+    )
+    assert run.stderr == (
+        "deskctl: error: channel broken: environment variable DESKCTL_TEST_NO_SUCH_SECRET"
+        " is not set\n"
+    )

@@ -12,12 +12,13 @@ from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jobs.conftest import AddImap, AddSmtp, new_user, ticket_with_reply
 from sqlalchemy import create_engine, text
 
-from conftest import Run
+from conftest import Run, ingested
 from mailfactory import make_dsn, make_mail
 from testbed.certs import CertBundle
 from testbed.dovecot import Dovecot
@@ -327,14 +328,9 @@ def test_acknowledgements_are_safe_and_rate_limited(desk: Run, tmp_path: Path) -
     ack.write_text(ACK)
     desk("queue", "set", "general", "--ack-file", str(ack), "--ack-limit", "2")
 
-    def ingest(**kwargs: object) -> dict:  # type: ignore[type-arg]
-        return desk(
-            "--json",
-            "ingest",
-            "--channel",
-            "support",
-            stdin=make_mail(message_id=f"<{uuid.uuid4().hex}@x>", **kwargs),
-        ).json()  # type: ignore[arg-type]
+    def ingest(**kwargs: Any) -> dict[str, Any]:
+        raw = make_mail(message_id=f"<{uuid.uuid4().hex}@x>", **kwargs)
+        return ingested(desk, raw, "--channel", "support")
 
     assert ingest(sender="pat@example.org", subject="One")["ack"] == "sent"
     assert ingest(sender="pat@example.org", subject="Two")["ack"] == "sent"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from conftest import Run
+from conftest import Run, add_maildir_channel, maildir
 from mailfactory import make_mail
 
 
@@ -37,26 +37,12 @@ def test_the_bundled_sample_mailbox_becomes_tickets_once(desk: Run, isolated_hom
 def test_seen_moves_stored_mail_to_cur_and_a_crash_before_it_is_caught_up(
     desk: Run, tmp_path: Path
 ) -> None:
-    box = tmp_path / "Maildir"
-    for sub in ("cur", "new", "tmp"):
-        (box / sub).mkdir(parents=True)
+    box = maildir(tmp_path)
     for i in range(3):
         (box / "new" / f"100{i}.x.host").write_bytes(
             make_mail(subject=f"md {i}", message_id=f"<md{i}@x>")
         )
-    desk(
-        "channel",
-        "add",
-        "md",
-        "--kind",
-        "maildir",
-        "--address",
-        "md@example.test",
-        "--path",
-        str(box),
-        "--after-fetch",
-        "seen",
-    )
+    add_maildir_channel(desk, box, "--after-fetch", "seen")
     assert desk("--json", "fetch").json()["channels"][0]["tickets_created"] == 3
     assert sorted(p.name for p in (box / "cur").iterdir()) == [
         f"100{i}.x.host:2,S" for i in range(3)
@@ -71,32 +57,9 @@ def test_seen_moves_stored_mail_to_cur_and_a_crash_before_it_is_caught_up(
 
 
 def test_a_folder_that_is_not_a_maildir_is_a_clear_error(desk: Run, tmp_path: Path) -> None:
-    desk(
-        "channel",
-        "add",
-        "md",
-        "--kind",
-        "maildir",
-        "--address",
-        "md@example.test",
-        "--path",
-        str(tmp_path),
-    )
+    add_maildir_channel(desk, tmp_path)
     result = desk("fetch")
     assert result.exit_code == 5 and "is not a Maildir" in result.stderr
-
-
-def maildir(tmp_path: Path, name: str = "Maildir") -> Path:
-    box = tmp_path / name
-    for sub in ("cur", "new", "tmp"):
-        (box / sub).mkdir(parents=True)
-    return box
-
-
-def add_maildir_channel(desk: Run, box: Path, *extra: str) -> None:
-    added = desk("channel", "add", "md", "--kind", "maildir", "--address", "md@example.test",
-                 "--path", str(box), *extra)  # fmt: skip
-    assert added.exit_code == 0, added.stderr
 
 
 def stored_bytes(db_url: str) -> bytes:
@@ -283,14 +246,11 @@ def test_a_file_name_with_a_newline_cannot_forge_a_log_or_quarantine_line(
 def test_a_maildir_entry_over_the_limit_is_spooled_whole_before_the_action_deletes_it(
     desk: Run, tmp_path: Path, isolated_home: Path
 ) -> None:
-    box = tmp_path / "Maildir"
-    for sub in ("cur", "new", "tmp"):
-        (box / sub).mkdir(parents=True)
+    box = maildir(tmp_path)
     big = make_mail(subject="scan", body="page\n" * 50_000, message_id="<scan@x>")
     (box / "new" / "1000.big.host").write_bytes(big)
     (box / "new" / "1001.small.host").write_bytes(make_mail(subject="small", message_id="<s@x>"))
-    desk("channel", "add", "md", "--kind", "maildir", "--address", "md@example.test",
-         "--path", str(box), "--after-fetch", "delete")  # fmt: skip
+    add_maildir_channel(desk, box, "--after-fetch", "delete")
 
     result = desk("--json", "fetch", "--max-size", "100000")
     assert result.exit_code == 7
@@ -327,7 +287,7 @@ def test_a_quiet_fetch_with_a_failing_channel_still_logs_one_stamped_line(
         rf"{STAMP} fetch: 1 fetched, 1 new tickets, .* \(md\); failed: broken; 1 not read", line
     ), line
     assert run.stderr.splitlines() == [
-        "deskctl: error: channel broken: channel 'broken': password command exited 1",
+        "deskctl: error: channel broken: password command exited 1",
         "deskctl: warning: channel md: not read: new/1001.fifo.host: a FIFO, not a mail file:"
         " skipped",
     ]

@@ -15,7 +15,7 @@ from jobs.conftest import AddImap, deskctl_process, new_user, ticket_with_reply
 from sqlalchemy import create_engine, text
 
 from conftest import Run
-from mailfactory import make_mail
+from mailfactory import make_mail, utf8_mail
 from testbed.certs import CertBundle
 from testbed.dovecot import Dovecot
 from testbed.smtp_relay import SmtpRelay
@@ -297,14 +297,29 @@ def test_notes_assignments_and_status_changes_record_who_did_them(
     assert desk("--json", "outbox", "list").json()["outbox"] == [], "a note is never mailed"
 
 
+def test_a_unicode_local_part_over_smtp_fails_for_good_with_the_reason(
+    desk: Run, replying_inbox: tuple[str, str], smtp_relay: SmtpRelay
+) -> None:
+    """Our SMTP client has no SMTPUTF8: the item says so, and the queue behind it moves on."""
+    raw = utf8_mail("Jörg <jörg@example.org>", "inbox@example.test", "Rechnung", "<eai@x>")
+    before = len(smtp_relay.messages)
+    ticket_with_reply(desk, raw)
+    done = desk("--json", "send-outbox")
+    assert done.json()["failed"] == 1 and done.json()["sent"] == 0, done.stdout
+    (item,) = desk("--json", "outbox", "list").json()["outbox"]
+    assert item["state"] == "failed"
+    assert "not ASCII, which needs SMTPUTF8" in item["last_error"], item
+    assert len(smtp_relay.messages) == before, "nothing half-sent"
+
+
 def test_a_customer_at_an_internationalised_domain_gets_the_reply(
     desk: Run, replying_inbox: tuple[str, str], smtp_relay: SmtpRelay
 ) -> None:
     """Mail written with UTF-8 headers (RFC 6532) names the domain in Unicode."""
-    raw = (
-        "From: Jürgen <kunde@bücher.example>\r\nTo: inbox@example.test\r\n"
-        "Subject: Rechnung fehlt\r\nMessage-ID: <idn-1@bücher.example>\r\n\r\nHallo.\r\n"
-    ).encode()
+    raw = utf8_mail(
+        "Jürgen <kunde@bücher.example>", "inbox@example.test", "Rechnung fehlt",
+        "<idn-1@bücher.example>",
+    )  # fmt: skip
     number, _ = ticket_with_reply(desk, raw)
     done = desk("--json", "send-outbox")
     assert done.exit_code == 0 and done.json()["sent"] == 1, done.stdout

@@ -8,13 +8,14 @@ interface that records what it was given: the only way to make it answer
 from __future__ import annotations
 
 import json
+from email import message_from_string, policy
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from conftest import Run
-from mailfactory import make_mail
+from conftest import Run, ingested
+from mailfactory import make_mail, utf8_mail
 
 FAKE_SENDMAIL = """#!/bin/sh
 echo "$@" >> "{log}"
@@ -107,3 +108,29 @@ def test_a_quiet_run_that_was_deferred_logs_one_stamped_line_and_says_so_on_stde
         "deskctl: error: every due reply was deferred (1); each is retried later, the"
         " server's answer is in `deskctl outbox list`\n"
     )
+
+
+def test_a_customer_with_a_unicode_local_part_gets_utf8_headers_through_sendmail(
+    desk: Run, sendmail: dict[str, Path]
+) -> None:
+    """RFC 6532 mail: Postfix's sendmail sees UTF-8 in the envelope and headers and sends
+    it SMTPUTF8 (smtputf8_autodetect_classes = sendmail). An encoded word is no address."""
+    desk("channel", "add", "support", "--kind", "pipe", "--address", "help@example.test")
+    raw = utf8_mail("Jörg Müller <jörg@example.org>", "help@example.test", "Rechnung", "<eai@x>")
+    number = ingested(desk, raw, "--channel", "support")["ticket"]
+    desk("ticket", "show", str(number))
+    assert desk("ticket", "reply", str(number), "--body", "Grüße zurück.").exit_code == 0
+
+    sent = desk("--json", "send-outbox")
+    assert sent.exit_code == 0 and sent.json()["sent"] == 1, sent.stdout
+    argv = sendmail["log"].read_bytes().splitlines()[-1]
+    assert argv == "-oi -f help@example.test -- jörg@example.org".encode()
+    spool = sendmail["spool"].read_bytes()
+    head = spool.split(b"\r\n\r\n", 1)[0]
+    (to,) = [line for line in head.split(b"\r\n") if line.startswith(b"To: ")]
+    assert to.endswith(" <jörg@example.org>".encode()), to  # raw UTF-8, not =?utf-8?...?=
+    assert b"=?" not in to.rpartition(b" <")[2]
+    mail = message_from_string(spool.decode("utf-8"), policy=policy.SMTPUTF8)
+    assert mail["To"].addresses[0].addr_spec == "jörg@example.org"
+    # (the email package keeps the blank between two encoded words that RFC 2047 drops)
+    assert " ".join(mail["To"].addresses[0].display_name.split()) == "Jörg Müller"

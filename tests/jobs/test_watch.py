@@ -356,6 +356,26 @@ def test_a_maildir_beside_an_imap_channel_is_polled_every_interval(
     assert channels["drop"]["last_error"] is None and channels["support"]["last_error"] is None
 
 
+def test_a_pop3_channel_is_polled_every_interval(
+    desk: Run, pop3_dovecot: Dovecot, certs: CertBundle, db: Db, watcher: StartWatcher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    tag = uuid.uuid4().hex[:10]
+    user = new_user(pop3_dovecot, "watch")
+    monkeypatch.setenv("PW_POP", user[1])
+    added = desk("channel", "add", "pop", "--kind", "pop3", "--address", user[0],
+                 "--host", "localhost", "--port", str(pop3_dovecot.pop3s_port), "--security",
+                 "ssl", "--ca-file", str(certs.ca_pem), "--password-env", "PW_POP")  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    fill(pop3_dovecot, user, "INBOX", [mail(tag, 0)])
+    w = watcher("-q", "fetch", "--watch", "--interval", "1")
+    wait_until(lambda: stored(db, tag) == 1, "the mail there at start")
+    fill(pop3_dovecot, user, "INBOX", [mail(tag, 1)])  # POP3 reads the INBOX IMAP fills
+    wait_until(lambda: stored(db, tag) == 2, "the next mail, by polling")
+    assert w.stop() == 0, w.stderr()
+    assert w.stderr() == ""
+
+
 @pytest.mark.parametrize(
     "args",
     [("--watch", "--dry-run"), ("--watch", "--limit", "5"), ("--interval", "5")],

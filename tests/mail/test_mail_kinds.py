@@ -69,13 +69,17 @@ Content-Type: text/plain; charset=utf-8
     assert not mail.is_automatic
 
 
-def test_a_customer_forwarding_a_bounce_they_got_is_a_customer() -> None:
+@pytest.mark.parametrize(
+    "marker",  # the forward markers of deskctl/mail/subjects.py, in the languages mail comes in
+    ["Fwd:", "WG:", "VL:", "RV:", "PD:", "Fwd(2):", "=?utf-8?b?6L2s5Y+R77ya?="],  # last: 转发：
+)
+def test_a_customer_forwarding_a_bounce_they_got_is_a_customer(marker: str) -> None:
     bounce = (FIXTURES / "flufl-bounce" / "postfix_01.txt").read_bytes()
     raw = mail_bytes(
-        """
+        f"""
 From: Ann Example <ann@example.com>
 To: support@desk.example
-Subject: Fwd: Undelivered Mail Returned to Sender
+Subject: {marker} Undelivered Mail Returned to Sender
 MIME-Version: 1.0
 Content-Type: multipart/mixed; boundary="b1"
 """,

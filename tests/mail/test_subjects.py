@@ -6,6 +6,7 @@ import pytest
 
 from deskctl.mail.parse import parse_mail
 from deskctl.mail.subjects import (
+    TITLE_MAX,
     SubjectToken,
     check_tag,
     clean_title,
@@ -36,6 +37,7 @@ TITLES = [
     ("Antw: Bestelling", "Outlook, Dutch", "Bestelling"),
     ("Doorst: Bestelling", "Outlook, Dutch forward", "Bestelling"),
     ("Wg: Termin", "Outlook, German forward", "Termin"),
+    ("I: Ordine in ritardo", "Outlook, Italian forward", "Ordine in ritardo"),
     ("Fw: Meeting notes", "Outlook forward", "Meeting notes"),
     ("Fwd: Meeting notes", "Gmail forward", "Meeting notes"),
     ("回复：打印机坏了", "Foxmail, full-width colon", "打印机坏了"),
@@ -155,3 +157,25 @@ def test_which_tokens_are_ours_depends_on_the_installations_tag(
     scheme: TokenScheme, subject: str, numbers: list[int]
 ) -> None:
     assert scheme.numbers(subject) == numbers
+
+
+@pytest.mark.parametrize(
+    ("lead", "tail", "whole"),
+    [  # each lead puts the 255th character inside a sequence, so the cut must step back
+        (251, "e\u0301" * 200, "e\u0301"),  # é as e + combining acute: never a bare e
+        (250, "\U0001f469\u200d\U0001f4bb" * 100, "\U0001f469\u200d\U0001f4bb"),  # technologist
+        (252, "\U0001f469\u200d\U0001f4bb" * 100, "\U0001f469\u200d\U0001f4bb"),
+        (251, "\u2764\ufe0f" * 200, "\u2764\ufe0f"),  # red heart with its emoji selector
+    ],
+)
+def test_a_long_title_is_cut_between_whole_characters(lead: int, tail: str, whole: str) -> None:
+    subject = "x" * lead + tail
+    title = ticket_title(subject)
+    assert len(title) <= TITLE_MAX and title.endswith("…")
+    body = title.removesuffix("…")
+    assert subject.startswith(body) and subject[len(body) :].startswith(whole), "cut between"
+
+
+def test_a_title_of_the_longest_length_is_kept_as_it_is() -> None:
+    assert ticket_title("y" * TITLE_MAX) == "y" * TITLE_MAX
+    assert ticket_title("y" * (TITLE_MAX + 1)) == "y" * (TITLE_MAX - 1) + "…"

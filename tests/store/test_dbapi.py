@@ -66,20 +66,30 @@ def test_a_database_server_that_is_down_exits_6_in_one_line(run_deskctl: Run) ->
         assert result.stderr.count("\n") == 1, args
 
 
+@pytest.mark.parametrize(
+    ("database", "refused"),
+    [  # a file where the database's folder should be: deeper down, or the folder itself
+        ("file/sub/desk.db", "the database folder {tmp}/file/sub: {tmp}/file is not a folder"),
+        ("file/desk.db", "the database {tmp}/file/desk.db: {tmp}/file is not a folder"),
+    ],
+)
 def test_a_database_folder_that_cannot_be_created_is_a_configuration_error(
-    tmp_path: Path, run_deskctl: Run
+    tmp_path: Path, run_deskctl: Run, database: str, refused: str
 ) -> None:
     (tmp_path / "file").write_text("not a folder")
-    url = f"sqlite:///{tmp_path / 'file' / 'sub' / 'desk.db'}"
+    url = f"sqlite:///{tmp_path / database}"
+    expected = (
+        f"deskctl: error: cannot create {refused.format(tmp=tmp_path)}; set DESKCTL_HOME to a"
+        " folder this user may write, or name the database with --db\n"
+    )
     result = run_deskctl("--db", url, "db", "upgrade")
     assert result.exit_code == 5, result.stderr
-    assert "cannot create the database folder" in result.stderr
+    assert result.stderr == expected
     # A reader creates nothing, and does not send the user to `db upgrade`, which
-    # would fail the same way: it names the folder, also exit 5.
+    # would fail the same way: it says the same line, also exit 5.
     listed = run_deskctl("--db", url, "ticket", "list")
     assert listed.exit_code == 5, listed.stderr
-    assert f"cannot create the database folder {tmp_path / 'file' / 'sub'}" in listed.stderr
-    assert "db upgrade" not in listed.stderr
+    assert listed.stderr == expected
     assert not (tmp_path / "file").is_dir()
 
 

@@ -9,7 +9,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
-from conftest import Run
+from conftest import Run, ingested
 from deskctl.store.engine import make_engine
 from deskctl.store.migrate import alembic_config
 from deskctl.store.models import Base, managed_by_models
@@ -128,18 +128,17 @@ def test_mail_stored_before_fingerprints_is_carried_over_and_still_deduplicated(
     assert carried[3].dedupe_key == "reply@desk"
     assert carried[2].dedupe_key == "sha256:whatever-0008-wrote"
 
-    def ingest(raw: bytes) -> dict:  # type: ignore[type-arg]
-        result = run_deskctl("--json", "ingest", stdin=raw)
-        assert result.exit_code == 0, result.stderr
-        return result.json()  # type: ignore[no-any-return]
-
     received = b"Received: from mx2.example.test by imap.example.test; Tue, 3 Nov 2026\r\n"
-    again = ingest(received + stored["old@example.org"])
+    again = ingested(run_deskctl, received + stored["old@example.org"])
     assert again["duplicate"] is True and again["ticket"] == first
-    assert ingest(received + stored[long_id])["duplicate"] is True
-    other = ingest(make_mail(message_id="<old@example.org>", body="Someone else's mail.\n"))
+    assert ingested(run_deskctl, received + stored[long_id])["duplicate"] is True
+    other = ingested(
+        run_deskctl, make_mail(message_id="<old@example.org>", body="Someone else's mail.\n")
+    )
     assert other["created"] is True and "message_id_reused" in other["flags"]
-    sibling = ingest(make_mail(message_id=f"<{'b' * 900}-other@example.org>", subject="Long id"))
+    sibling = ingested(
+        run_deskctl, make_mail(message_id=f"<{'b' * 900}-other@example.org>", subject="Long id")
+    )
     assert sibling["created"] is True and "message_id_reused" not in sibling["flags"]
 
 

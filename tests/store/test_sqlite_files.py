@@ -247,7 +247,9 @@ def test_a_home_the_user_cannot_write_names_the_home_not_db_upgrade(
         assert f"cannot create the database {home / 'deskctl.db'}: this user may not write" in err
         assert "set DESKCTL_HOME" in err and "db upgrade" not in err, err
     code, err = run_other(kwargs, "db", "upgrade")
-    assert code == 5 and "cannot create the database" in err, err
+    assert code == 5, err
+    assert f"cannot create the database {home / 'deskctl.db'}: this user may not write" in err
+    assert "set DESKCTL_HOME" in err, "db upgrade says what the readers say"
 
 
 def test_a_database_file_of_the_users_own_without_write_bit_names_chmod(

@@ -1,4 +1,4 @@
-"""A throwaway Dovecot 2.3 instance: IMAP, IMAPS and LMTP on 127.0.0.1.
+"""A throwaway Dovecot 2.3 instance: IMAP, IMAPS and LMTP (and POP3) on 127.0.0.1.
 
 deskctl's IMAP code is tested against a real server rather than a mock,
 because the interesting bugs live in protocol details (UIDVALIDITY, APPENDUID,
@@ -43,6 +43,7 @@ from .certs import CertBundle
 
 DOVECOT_BIN = "/usr/sbin/dovecot"
 DEBIAN_PACKAGES = "dovecot-imapd dovecot-lmtpd"
+POP3_BIN = "/usr/lib/dovecot/pop3"
 
 _START_ATTEMPTS = 3
 _READY_TIMEOUT = 15.0
@@ -66,6 +67,7 @@ def render_config(
     oauth2_conf: Path | None = None,
     separator: str = "/",
     prefix: str = "",
+    pop3_ports: tuple[int, int] | None = None,
 ) -> str:
     """The complete ``dovecot.conf`` for one instance.
 
@@ -78,8 +80,20 @@ def render_config(
     XOAUTH2/OAUTHBEARER, kept apart from passwords by ``mechanisms``.
     ``separator`` and ``prefix`` shape the inbox namespace: ``"."`` and
     ``"INBOX."`` make folders ``INBOX.Archive``, the way Courier and Cyrus
-    name them.
+    name them.  ``pop3_ports`` (POP3 for STLS, POP3S) adds POP3 on the same
+    mail, with a UIDL that stays the same across sessions.
     """
+    protocols = "imap lmtp"
+    pop3 = ""
+    if pop3_ports is not None:
+        protocols += " pop3"
+        pop3 = (
+            "service pop3-login {\n  chroot =\n"
+            f"  inet_listener pop3 {{\n    address = 127.0.0.1\n    port = {pop3_ports[0]}\n  }}\n"
+            f"  inet_listener pop3s {{\n    address = 127.0.0.1\n    port = {pop3_ports[1]}\n"
+            "    ssl = yes\n  }\n}\n"
+            "protocol pop3 {\n  pop3_uidl_format = %08Xu%08Xv\n}\n"
+        )
     mechanisms = "plain login"
     oauth_passdb = ""
     if oauth2_conf is not None:
@@ -95,7 +109,7 @@ def render_config(
     log = base / "dovecot.log"
     return f"""\
 # deskctl test bed instance; rendered by tests/testbed/dovecot.py
-protocols = imap lmtp
+protocols = {protocols}
 listen = 127.0.0.1
 base_dir = {base}/run
 state_dir = {base}/state
@@ -180,7 +194,7 @@ service lmtp {{
     port = {lmtp_port}
   }}
 }}
-"""
+{pop3}"""
 
 
 def _greets(port: int, prefix: bytes) -> bool:
@@ -209,6 +223,8 @@ class Dovecot:
     instance dir does (e.g. ``lambda tls: idp.dovecot_oauth2_conf(ca_file=tls.ca_pem)``).
     ``separator`` and ``prefix`` set the inbox namespace; ``Dovecot(certs,
     users, separator=".", prefix="INBOX.")`` answers like Courier or Cyrus.
+    ``pop3=True`` also serves POP3 (``pop3_port``, for STLS) and POP3S
+    (``pop3s_port``) on the same INBOX (needs dovecot-pop3d).
     """
 
     def __init__(
@@ -220,12 +236,16 @@ class Dovecot:
         binary: str = DOVECOT_BIN,
         separator: str = "/",
         prefix: str = "",
+        pop3: bool = False,
     ) -> None:
         require_main_thread("Dovecot")
         self.separator = separator
         self.prefix = prefix
+        self.pop3 = pop3
         if not os.access(binary, os.X_OK):
             raise MissingBinaryError(binary, DEBIAN_PACKAGES)
+        if pop3 and not os.access(POP3_BIN, os.X_OK):
+            raise MissingBinaryError(POP3_BIN, "dovecot-pop3d")
         self.binary = binary
         self.users: dict[str, str] = {}
         self._users_lock = threading.Lock()
@@ -264,7 +284,9 @@ class Dovecot:
         group_name = grp.getgrgid(self.account.gid).gr_name
         last_error = ""
         for _ in range(_START_ATTEMPTS):
-            self.imap_port, self.imaps_port, self.lmtp_port = free_ports(3)
+            ports = free_ports(5 if self.pop3 else 3)
+            self.imap_port, self.imaps_port, self.lmtp_port = ports[:3]
+            self.pop3_port, self.pop3s_port = ports[3:] if self.pop3 else (0, 0)
             self.config_path.write_text(
                 render_config(
                     self.base,
@@ -276,6 +298,7 @@ class Dovecot:
                     oauth2_conf=self._oauth2_path,
                     separator=self.separator,
                     prefix=self.prefix,
+                    pop3_ports=(self.pop3_port, self.pop3s_port) if self.pop3 else None,
                 )
             )
             chown_tree(self.base, self.account)
@@ -329,16 +352,18 @@ class Dovecot:
                     os.kill(int(entry.name), signal.SIGKILL)
 
     def _wait_ready(self) -> bool:
-        """Poll until IMAP greets with ``* OK`` and LMTP with ``220``."""
+        """Poll until IMAP greets with ``* OK``, LMTP with ``220`` (and POP3 with ``+OK``)."""
         assert self._proc is not None
         deadline = time.monotonic() + _READY_TIMEOUT
         imap_ok = lmtp_ok = False
+        pop3_ok = not self.pop3
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 return False
             imap_ok = imap_ok or _greets(self.imap_port, b"* OK")
             lmtp_ok = lmtp_ok or _greets(self.lmtp_port, b"220 ")
-            if imap_ok and lmtp_ok:
+            pop3_ok = pop3_ok or _greets(self.pop3_port, b"+OK")
+            if imap_ok and lmtp_ok and pop3_ok:
                 return True
             time.sleep(0.01)
         return False

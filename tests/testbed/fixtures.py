@@ -97,6 +97,18 @@ def namespaced_dovecot(certs: CertBundle) -> Iterator[Dovecot]:
 
 
 @pytest.fixture(scope="session")
+def pop3_dovecot(certs: CertBundle) -> Iterator[Dovecot]:
+    """A Dovecot that also serves POP3 (for STLS) and POP3S on the same INBOX as IMAP.
+
+    Its own instance, so the other tests need no dovecot-pop3d; tests APPEND
+    over IMAP and read over POP3 (TESTBED.md "Dovecot POP3").
+    """
+    server = _timed("pop3 dovecot start", lambda: Dovecot(certs, DEFAULT_USERS, pop3=True))
+    yield server
+    _stop_timed("pop3 dovecot stop", server.stop)
+
+
+@pytest.fixture(scope="session")
 def smtp_relay(dovecot: Dovecot, certs: CertBundle) -> Iterator[SmtpRelay]:
     """The submission relay; local recipients end up in Dovecot over LMTP.
 
