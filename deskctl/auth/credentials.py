@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from deskctl.auth import oauth, secrets
@@ -25,6 +26,13 @@ def for_channel(
 ) -> Credentials:
     if settings.get("auth") == "oauth":
         oauth_settings = oauth.OAuthSettings.from_channel(name, settings, account)
+        if oauth_settings.app_only:
+            # The app's client secret is referenced like a password, resolved per run.
+            secret = secrets.resolve(secret_source, secret_ref, channel=name)
+            return Credentials(
+                oauth_token=oauth.access_token(replace(oauth_settings, client_secret=secret)),
+                relogin_hint="check the app's client secret and its permissions",
+            )
         return Credentials(
             oauth_token=oauth.access_token(oauth_settings),
             relogin_hint=f"run `deskctl channel login {oauth_settings.channel}`",
@@ -32,3 +40,18 @@ def for_channel(
     if secret_source is None:
         return Credentials()
     return Credentials(password=secrets.resolve(secret_source, secret_ref, channel=name))
+
+
+def renewer(name: str, *, settings: dict[str, Any], account: str) -> Callable[[], str] | None:
+    """For a user's Microsoft sign-in: how to get a new access token when one is refused.
+
+    A service may refuse a token before it expires (Graph does when the grant
+    was revoked or the password changed); one forced refresh either brings a
+    token it accepts or ends in the relogin error. None for anything else.
+    """
+    if settings.get("auth") != "oauth" or settings.get("provider") != "microsoft":
+        return None
+    oauth_settings = oauth.OAuthSettings.from_channel(name, settings, account)
+    if oauth_settings.app_only:
+        return None
+    return lambda: oauth.microsoft_token(oauth_settings, force_refresh=True)

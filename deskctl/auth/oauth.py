@@ -15,12 +15,12 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deskctl.config import make_private_dir
-from deskctl.errors import ConfigError, Unreachable
+from deskctl.errors import ConfigError, Unreachable, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,16 @@ MICROSOFT_SCOPES = (
     "https://outlook.office.com/IMAP.AccessAsUser.All",
     "https://outlook.office.com/SMTP.Send",
 )
+#: Microsoft Graph, signed in as the mailbox's user (device code): read, flag,
+#: move and send its mail; msal adds openid, profile and offline_access itself.
+GRAPH_SCOPES = (
+    "https://graph.microsoft.com/Mail.ReadWrite",
+    "https://graph.microsoft.com/Mail.Send",
+)
+#: Microsoft Graph as the app itself (client credentials, a shared mailbox): the
+#: application permissions an admin granted to the app registration.
+GRAPH_APP_SCOPES = ("https://graph.microsoft.com/.default",)
+CLIENT_CREDENTIALS = "client_credentials"
 GOOGLE_SCOPES = ("https://mail.google.com/",)
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 STALE_AFTER_DAYS = 60
@@ -44,6 +54,11 @@ class OAuthSettings:
     client_id: str = ""
     authority: str | None = None  # microsoft
     client_secrets: str | None = None  # google: the client secrets JSON file
+    scopes: tuple[str, ...] = MICROSOFT_SCOPES  # microsoft: IMAP/SMTP, or Graph
+    #: microsoft: "device_code" (a user signs in) or "client_credentials" (the app).
+    flow: str = "device_code"
+    #: client_credentials: the app's secret, resolved from its reference for this run only.
+    client_secret: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_channel(cls, channel: str, settings: dict[str, Any], account: str) -> OAuthSettings:
@@ -55,7 +70,13 @@ class OAuthSettings:
             client_id=settings.get("client_id", ""),
             authority=settings.get("authority"),
             client_secrets=settings.get("client_secrets"),
+            scopes=tuple(settings.get("scopes") or MICROSOFT_SCOPES),
+            flow=settings.get("flow", "device_code"),
         )
+
+    @property
+    def app_only(self) -> bool:
+        return self.flow == CLIENT_CREDENTIALS
 
 
 def write_private(path: Path, text: str) -> None:
@@ -85,6 +106,7 @@ def relogin(settings: OAuthSettings, why: str) -> ConfigError:
 
 
 def _msal_app(settings: OAuthSettings) -> tuple[Any, Any]:
+    """msal's app over the channel's token cache: public (a user signs in) or confidential."""
     import msal
 
     cache = msal.SerializableTokenCache()
@@ -92,14 +114,15 @@ def _msal_app(settings: OAuthSettings) -> tuple[Any, Any]:
         cache.deserialize(settings.token_file.read_text())
     authority = settings.authority or f"{DEFAULT_AUTHORITY}/common"
     custom = not authority.startswith(DEFAULT_AUTHORITY)
+    # Sovereign clouds and test authorities are not in Microsoft's list.
+    common = {"authority": authority, "token_cache": cache, "instance_discovery": not custom}
     try:
-        app = msal.PublicClientApplication(
-            settings.client_id,
-            authority=authority,
-            token_cache=cache,
-            # Sovereign clouds and test authorities are not in Microsoft's list.
-            instance_discovery=not custom,
-        )
+        if settings.app_only:
+            app = msal.ConfidentialClientApplication(
+                settings.client_id, client_credential=settings.client_secret, **common
+            )
+        else:
+            app = msal.PublicClientApplication(settings.client_id, **common)
     except ValueError as exc:
         raise ConfigError(f"channel {settings.channel}: bad authority {authority}: {exc}") from exc
     except OSError as exc:
@@ -120,13 +143,50 @@ def _msal_error(result: dict[str, Any]) -> str:
     )
 
 
-def microsoft_token(settings: OAuthSettings) -> str:
+def microsoft_app_token(settings: OAuthSettings) -> str:
+    """The app's own token (client credentials): msal answers from the cache until it expires.
+
+    Nobody signs in, so there is nothing to log in again: a refusal (a wrong or
+    expired client secret, an app without the permission) names what to check.
+    """
+    if not settings.client_secret:
+        raise ConfigError(
+            f"channel {settings.channel} signs in as the app and needs its client secret "
+            "(--password-cmd, --password-env or --password-file)"
+        )
+    app, cache = _msal_app(settings)
+    try:
+        result = app.acquire_token_for_client(scopes=list(settings.scopes))
+    except OSError as exc:
+        raise Unreachable(f"cannot reach the sign-in service: {exc}") from exc
+    except ValueError as exc:  # msal's "Unable to get authority configuration"
+        raise Unreachable(f"cannot use the sign-in service {settings.authority}: {exc}") from exc
+    finally:
+        _save_msal(settings, cache)
+    if not result or "access_token" not in result:
+        raise ConfigError(
+            f"the sign-in service refused the app of channel {settings.channel} "
+            f"({_msal_error(result or {})}): check --client-id, --tenant and the client secret"
+        )
+    return str(result["access_token"])
+
+
+def microsoft_token(settings: OAuthSettings, *, force_refresh: bool = False) -> str:
+    """The user's access token from the cache, refreshed when near expiry or when told.
+
+    ``force_refresh``: the service refused the cached token before it expired
+    (revoked, a changed password): trade the refresh token for a new one.
+    """
+    if settings.app_only:
+        return microsoft_app_token(settings)
     app, cache = _msal_app(settings)
     accounts = app.get_accounts(username=settings.account) or app.get_accounts()
     if not accounts:
         raise relogin(settings, "not signed in yet")
     try:
-        result = app.acquire_token_silent_with_error(list(MICROSOFT_SCOPES), account=accounts[0])
+        result = app.acquire_token_silent_with_error(
+            list(settings.scopes), account=accounts[0], force_refresh=force_refresh
+        )
     except OSError as exc:
         raise Unreachable(f"cannot reach the sign-in service: {exc}") from exc
     finally:
@@ -138,8 +198,13 @@ def microsoft_token(settings: OAuthSettings) -> str:
 
 def microsoft_login(settings: OAuthSettings, say: Callable[[str], None]) -> str:
     """Device-code sign-in: works over SSH, no browser needed on this host."""
+    if settings.app_only:
+        raise UsageError(
+            f"channel {settings.channel} signs in as the app with its client secret; "
+            "there is no sign-in to do (try `deskctl channel test` instead)"
+        )
     app, cache = _msal_app(settings)
-    flow = app.initiate_device_flow(scopes=list(MICROSOFT_SCOPES))
+    flow = app.initiate_device_flow(scopes=list(settings.scopes))
     if "user_code" not in flow:
         raise ConfigError(f"the sign-in service refused the device flow: {_msal_error(flow)}")
     say(flow.get("message") or f"Open {flow['verification_uri']} and enter {flow['user_code']}")

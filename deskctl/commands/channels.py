@@ -26,6 +26,26 @@ PasswordEnv = Annotated[
 PasswordFile = Annotated[str | None, typer.Option("--password-file", help="file holding it")]
 
 
+SentFolder = Annotated[
+    str | None,
+    typer.Option(
+        "--sent-folder", help="imap/o365: file sent replies in FOLDER (auto: the one marked \\Sent)"
+    ),
+]
+
+
+def _warn_self_filing(channel: Any) -> None:
+    """A Sent folder deskctl will not use: the reply-via server files the copy itself."""
+    from deskctl.services.sent_copies import files_itself
+
+    reason = files_itself(channel.reply_via) if channel.reply_via is not None else None
+    if channel.settings.get("sent_folder") and reason:
+        warn(
+            f"channel {channel.name}: replies via {channel.reply_via.name} get no copy from "
+            f"deskctl: {reason}"
+        )
+
+
 @app.command("add")
 def add(
     ctx: typer.Context,
@@ -57,8 +77,23 @@ def add(
     ] = False,
     ca_file: Annotated[str | None, typer.Option("--ca-file", help="CA for a private cert")] = None,
     auth: Annotated[
-        str, typer.Option("--auth", help="gmail: app-password or oauth (o365 is always oauth)")
+        str,
+        typer.Option(
+            "--auth",
+            help="gmail: app-password or oauth; o365 is always oauth, over Graph also "
+            "app-only (client credentials; the --password-* option gives the client secret)",
+        ),
     ] = "app-password",
+    transport: Annotated[
+        str,
+        typer.Option(
+            "--transport", help="o365: imap (IMAP and SMTP AUTH) or graph (Microsoft Graph)"
+        ),
+    ] = "imap",
+    graph_url: Annotated[
+        str | None,
+        typer.Option("--graph-url", help="o365 graph: API base URL (national clouds)"),
+    ] = None,
     client_id: Annotated[str | None, typer.Option("--client-id", help="o365: app id")] = None,
     tenant: Annotated[
         str | None, typer.Option("--tenant", help="o365: tenant id or domain")
@@ -74,16 +109,22 @@ def add(
     smtp_security: Annotated[
         str | None, typer.Option("--smtp-security", help="direct: ssl|starttls")
     ] = None,
+    sent_folder: SentFolder = None,
 ) -> None:
     """Add an incoming channel; gmail and o365 also get their outgoing channel.
 
     o365 and `gmail --auth oauth` sign in with `deskctl channel login NAME` afterwards.
+    `--kind o365 --transport graph` reads and sends through Microsoft Graph (no IMAP,
+    no SMTP AUTH); with `--auth app-only` as the app itself, for a shared mailbox.
 
     Example: deskctl channel add support --kind imap --host imap.example.com
-    --address support@example.com --password-cmd "pass show mail/support"
+    --address support@example.com --password-cmd "pass show mail/support" --sent-folder auto
 
     pop3 reads the inbox by UIDL and keeps the mail there (--after-fetch keep, the
     default) or deletes it once stored (--after-fetch delete); it has no seen or move.
+
+    Example: deskctl channel add office --kind o365 --transport graph
+    --address support@contoso.com --client-id APP-ID --tenant contoso.com
     """
     from deskctl.services import channels as svc
 
@@ -96,8 +137,10 @@ def add(
         path = str(install_sample(context.settings.home / "sample-maildir"))
     if path:
         path = str(Path(path).expanduser().resolve())
-    if auth not in ("app-password", "oauth"):
-        raise UsageError(f"unknown --auth {auth!r}: use app-password or oauth")
+    if auth not in ("app-password", "oauth", "app-only"):
+        raise UsageError(f"unknown --auth {auth!r}: use app-password, oauth or app-only")
+    if auth == "app-only" and kind != "o365":
+        raise UsageError("--auth app-only goes with --kind o365 --transport graph")
     oauth = None
     if kind == "o365" or (kind == "gmail" and auth == "oauth"):
         secrets_file = str(Path(client_secrets).expanduser().resolve()) if client_secrets else None
@@ -107,6 +150,8 @@ def add(
             tenant=tenant,
             authority=authority,
             client_secrets=secrets_file,
+            app_only=auth == "app-only",
+            graph_url=graph_url,
         )
     opts = svc.IncomingOptions(
         kind=kind,
@@ -128,11 +173,15 @@ def add(
         smtp_host=smtp_host,
         smtp_port=smtp_port,
         smtp_security=smtp_security,
+        transport=transport,
+        sent_folder=sent_folder,
     )
     if security == "none" and allow_plaintext:
         warn(f"channel {name}: the password will travel unencrypted")
     with context.transaction() as session:
-        data = svc.incoming_to_dict(svc.add_incoming(session, name, opts))
+        channel = svc.add_incoming(session, name, opts)
+        data = svc.incoming_to_dict(channel)
+        _warn_self_filing(channel)
     via = f", replies via {data['reply_via']}" if data["reply_via"] else ""
     report(context, data, f"channel {name} added ({kind}, queue {data['queue']}{via})")
 
@@ -235,23 +284,41 @@ def set_(
             "--create-folder/--no-create-folder", help="move: create FOLDER when it is missing"
         ),
     ] = None,
+    sent_folder: SentFolder = None,
+    no_sent_folder: Annotated[
+        bool, typer.Option("--no-sent-folder", help="stop filing sent replies")
+    ] = False,
 ) -> None:
-    """Change what fetch does with mail once it is stored; the sync state is kept.
+    """Change what fetch does with stored mail (the sync state is kept) and where replies go.
 
     FOLDER is the name your mail program shows: `move:Archive` is INBOX.Archive on
     Courier or Cyrus, `move:\\Archive` the folder the server marks as the archive.
 
+    --sent-folder FOLDER files every reply sent for the channel's tickets in FOLDER
+    (`auto`: the folder the server marks \\Sent); --no-sent-folder stops that.
+
     Example: deskctl channel set support --after-fetch move:Archive --create-folder
+    Example: deskctl channel set support --sent-folder auto
     """
     from deskctl.services import channels as svc
 
     context = app_context(ctx)
+    if sent_folder is not None and no_sent_folder:
+        raise UsageError("give --sent-folder or --no-sent-folder, not both")
+    filing = sent_folder is not None or no_sent_folder
+    if not filing and after_fetch is None and create_folder is None:
+        raise UsageError("nothing to change: give --after-fetch, --create-folder or --sent-folder")
     with context.transaction() as session:
-        data = svc.incoming_to_dict(
+        channel = svc.get_incoming(session, name)
+        if after_fetch is not None or create_folder is not None:
             svc.set_after_fetch(session, name, after_fetch=after_fetch, create_folder=create_folder)
-        )
+        if filing:
+            svc.set_sent_folder(session, name, None if no_sent_folder else sent_folder)
+            _warn_self_filing(channel)
+        data = svc.incoming_to_dict(channel)
     create = ", creating the folder when missing" if data["create_folder"] else ""
-    report(context, data, f"{name}: after fetch, {data['after_fetch']}{create}")
+    sent = f"; replies filed in {data['sent_folder']}" if data["sent_folder"] else ""
+    report(context, data, f"{name}: after fetch, {data['after_fetch']}{create}{sent}")
 
 
 def _set_enabled(ctx: typer.Context, name: str, enabled: bool) -> None:
@@ -346,7 +413,13 @@ def list_(ctx: typer.Context) -> None:
         out.print(table)
         table = Table("outgoing", "kind", "from", "server", box=None)
         for o in outs:
-            server = f"{o['host']}:{o['port']}" if o["host"] else "local"
+            server = (
+                f"{o['host']}:{o['port']}"
+                if o["host"]
+                else "Microsoft Graph"
+                if o["transport"] == "graph"
+                else "local"
+            )
             table.add_row(o["name"], o["kind"], show_value(o["from"]), server)
         out.print(table)
 

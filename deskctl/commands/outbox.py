@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -39,9 +39,21 @@ def list_(
         # The server's words are the point of the last column: wrap them, never cut them.
         last_error = Column("last error", overflow="fold")
         table = Table(
-            "id", "ticket", "to", "channel", "state", "tries", "next", last_error, box=None
+            "id",
+            "ticket",
+            "to",
+            "channel",
+            "state",
+            "tries",
+            "next",
+            "sent copy",
+            last_error,
+            box=None,
         )
         for r in rows:
+            problems = [r["last_error"]] if r["last_error"] else []
+            if r["sent_copy_error"]:
+                problems.append(f"not filed in Sent: {r['sent_copy_error']}")
             table.add_row(
                 str(r["id"]),
                 f"#{r['ticket']}",
@@ -50,11 +62,19 @@ def list_(
                 r["state"],
                 str(r["attempts"]),
                 fmt_time(r["next_attempt_at"]) if r["state"] == "queued" else "-",
-                Text(safe_text(r["last_error"] or "-")),
+                Text(safe_text(_sent_copy(r))),
+                Text(safe_text("; ".join(problems) or "-")),
             )
         out.print(table if rows else "the outbox is empty")
 
     emit({"outbox": rows}, as_json=context.json, human=human)
+
+
+def _sent_copy(row: dict[str, Any]) -> str:
+    """``filed in Sent``, ``due`` (a later run files it), ``failed``, or ``-`` for no copy."""
+    if row["sent_copy"] == "filed":
+        return f"filed in {row['sent_copy_folder']}"
+    return row["sent_copy"] or "-"
 
 
 def _change(ctx: typer.Context, item_id: int, retry: bool) -> None:
@@ -64,12 +84,18 @@ def _change(ctx: typer.Context, item_id: int, retry: bool) -> None:
     with context.transaction() as session:
         item = svc.retry_item(session, item_id) if retry else svc.cancel_item(session, item_id)
         data = svc.item_to_dict(item)
-    report(context, data, f"outbox item {item_id} is {data['state']}")
+    line = f"outbox item {item_id} is {data['state']}"
+    if retry and data["state"] == "sent":
+        line += "; the next send-outbox files its copy in Sent (the reply is not sent again)"
+    report(context, data, line)
 
 
 @app.command("retry")
 def retry(ctx: typer.Context, item_id: Annotated[int, typer.Argument()]) -> None:
     """Queue a failed, blocked or cancelled item again, due now.
+
+    A sent reply whose copy could not be filed in the Sent folder gets that copy
+    filed by the next send-outbox run; the reply itself is not sent again.
 
     Example: deskctl outbox retry 17
     """
@@ -102,9 +128,12 @@ def send_outbox(
         f"{report.sent} sent, {report.failed} failed, {report.blocked} blocked, "
         f"{report.deferred} deferred"
     )
+    if report.filed or report.not_filed:
+        line += f"; {report.filed} filed in Sent, {len(report.not_filed)} not filed"
     if context.quiet:
         # Cron's log: one line for a run that did something, none for an idle one.
-        active = report.sent or report.failed or report.blocked or report.deferred
+        active = bool(report.sent or report.failed or report.blocked or report.deferred)
+        active = active or bool(report.filed or report.not_filed)
         line = f"{log_stamp()} send-outbox: {line}" if active else ""
     emit(
         report.to_dict(),
@@ -113,6 +142,9 @@ def send_outbox(
     )
     for message, _ in report.errors:
         stderr.print(Text(safe_text(f"deskctl: error: {message}")))
+    for message in report.not_filed:
+        # The reply went out: a warning, and the exit status stays the sending's.
+        stderr.print(Text(safe_text(f"deskctl: warning: {message}")))
     if code == ExitCode.UNREACHABLE and not report.errors:
         # Cron mails stderr only (stdout is the log): exit 6 alone would tell nobody.
         stderr.print(

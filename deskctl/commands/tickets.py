@@ -194,6 +194,10 @@ def _render_message(out: Console, msg: dict[str, Any], *, full: bool) -> None:
         out.print(Text("  why: " + safe_text("; ".join(msg["flag_reasons"])), style="yellow"))
     if msg.get("delivery_error"):
         out.print(Text("  delivery: " + safe_text(msg["delivery_error"]), style="yellow"))
+    if msg.get("sent_copy") == "filed":
+        out.print(Text(f"  filed in {safe_text(msg['sent_copy_folder'] or '-')}", style="dim"))
+    elif msg.get("sent_copy_error"):
+        out.print(Text("  not filed in Sent: " + safe_text(msg["sent_copy_error"]), style="yellow"))
     _render_body(out, safe_text(msg["body"] or "").rstrip(), full=full)
     for att in msg["attachments"]:
         kind = "inline" if att["inline"] else "attachment"

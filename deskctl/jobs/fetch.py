@@ -26,6 +26,7 @@ from deskctl.jobs.parsing import parse_stream
 from deskctl.jobs.pipeline import Outcome, ingest_cache, still_over, store_raw
 from deskctl.jobs.probe import folder_error
 from deskctl.jobs.workers import dead_local_owner, worker_id
+from deskctl.services.ingest import IngestCache
 from deskctl.services.leases import (
     LEASE,
     LeaseLost,
@@ -535,7 +536,11 @@ def fetch_channel(context: AppContext, ch: Snapshot, opts: FetchOptions) -> Chan
     try:
         if not opts.dry_run:  # as it is now we hold it: a run just before us moved it on
             (ch,) = select_channels(context, [ch.name])
-        if ch.kind in ("imap", "gmail", "o365"):
+        if ch.kind == "o365" and ch.settings.get("transport") == "graph":
+            from deskctl.jobs.fetch_graph import fetch_graph
+
+            fetch_graph(context, ch, opts, report, owner)
+        elif ch.kind in ("imap", "gmail", "o365"):
             _imap(context, ch, opts, report, owner)
         elif ch.kind == "maildir":
             _maildir(context, ch, opts, report, owner)

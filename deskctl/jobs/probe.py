@@ -42,14 +42,19 @@ def probe_channel(context: AppContext, name: str) -> dict[str, Any]:
         username, folder, ca_file, path = ch.username or ch.address, ch.folder, ch.ca_file, ch.path
         source, ref, extra = ch.secret_source, ch.secret_ref, dict(ch.settings or {})
         after_fetch = ch.after_fetch
+    if kind == "o365" and extra.get("transport") == "graph":
+        from deskctl.jobs.fetch_graph import probe_graph
+
+        return probe_graph(context, name)
     if kind in ("imap", "gmail", "o365"):
-        from deskctl.transport.folders import FolderProblem
+        from deskctl.transport.folders import FolderProblem, SentFolderProblem
         from deskctl.transport.imap import ImapSettings, probe
 
         login = credentials.for_channel(
             name, settings=extra, account=username, secret_source=source, secret_ref=ref
         )
         move_to = after_fetch.removeprefix("move:") if after_fetch.startswith("move:") else None
+        sent_folder = extra.get("sent_folder") if kind in ("imap", "o365") else None
         try:
             found = probe(
                 ImapSettings(
@@ -66,7 +71,13 @@ def probe_channel(context: AppContext, name: str) -> dict[str, Any]:
                 ),
                 move_to=move_to,
                 create=bool(extra.get("create_folder")),
+                sent_folder=sent_folder,
             )
+        except SentFolderProblem as exc:
+            raise ConfigError(
+                f"{exc.message}; replies are sent but not filed; choose the folder: "
+                f"deskctl channel set {name} --sent-folder FOLDER|auto"
+            ) from exc
         except FolderProblem as exc:
             raise folder_error(name, after_fetch, folder, exc) from exc
         summary = (
@@ -78,6 +89,8 @@ def probe_channel(context: AppContext, name: str) -> dict[str, Any]:
             summary += f"; after fetch, mail moves to {target['name']}" + (
                 "" if target["exists"] else " (deskctl creates it on the first fetch)"
             )
+        if "sent_folder" in found:
+            summary += f"; replies are filed in {found['sent_folder']['name']}"
         return {"channel": name, "ok": True, **found, "summary": summary}
     if kind == "pop3":
         return _probe_pop3(context, name)
@@ -126,6 +139,8 @@ def oauth_warnings(context: AppContext) -> list[str]:
         ]
     found = []
     for name, settings, account in rows:
+        if settings.get("flow") == oauth.CLIENT_CREDENTIALS:
+            continue  # the app signs in by itself each time: there is no sign-in to go stale
         age = oauth.token_age_days(oauth.OAuthSettings.from_channel(name, settings, account))
         if age is None:
             found.append(f"channel {name} is not signed in: run `deskctl channel login {name}`")
@@ -153,8 +168,20 @@ def probe_outgoing(context: AppContext, name: str) -> dict[str, Any]:
         channel_id, kind, host, port = ch.id, ch.kind, ch.host, ch.port
         security, user = ch.security or "starttls", ch.username
         command = str(dict(ch.settings or {}).get("sendmail", "sendmail"))
+        graph = dict(ch.settings or {}).get("transport") == "graph"
     if kind == "sendmail":
         return _probe_sendmail(name, command)
+    if graph:
+        from deskctl.transport.graph import GraphSender
+
+        with open_sender(context, channel_id) as sending:
+            assert isinstance(sending, GraphSender)
+            sending.mailbox.folder("sentitems")  # the token is taken and Graph accepts it
+        summary = (
+            f"{name}: signed in to Microsoft Graph for {sending.mailbox.settings.address}; "
+            "replies go out through sendMail and Exchange files them in Sent Items; no mail sent"
+        )
+        return {"channel": name, "ok": True, "kind": kind, "summary": summary}
     with open_sender(context, channel_id) as sender:
         assert isinstance(sender, SmtpSender) and sender.client is not None
         code, _answer = sender.client.ehlo()

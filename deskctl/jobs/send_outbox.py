@@ -11,17 +11,20 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from deskctl.auth import credentials
+from deskctl.auth.oauth import CLIENT_CREDENTIALS
 from deskctl.context import AppContext
 from deskctl.errors import DeskError, ExitCode
+from deskctl.jobs.sent_copies import SentFiler
 from deskctl.jobs.workers import dead_local_owner, worker_id
 from deskctl.mail.addresses import address_key, wire_address
 from deskctl.mail.compose import without_recipients
 from deskctl.services import outbox as svc
+from deskctl.services import sent_copies
 from deskctl.services.filters import load_patterns, matching_pattern
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,9 @@ class SendReport:
     blocked: int = 0
     deferred: int = 0
     errors: list[tuple[str, int]] = field(default_factory=list)
+    #: Copies filed in a Sent folder, and why others were not (never part of the exit code).
+    filed: int = 0
+    not_filed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +52,8 @@ class SendReport:
             "blocked": self.blocked,
             "deferred": self.deferred,
             "errors": [message for message, _ in self.errors],
+            "filed": self.filed,
+            "not_filed": self.not_filed,
         }
 
     def exit_code(self) -> ExitCode:
@@ -78,11 +86,27 @@ def open_sender(context: AppContext, channel_id: int) -> AbstractContextManager[
         source, ref = channel.secret_source, channel.secret_ref
         extra = dict(channel.settings or {})
         account = channel.username or channel.from_address
+        from_address = channel.from_address
     if kind == "sendmail":
         return SendmailSender(extra.get("sendmail", "sendmail"))
     login = credentials.for_channel(
         name, settings=extra, account=account, secret_source=source, secret_ref=ref
     )
+    if extra.get("transport") == "graph":
+        from deskctl.services.channels import GRAPH_URL
+        from deskctl.transport.graph import GraphSender, GraphSettings
+
+        return GraphSender(
+            GraphSettings(
+                base_url=str(extra.get("graph_url") or GRAPH_URL),
+                address=from_address,
+                token=login.oauth_token or "",
+                app_only=extra.get("flow") == CLIENT_CREDENTIALS,
+                ca_file=settings["ca_file"],  # type: ignore[arg-type]
+                relogin_hint=login.relogin_hint,
+                renew=credentials.renewer(name, settings=extra, account=account),
+            )
+        )
     return SmtpSender(
         SmtpSettings(
             password=login.password,
@@ -93,20 +117,26 @@ def open_sender(context: AppContext, channel_id: int) -> AbstractContextManager[
     )
 
 
-def _send_group(
-    context: AppContext,
-    owner: str,
-    channel_id: int,
-    items: list[svc.Envelope],
-    patterns: list[str],
-    report: SendReport,
-) -> None:
+@dataclass(frozen=True)
+class _Run:
+    """What every item of a run shares."""
+
+    context: AppContext
+    owner: str
+    patterns: list[str]
+    report: SendReport
+    filer: SentFiler
+    copies: dict[int, sent_copies.Filing]
+
+
+def _send_group(run: _Run, channel_id: int, items: list[svc.Envelope]) -> None:
+    context, owner, report = run.context, run.owner, run.report
     now = datetime.now(UTC)
     try:
         sender_cm = open_sender(context, channel_id)
         with sender_cm as sender:
             for env in items:
-                _send_one(context, owner, sender, env, patterns, report)
+                _send_one(run, sender, env)
     except DeskError as exc:
         # The channel could not be used at all: its unsent items wait for the next run.
         report.errors.append((exc.message, exc.exit_code))
@@ -117,15 +147,10 @@ def _send_group(
                     report.deferred += 1
 
 
-def _send_one(
-    context: AppContext,
-    owner: str,
-    sender: Sender,
-    env: svc.Envelope,
-    patterns: list[str],
-    report: SendReport,
-) -> None:
+def _send_one(run: _Run, sender: Sender, env: svc.Envelope) -> None:
     from deskctl.transport.smtp import SendError
+
+    context, owner, patterns, report = run.context, run.owner, run.patterns, run.report
 
     blocked_to = [(a, p) for a in env.to if (p := matching_pattern(a, patterns))]
     if blocked_to:
@@ -179,7 +204,14 @@ def _send_one(
             report.failed += 1
             return
         svc.mark_sent(session, env.item_id, owner, now, note="; ".join(refused) or None)
+        copy = run.copies.get(env.item_id)
+        # What the server took, byte for byte (a sender that re-encoded says so).
+        wire: bytes = getattr(sender, "last_sent", None) or raw
+        if copy is not None:
+            sent_copies.mark_due(session, env.item_id, now, None if wire == env.raw else wire)
     report.sent += 1
+    if copy is not None:
+        run.filer.file(replace(copy, sent_at=now), wire)
 
 
 def send_outbox(context: AppContext, limit: int = 500) -> SendReport:
@@ -194,9 +226,17 @@ def send_outbox(context: AppContext, limit: int = 500) -> SendReport:
         ids = svc.claim_due(session, owner, datetime.now(UTC), limit)
         envelopes = svc.envelopes(session, ids)
         patterns = load_patterns(session)
+        copies = sent_copies.plan(session, ids)
+        # Copies an earlier run could not file; filed first, their hold is short.
+        retries = sent_copies.claim_due_copies(session, datetime.now(UTC), limit)
     groups: dict[int, list[svc.Envelope]] = defaultdict(list)
     for env in envelopes:
         groups[env.channel_id].append(env)
-    for channel_id, items in groups.items():
-        _send_group(context, owner, channel_id, items, patterns, report)
+    with SentFiler(context) as filer:
+        for filing in retries:
+            filer.file(filing, filing.raw)
+        run = _Run(context, owner, patterns, report, filer, copies)
+        for channel_id, items in groups.items():
+            _send_group(run, channel_id, items)
+    report.filed, report.not_filed = filer.filed, filer.not_filed
     return report

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from deskctl.auth import secrets
+from deskctl.auth.oauth import CLIENT_CREDENTIALS, GRAPH_APP_SCOPES, GRAPH_SCOPES
 from deskctl.errors import Conflict, NotFound, UsageError
 from deskctl.services.filters import add_filter, remove_source
 from deskctl.services.queues import default_queue, ensure_queue
@@ -37,6 +38,9 @@ PRESETS = {
 }
 IMAP_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
+#: How an o365 channel reaches its mailbox: IMAP and SMTP AUTH, or Microsoft Graph.
+TRANSPORTS = ("imap", "graph")
+GRAPH_URL = "https://graph.microsoft.com/v1.0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,19 +52,33 @@ class OAuthOptions:
     tenant: str | None = None
     authority: str | None = None
     client_secrets: str | None = None
+    #: Graph only: sign in as the app (client credentials) to a shared mailbox.
+    app_only: bool = False
+    graph_url: str | None = None
 
-    def settings(self, kind: str) -> dict[str, Any]:
+    def settings(self, kind: str, transport: str = "imap") -> dict[str, Any]:
         if kind == "o365":
             if not self.client_id:
                 raise UsageError("an o365 channel needs --client-id (your Entra app registration)")
+            if self.app_only and not self.tenant and not self.authority:
+                raise UsageError(
+                    "signing in as the app needs the tenant: give --tenant (id or domain)"
+                )
             authority = self.authority or f"{MICROSOFT_AUTHORITY}/{self.tenant or 'common'}"
-            return {
+            settings: dict[str, Any] = {
                 "auth": "oauth",
                 "provider": "microsoft",
                 "client_id": self.client_id,
                 "authority": authority.rstrip("/"),
                 "token_file": self.token_file,
             }
+            if transport == "graph":
+                settings["transport"] = "graph"
+                settings["graph_url"] = (self.graph_url or GRAPH_URL).rstrip("/")
+                settings["scopes"] = list(GRAPH_APP_SCOPES if self.app_only else GRAPH_SCOPES)
+                if self.app_only:
+                    settings["flow"] = CLIENT_CREDENTIALS
+            return settings
         if not self.client_secrets:
             raise UsageError("--auth oauth for Gmail needs --client-secrets FILE")
         return {
@@ -105,6 +123,8 @@ class IncomingOptions:
     smtp_host: str | None = None
     smtp_port: int | None = None
     smtp_security: str | None = None
+    transport: str = "imap"
+    sent_folder: str | None = None
 
 
 def normalise_address(address: str) -> str:
@@ -120,11 +140,16 @@ def from_parts(from_header: str) -> tuple[str, str]:
     return display, normalise_address(from_header)
 
 
-def check_after_fetch(action: str, kind: str) -> str:
+def check_after_fetch(action: str, kind: str, *, graph: bool = False) -> str:
     if kind == "pop3" and action not in ("keep", "delete"):
         raise UsageError(
             f"a pop3 channel cannot --after-fetch {action}: POP3 has no flags or folders; "
             "use keep or delete"
+        )
+    if graph and action == "delete":
+        raise UsageError(
+            "over Graph, deskctl moves mail rather than deleting it: "
+            "use --after-fetch move:deleteditems (or keep, seen, move:FOLDER)"
         )
     if action in ("keep", "seen", "delete"):
         return action
@@ -133,6 +158,37 @@ def check_after_fetch(action: str, kind: str) -> str:
             raise UsageError("a Maildir channel cannot move mail; use keep, seen or delete")
         return action
     raise UsageError(f"unknown --after-fetch {action!r}: use keep, seen, move:FOLDER or delete")
+
+
+def check_sent_folder(value: str, kind: str, folder: str, settings: dict[str, Any]) -> str:
+    """``--sent-folder FOLDER|auto``: only where deskctl, and nobody else, files what it sends.
+
+    Gmail's SMTP and Graph's sendMail put a copy in Sent themselves, and a
+    Maildir or a pipe has no server to file into. The folder fetch reads is
+    refused too: the copy would come back as mail.
+    """
+    if kind == "gmail":
+        raise UsageError(
+            "a gmail channel needs no --sent-folder: Gmail files the mail it sends in Sent itself"
+        )
+    if settings.get("transport") == "graph":
+        raise UsageError(
+            "an o365 channel over Graph needs no --sent-folder: sendMail files in Sent Items itself"
+        )
+    if kind not in ("imap", "o365"):
+        raise UsageError(
+            f"--sent-folder is for IMAP channels (imap, o365): a {kind} channel has no "
+            "server folder to file replies in"
+        )
+    value = value.strip()
+    if not value:
+        raise UsageError("--sent-folder needs a folder name, or auto for the one marked \\Sent")
+    if value == folder or value.upper() == folder.upper() == "INBOX":
+        raise UsageError(
+            f"--sent-folder {value!r} is the folder fetch reads: replies filed there would be "
+            "fetched as new mail"
+        )
+    return value
 
 
 def _check_create_folder(after_fetch: str, create_folder: bool) -> None:
@@ -183,10 +239,29 @@ def add_incoming(session: Session, name: str, opts: IncomingOptions) -> Incoming
         settings={},
         last_counts={},
     )
+    graph = _check_transport(opts)
     oauth = (
-        opts.oauth.settings(opts.kind) if opts.oauth is not None and opts.kind in PRESETS else None
+        opts.oauth.settings(opts.kind, opts.transport)
+        if opts.oauth is not None and opts.kind in PRESETS
+        else None
     )
-    if opts.kind in ("imap", "gmail", "o365"):
+    if graph:
+        assert oauth is not None
+        if opts.oauth is not None and opts.oauth.app_only and opts.secret.source is None:
+            raise UsageError(
+                "signing in as the app needs its client secret: "
+                "--password-cmd, --password-env or --password-file"
+            )
+        # No host: Graph is one HTTPS service, its URL in the settings.
+        channel.username = opts.username or address
+        channel.secret_source, channel.secret_ref = opts.secret.source, opts.secret.ref
+        channel.settings = oauth
+        check_after_fetch(channel.after_fetch, opts.kind, graph=True)
+        if opts.create_folder:
+            raise UsageError(
+                "--create-folder is for IMAP; over Graph, create the folder in Outlook"
+            )
+    elif opts.kind in ("imap", "gmail", "o365"):
         if oauth is None and opts.kind == "o365":
             raise UsageError("an o365 channel signs in with OAuth: give --client-id")
         if oauth is None and opts.secret.source is None:
@@ -216,6 +291,9 @@ def add_incoming(session: Session, name: str, opts: IncomingOptions) -> Incoming
         if not opts.path:
             raise UsageError("a maildir channel needs --path (or --sample)")
         channel.path = opts.path
+    if opts.sent_folder is not None:
+        sent = check_sent_folder(opts.sent_folder, opts.kind, opts.folder, channel.settings)
+        channel.settings = {**channel.settings, "sent_folder": sent}
     if opts.reply_via:
         channel.reply_via = get_outgoing(session, opts.reply_via)
     session.add(channel)
@@ -225,7 +303,7 @@ def add_incoming(session: Session, name: str, opts: IncomingOptions) -> Incoming
         # A direct connection sets up both directions at once.
         channel.reply_via = add_outgoing(
             session,
-            f"{name}-smtp",
+            f"{name}-graph" if graph else f"{name}-smtp",
             kind=opts.kind,
             from_header=address,
             host=opts.smtp_host,
@@ -237,6 +315,17 @@ def add_incoming(session: Session, name: str, opts: IncomingOptions) -> Incoming
             settings={**oauth, "login_channel": name} if oauth is not None else None,
         )
     return channel
+
+
+def _check_transport(opts: IncomingOptions) -> bool:
+    """True for an o365 channel over Graph; refuses Graph for any other kind."""
+    if opts.transport not in TRANSPORTS:
+        raise UsageError(f"unknown --transport {opts.transport!r}: use imap or graph")
+    if opts.transport == "graph" and opts.kind != "o365":
+        raise UsageError("--transport graph is for --kind o365 (Microsoft 365 mailboxes)")
+    if opts.oauth is not None and opts.oauth.app_only and opts.transport != "graph":
+        raise UsageError("--auth app-only goes with --kind o365 --transport graph")
+    return opts.transport == "graph"
 
 
 def add_outgoing(
@@ -267,7 +356,9 @@ def add_outgoing(
         signature=signature,
         settings=settings or {},
     )
-    if kind in PRESETS:
+    if (settings or {}).get("transport") == "graph":
+        pass  # Graph's sendMail: the URL is in the settings, no SMTP server
+    elif kind in PRESETS:
         preset_host, preset_port, preset_security = PRESETS[kind][1]
         channel.host, channel.port = host or preset_host, port or preset_port
         channel.security = security or preset_security
@@ -336,13 +427,33 @@ def set_after_fetch(
     if after_fetch is None and create_folder is None:
         raise UsageError("nothing to change: give --after-fetch or --create-folder")
     if after_fetch is not None:
-        channel.after_fetch = check_after_fetch(after_fetch, channel.kind)
+        channel.after_fetch = check_after_fetch(
+            after_fetch, channel.kind, graph=transport_of(channel.settings, None) == "graph"
+        )
     settings = dict(channel.settings or {})
     if create_folder is not None:
         settings["create_folder"] = create_folder
     elif not channel.after_fetch.startswith("move:"):
         settings.pop("create_folder", None)  # it went with the move given up
     _check_create_folder(channel.after_fetch, bool(settings.get("create_folder")))
+    channel.settings = settings  # a new dict, so the JSON column is written
+    return channel
+
+
+def set_sent_folder(session: Session, name: str, sent_folder: str | None) -> IncomingChannel:
+    """Name the folder replies are filed in (``auto``: the one marked \\Sent); None stops it.
+
+    Items already sent whose copy is still due are filed by the next
+    send-outbox run under the new setting.
+    """
+    channel = get_incoming(session, name)
+    settings = dict(channel.settings or {})
+    if sent_folder is None:
+        settings.pop("sent_folder", None)
+    else:
+        settings["sent_folder"] = check_sent_folder(
+            sent_folder, channel.kind, channel.folder, settings
+        )
     channel.settings = settings  # a new dict, so the JSON column is written
     return channel
 
@@ -406,10 +517,14 @@ def incoming_to_dict(channel: IncomingChannel) -> dict[str, Any]:
         "security": channel.security,
         "username": channel.username,
         "secret": _secret(channel.secret_source, channel.secret_ref, channel.settings),
+        "transport": transport_of(
+            channel.settings, "imap" if channel.kind in ("imap", "gmail", "o365") else None
+        ),
         "folder": channel.folder if channel.kind in ("imap", "gmail") else None,
         "path": channel.path,
         "after_fetch": channel.after_fetch,
         "create_folder": bool((channel.settings or {}).get("create_folder")),
+        "sent_folder": (channel.settings or {}).get("sent_folder"),
         "enabled": channel.enabled,
         "last_fetch_at": channel.last_fetch_at,
         "last_success_at": channel.last_success_at,
@@ -429,6 +544,9 @@ def outgoing_to_dict(channel: OutgoingChannel) -> dict[str, Any]:
         "security": channel.security,
         "username": channel.username,
         "secret": _secret(channel.secret_source, channel.secret_ref, channel.settings),
+        "transport": transport_of(
+            channel.settings, "smtp" if channel.kind in ("smtp", "gmail", "o365") else None
+        ),
         "default": channel.is_default,
     }
 
@@ -441,7 +559,17 @@ def describe_channel(session: Session, name: str) -> dict[str, Any]:
     return outgoing_to_dict(get_outgoing(session, name))
 
 
+def transport_of(settings: dict[str, Any] | None, usual: str | None) -> str | None:
+    """``graph`` for an o365 channel over Microsoft Graph, else the protocol of its kind."""
+    return "graph" if (settings or {}).get("transport") == "graph" else usual
+
+
 def _secret(source: str | None, ref: str | None, settings: dict[str, Any] | None) -> str:
+    if settings and settings.get("flow") == CLIENT_CREDENTIALS:
+        return (
+            f"OAuth as the app (client credentials), client secret from "
+            f"{secrets.describe(source, ref)}, tokens in {settings['token_file']}"
+        )
     if settings and settings.get("auth") == "oauth":
         return f"OAuth ({settings['provider']}), tokens in {settings['token_file']}"
     return secrets.describe(source, ref)

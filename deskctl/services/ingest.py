@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from deskctl.mail.addresses import address_key
 from deskctl.mail.bounces import bounce_diagnostic
-from deskctl.mail.fingerprint import duplicate_key
+from deskctl.mail.fingerprint import duplicate_key, raw_fingerprint
 from deskctl.mail.parsed import ParsedMail
 from deskctl.mail.subjects import ticket_title
 from deskctl.services.acks import acknowledge
@@ -141,6 +141,10 @@ def find_duplicate(session: Session, scope: int, key: str, mail: ParsedMail) -> 
     conversation, so the second copy finds the first and opens no second ticket.
     A stored id with another fingerprint is reported as ``id_holder``. Without a
     Message-ID the raw bytes' key within this channel decides.
+
+    A reply deskctl sent is found too: the copy it filed in a Sent folder, read
+    by a channel whose folder that is, or the reply coming back on a Bcc, is
+    that reply (its id and content), never a new message or ticket.
     """
     if not mail.message_id:
         found = session.scalar(
@@ -150,13 +154,23 @@ def find_duplicate(session: Session, scope: int, key: str, mail: ParsedMail) -> 
         )
         return StoredCopy(duplicate=found)
     # One indexed lookup finds a rerun in this channel and a copy from another inbox.
-    holders = session.scalars(
+    with_id = session.scalars(
         select(Message)
-        .where(Message.message_id == mail.message_id, Message.direction == "in")
+        .where(Message.message_id == mail.message_id, Message.direction.in_(("in", "out")))
         .order_by(Message.id)
     ).all()
+    holders = [m for m in with_id if m.direction == "in"]
     same = next((m for m in holders if m.fingerprint == mail.fingerprint), None)
+    if same is None:
+        # Outgoing mail has no stored fingerprint; our replies are few, read them when asked.
+        same = next(
+            (m for m in with_id if m.direction == "out" and _sent_as(m) == mail.fingerprint), None
+        )
     return StoredCopy(duplicate=same, id_holder=None if same else next(iter(holders), None))
+
+
+def _sent_as(message: Message) -> str | None:
+    return raw_fingerprint(message.raw) if message.raw else None
 
 
 def reused_id_reason(mail: ParsedMail, holder: Message) -> str:

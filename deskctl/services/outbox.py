@@ -229,6 +229,12 @@ def _change_unless_busy(session: Session, item_id: int, verb: str, **values: Any
 
 
 def retry_item(session: Session, item_id: int) -> OutboxItem:
+    """Queue the item again; for a sent reply whose Sent copy is not filed, file that instead."""
+    item = get_item(session, item_id)
+    if item.state == "sent" and item.sent_copy in ("due", "failed"):
+        from deskctl.services.sent_copies import refile
+
+        return refile(session, item, datetime.now(UTC))
     return _change_unless_busy(
         session, item_id, "retried", state="queued", next_attempt_at=datetime.now(UTC)
     )
@@ -263,6 +269,10 @@ def item_to_dict(item: OutboxItem) -> dict[str, Any]:
         "last_error": item.last_error,
         "created_at": item.created_at,
         "sent_at": item.sent_at,
+        # The copy in the mailbox's Sent folder (services/sent_copies.py).
+        "sent_copy": item.sent_copy,
+        "sent_copy_folder": item.sent_copy_folder,
+        "sent_copy_error": item.sent_copy_error,
     }
 
 

@@ -63,6 +63,14 @@ WHERE m.ticket_id = :ticket_id
 ORDER BY m.id
 """
 
+#: The Sent-folder copy of each reply (its newest outbox item's), as ``delivery`` is.
+_SENT_COPIES = """
+SELECT message_id, sent_copy, sent_copy_folder, sent_copy_error
+FROM outbox_items
+WHERE message_id IN (SELECT id FROM messages WHERE ticket_id = :ticket_id AND direction = 'out')
+ORDER BY id
+"""
+
 _ATTACHMENTS = """
 SELECT id, message_id, filename, content_type, size, blob_sha256, inline
 FROM attachments
@@ -318,6 +326,12 @@ def ticket_detail(db: Database, number: int) -> tuple[dict[str, Any], dict[str, 
     messages = [
         _message(m, attachments.get(m["id"], [])) for m in db.rows(_MESSAGES, ticket_id=row["id"])
     ]
+    copies = {c["message_id"]: c for c in db.rows(_SENT_COPIES, ticket_id=row["id"])}
+    for message in messages:
+        if message["direction"] == "out":
+            copy = copies.get(message["id"], {})
+            for key in ("sent_copy", "sent_copy_folder", "sent_copy_error"):
+                message[key] = copy.get(key)
     head = _ticket(row)
     detail = {key: head[key] for key in ("id", "number", "title", "status", "queue")}
     detail["channel"] = row["channel"]

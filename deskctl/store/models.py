@@ -157,6 +157,8 @@ class IncomingChannel(Base):
     uidvalidity: Mapped[int | None] = mapped_column(Integer)
     last_uid: Mapped[int] = mapped_column(Integer, default=0)
     acted_uid: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Graph: the @odata.deltaLink of the last complete round (the cursor).
+    delta_link: Mapped[str | None] = mapped_column(Text)
     last_fetch_at: Mapped[datetime | None]
     last_success_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -283,6 +285,8 @@ class OutboxItem(Base):
     __table_args__ = (
         Index("ix_outbox_items_state_next", "state", "next_attempt_at"),
         Index("ix_outbox_items_message_id", "message_id"),
+        # The few copies still to file, found by every send-outbox run (migration 0012).
+        Index("ix_outbox_items_sent_copy", "sent_copy", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -296,6 +300,12 @@ class OutboxItem(Base):
     lease_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    #: The copy in an IMAP Sent folder (migration 0012): None, due, filed or failed.
+    sent_copy: Mapped[str | None] = mapped_column(String(20))
+    sent_copy_folder: Mapped[str | None] = mapped_column(String(255))
+    sent_copy_error: Mapped[str | None] = mapped_column(Text)
+    #: The bytes that went out, kept only while due and only when they differ from the reply's.
+    sent_copy_raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
 
     message: Mapped[Message] = relationship()
     channel: Mapped[OutgoingChannel | None] = relationship()
@@ -350,7 +360,10 @@ class QuarantinedMessage(Base):
 
 
 class FetchedKey(Base):
-    """What a channel without UIDs (a Maildir, a POP3 maildrop) has stored, by remote key."""
+    """What a channel without UIDs (a Maildir, a POP3 maildrop, Graph) has stored, by remote key.
+
+    ``acted_at``: when Graph's after-fetch action ran on it (None: not yet).
+    """
 
     __tablename__ = "fetched_keys"
     __table_args__ = (UniqueConstraint("channel_id", "remote_key", name="uq_fetched_keys_key"),)
@@ -359,6 +372,7 @@ class FetchedKey(Base):
     channel_id: Mapped[int] = mapped_column(ForeignKey("incoming_channels.id", ondelete="CASCADE"))
     remote_key: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    acted_at: Mapped[datetime | None]
 
 
 class TicketView(Base):

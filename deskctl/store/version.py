@@ -11,7 +11,7 @@ from __future__ import annotations
 from deskctl.errors import SchemaBehind
 from deskctl.store.dbapi import Database, connect_error
 
-SCHEMA_HEAD = "0013"
+SCHEMA_HEAD = "0014"
 
 
 def stored_revision(db: Database) -> str | None:

@@ -48,6 +48,10 @@ class FolderProblem(ConfigError):
         self.missing = missing
 
 
+class SentFolderProblem(FolderProblem):
+    """The ``--sent-folder`` cannot be used: replies go out, their copies wait."""
+
+
 @dataclass(frozen=True, slots=True)
 class Layout:
     """How one server names its folders, as it said so itself."""
@@ -188,14 +192,7 @@ def move_target(
     """
     layout = layout_of(box)
     target = choose(wanted, layout)
-    flags = layout.folders.get(target.name, ())
-    if any(f in flags for f in _UNSELECTABLE):
-        raise FolderProblem(f"folder {target.name!r} cannot hold messages (it is \\Noselect)")
-    if target.name == reading or target.name.upper() == reading.upper() == "INBOX":
-        raise FolderProblem(
-            f"folder {target.name!r} is the one deskctl reads: mail moved there would be "
-            "fetched again"
-        )
+    _check_usable(target, layout, reading, "mail moved there")
     if target.exists or (create and check_only):
         return target
     if not create:
@@ -214,3 +211,37 @@ def move_target(
     with contextlib.suppress(UnexpectedCommandStatusError):
         box.folder.subscribe(target.name, True)
     return Target(target.name, f"{target.how}, created by deskctl", True)
+
+
+def _check_usable(target: Target, layout: Layout, reading: str, what: str) -> None:
+    """A folder that cannot hold mail, or the one fetch reads (``what`` would come back)."""
+    flags = layout.folders.get(target.name, ())
+    if any(f in flags for f in _UNSELECTABLE):
+        raise FolderProblem(f"folder {target.name!r} cannot hold messages (it is \\Noselect)")
+    if target.name == reading or target.name.upper() == reading.upper() == "INBOX":
+        raise FolderProblem(
+            f"folder {target.name!r} is the one deskctl reads: {what} would be fetched again"
+        )
+
+
+def sent_target(box: BaseMailBox, wanted: str, *, reading: str) -> Target:
+    """The folder a sent reply's copy goes to: ``auto`` is the one marked ``\\Sent``.
+
+    A name goes through the same resolution as ``move:FOLDER`` (``Sent`` is
+    ``INBOX.Sent`` on Courier, or the folder marked ``\\Sent`` when there is no
+    folder of that name). deskctl never creates a Sent folder: mail programs
+    make their own, and a second one beside it would hide the team's answers.
+    """
+    layout = layout_of(box)
+    try:
+        target = choose("\\Sent" if wanted == "auto" else wanted, layout)
+        _check_usable(target, layout, reading, "replies filed there")
+    except FolderProblem as exc:
+        raise SentFolderProblem(exc.message) from exc
+    if not target.exists:
+        raise SentFolderProblem(
+            f"sent folder {wanted!r} does not exist (looked for {target.name!r}; "
+            f"folders: {layout.names()})",
+            missing=True,
+        )
+    return target

@@ -17,6 +17,7 @@ import socket
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -298,6 +299,38 @@ class ImapInbox:
             )
         )
 
+    def sent_target(self, wanted: str) -> folders.Target:
+        """The server's name for a channel's ``--sent-folder`` (see transport/folders.py)."""
+        box = self.box
+        assert box is not None, "not connected"
+        reading = self.settings.folder
+        return self._guarded(lambda: folders.sent_target(box, wanted, reading=reading))
+
+    def file_copy(self, raw: bytes, folder: str, sent_at: datetime) -> None:
+        """APPEND ``raw`` to ``folder``, flagged \\Seen, dated when it was sent.
+
+        The team's answers then show in the mailbox's Sent folder, read, in the
+        order they went out. A refusal (quota, a folder gone since) is the
+        server's answer in its words; a dropped line is Unreachable.
+        """
+        box = self.box
+        assert box is not None, "not connected"
+        with self._answered(f"the copy for {folder!r}"):
+            box.append(raw, folder, dt=sent_at, flag_set=["\\Seen"])
+
+    @contextlib.contextmanager
+    def _answered(self, what: str) -> Iterator[None]:
+        """A refusal is the server's answer (a FolderProblem in its words), not a line problem."""
+        try:
+            yield
+        except UnexpectedCommandStatusError as exc:
+            said = folders.server_said(exc)
+            raise folders.FolderProblem(
+                f"{self.settings.host} refused {what}: {said}", missing="TRYCREATE" in said.upper()
+            ) from exc
+        except (imaplib.IMAP4.error, imaplib.IMAP4.abort, OSError) as exc:
+            raise Unreachable(f"{what} failed on {self.settings.host}: {exc}") from exc
+
     def after_fetch(self, action: str, uids: list[int]) -> None:
         """Apply the channel's after-fetch action, once the messages are committed.
 
@@ -310,23 +343,13 @@ class ImapInbox:
         box = self.box
         assert box is not None
         ids = [str(u) for u in uids]
-        try:
+        with self._answered(f"the after-fetch action {action!r}"):
             if action == "seen":
                 box.flag(ids, "\\Seen", True)
             elif action == "delete":
                 box.delete(ids)
             elif action.startswith("move:"):
                 box.move(ids, action.removeprefix("move:"))
-        except UnexpectedCommandStatusError as exc:
-            said = folders.server_said(exc)
-            raise folders.FolderProblem(
-                f"{self.settings.host} refused the after-fetch action {action!r}: {said}",
-                missing="TRYCREATE" in said.upper(),
-            ) from exc
-        except (imaplib.IMAP4.error, imaplib.IMAP4.abort, OSError) as exc:
-            raise Unreachable(
-                f"after-fetch action {action!r} failed on {self.settings.host}: {exc}"
-            ) from exc
 
 
 class ImapIdle:
@@ -434,7 +457,10 @@ def _status_value(text: str, key: str) -> int:
 
 
 def probe(
-    settings: ImapSettings, move_to: str | None = None, create: bool = False
+    settings: ImapSettings,
+    move_to: str | None = None,
+    create: bool = False,
+    sent_folder: str | None = None,
 ) -> dict[str, Any]:
     """Connect, log in, open the folder and find the after-fetch one: what ``channel test`` reports.
 
@@ -454,4 +480,7 @@ def probe(
                 "exists": target.exists,
                 "how": target.how,
             }
+        if sent_folder is not None:
+            sent = inbox.sent_target(sent_folder)
+            found["sent_folder"] = {"name": sent.name, "exists": sent.exists, "how": sent.how}
         return found

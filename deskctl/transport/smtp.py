@@ -129,6 +129,9 @@ class SmtpSender:
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
         self.client: smtplib.SMTP | None = None
+        #: The bytes the server last accepted: the reply, re-encoded for a server
+        #: without 8BITMIME; what goes into the Sent folder.
+        self.last_sent: bytes | None = None
 
     def __enter__(self) -> SmtpSender:
         self._connect()
@@ -288,6 +291,7 @@ class SmtpSender:
         if code != 250:
             self._reset()
             raise SendError(_answer(code, text), permanent=code >= 500)
+        self.last_sent = body
         return [_refusals({r: refusal}) for r, refusal in refused.items()]
 
     def _reset(self) -> None:

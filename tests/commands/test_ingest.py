@@ -547,12 +547,15 @@ def test_lookups_by_message_id_still_find_our_own_mail_and_one_raw_source(desk: 
     reply = desk("--json", "ticket", "reply", number, "--body", "On our way.").json()
     ours = desk("ticket", "show", number, "--raw", str(reply["message"])).stdout.encode()
 
-    # Our reply comes back (a Bcc to the inbox): own mail on its ticket, stored once.
+    # Our reply comes back (a Bcc to the inbox, a Sent folder read as mail): it is the
+    # reply itself, never a second message (issue 15).
     back = ingested(desk, delivered_again(ours), "--channel", "support")
-    assert back["ticket"] == int(number) and "own" in back["flags"]
-    assert "message_id_reused" not in back["flags"]
+    assert back["ticket"] == int(number) and back["duplicate"] is True
+    assert back["message"] == reply["message"] and "message_id_reused" not in back["flags"]
     again = ingested(desk, delivered_again(ours), "--channel", "support")
-    assert again["duplicate"] is True and again["message"] == back["message"]
+    assert again["duplicate"] is True and again["message"] == reply["message"]
+    conversation = desk("--json", "ticket", "show", number).json()["messages"]
+    assert [m["direction"] for m in conversation] == ["in", "out"]
 
     # Another mail reusing the customer's id on the same ticket: --raw by that id asks for ours.
     reuser = make_mail(subject=f"Re: [#{number}]", body="One more thing.\n", message_id="<q@x>")

@@ -181,6 +181,16 @@ def deskctl_process(*args: str, **kwargs: object) -> subprocess.Popen[bytes]:
     )
 
 
+def count(db_url: str, sql: str) -> int:
+    """One number the database holds, read beside a run (``SELECT count(*) ...``)."""
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.scalar(text(sql)) or 0)
+    finally:
+        engine.dispose()
+
+
 def kill_while_storing(
     db_url: str,
     *args: str,

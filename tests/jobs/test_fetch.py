@@ -14,6 +14,7 @@ from jobs.conftest import (
     SUPPORT,
     AddImap,
     big_mail,
+    count,
     deskctl_process,
     fetch_over_the_limit,
     fill,
@@ -34,11 +35,6 @@ def mails(n: int, tag: str, **kwargs: str) -> list[bytes]:
         make_mail(subject=f"{tag} question {i}", message_id=f"<{tag}-{i}@example.org>", **kwargs)
         for i in range(n)
     ]
-
-
-def count(db_url: str, sql: str) -> int:
-    with create_engine(db_url).connect() as conn:
-        return int(conn.scalar(text(sql)) or 0)
 
 
 def test_two_inboxes_become_tickets_in_their_own_queues(

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 from jobs.conftest import (
     big_mail,
+    count,
     deskctl_process,
     fetch_over_the_limit,
     fill,
@@ -36,15 +37,6 @@ def mails(n: int, tag: str) -> list[bytes]:
         make_mail(subject=f"{tag} question {i}", message_id=f"<{tag}-{i}@example.org>")
         for i in range(n)
     ]
-
-
-def count(db_url: str, sql: str) -> int:
-    engine = create_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.scalar(text(sql)) or 0)
-    finally:
-        engine.dispose()
 
 
 def on_server(dovecot: Dovecot, user: User) -> list[str]:

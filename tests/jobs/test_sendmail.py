@@ -12,10 +12,12 @@ from email import message_from_string, policy
 from pathlib import Path
 
 import pytest
+from jobs.conftest import AddImap, new_user
 from sqlalchemy import create_engine, text
 
 from conftest import Run, ingested
 from mailfactory import make_mail, utf8_mail
+from testbed.dovecot import Dovecot
 
 FAKE_SENDMAIL = """#!/bin/sh
 echo "$@" >> "{log}"
@@ -134,3 +136,29 @@ def test_a_customer_with_a_unicode_local_part_gets_utf8_headers_through_sendmail
     assert mail["To"].addresses[0].addr_spec == "jörg@example.org"
     # (the email package keeps the blank between two encoded words that RFC 2047 drops)
     assert " ".join(mail["To"].addresses[0].display_name.split()) == "Jörg Müller"
+
+
+def test_a_reply_handed_to_sendmail_is_filed_in_the_imap_channels_sent_folder(
+    desk: Run, sendmail: dict[str, Path], dovecot: Dovecot, add_imap: AddImap
+) -> None:
+    """An IMAP inbox without an SMTP account: the local MTA sends, deskctl files the copy."""
+    import re
+
+    user = new_user(dovecot, "mta")
+    add_imap("support", user, "--sent-folder", "Sent")
+    dovecot.deliver(make_mail(to=user[0]), user=user[0], password=user[1])
+    desk("fetch")
+    desk("ticket", "show", "1")
+    desk("ticket", "reply", "1", "--body", "Via the local MTA, filed in Sent.")
+
+    run = desk("-q", "send-outbox")
+    assert run.exit_code == 0 and run.stderr == "", run.stderr
+    assert run.stdout.endswith("send-outbox: 1 sent, 0 failed, 0 blocked, 0 deferred; "
+                               "1 filed in Sent, 0 not filed\n")  # fmt: skip
+    with dovecot.mailbox(*user, folder="Sent") as box:
+        _, data = box.client.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[])")
+    ((head, filed),) = [d for d in data if isinstance(d, tuple)]
+    assert b"\\Seen" in head
+    # What sendmail was given, in the CRLF line ends IMAP stores every message with.
+    handed = sendmail["spool"].read_bytes()
+    assert filed == re.sub(rb"\r?\n", b"\r\n", handed)

@@ -124,7 +124,8 @@ def test_a_server_that_hangs_up_after_a_refusal_gets_the_rest_in_the_same_run(
     result = desk("--json", "send-outbox")
     assert result.exit_code == 7, result.stderr  # partial: one failed
     assert result.json() | {"errors": []} == {
-        "sent": 2, "failed": 1, "blocked": 0, "deferred": 0, "errors": []
+        "sent": 2, "failed": 1, "blocked": 0, "deferred": 0, "errors": [],
+        "filed": 0, "not_filed": [],
     }  # fmt: skip
     assert relay.hang_ups == 1 and relay.sessions == 2
     for queued in later:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from jobs.conftest import SUPPORT, AddImap, deskctl_process, fill, new_user
+from jobs.conftest import SUPPORT, AddImap, count, deskctl_process, fill, new_user
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
@@ -30,11 +30,6 @@ from conftest import BACKEND, Run
 from mailfactory import make_mail
 from testbed.dovecot import Dovecot
 from testbed.smtp_relay import SmtpRelay
-
-
-def count(db_url: str, sql: str) -> int:
-    with create_engine(db_url).connect() as conn:
-        return int(conn.scalar(text(sql)) or 0)
 
 
 def queue_replies(db_url: str, n: int, tag: str) -> None:

@@ -68,6 +68,7 @@ def render_config(
     separator: str = "/",
     prefix: str = "",
     pop3_ports: tuple[int, int] | None = None,
+    sent_mailbox: str | None = "Sent",
 ) -> str:
     """The complete ``dovecot.conf`` for one instance.
 
@@ -82,6 +83,8 @@ def render_config(
     ``"INBOX."`` make folders ``INBOX.Archive``, the way Courier and Cyrus
     name them.  ``pop3_ports`` (POP3 for STLS, POP3S) adds POP3 on the same
     mail, with a UIDL that stays the same across sessions.
+    ``sent_mailbox`` is the folder marked SPECIAL-USE ``\\Sent`` (Outlook's
+    ``Sent Items``, say), or None for a server that marks none.
     """
     protocols = "imap lmtp"
     pop3 = ""
@@ -94,6 +97,11 @@ def render_config(
             "    ssl = yes\n  }\n}\n"
             "protocol pop3 {\n  pop3_uidl_format = %08Xu%08Xv\n}\n"
         )
+    sent = (
+        f'  mailbox "{sent_mailbox}" {{\n    auto = subscribe\n    special_use = \\Sent\n  }}\n'
+        if sent_mailbox
+        else ""
+    )
     mechanisms = "plain login"
     oauth_passdb = ""
     if oauth2_conf is not None:
@@ -149,11 +157,7 @@ namespace inbox {{
     auto = subscribe
     special_use = \\Drafts
   }}
-  mailbox Sent {{
-    auto = subscribe
-    special_use = \\Sent
-  }}
-  mailbox Trash {{
+{sent}  mailbox Trash {{
     auto = subscribe
     special_use = \\Trash
   }}
@@ -225,6 +229,7 @@ class Dovecot:
     users, separator=".", prefix="INBOX.")`` answers like Courier or Cyrus.
     ``pop3=True`` also serves POP3 (``pop3_port``, for STLS) and POP3S
     (``pop3s_port``) on the same INBOX (needs dovecot-pop3d).
+    ``sent_mailbox`` names the folder marked ``\\Sent`` (None: no such folder).
     """
 
     def __init__(
@@ -237,11 +242,13 @@ class Dovecot:
         separator: str = "/",
         prefix: str = "",
         pop3: bool = False,
+        sent_mailbox: str | None = "Sent",
     ) -> None:
         require_main_thread("Dovecot")
         self.separator = separator
         self.prefix = prefix
         self.pop3 = pop3
+        self.sent_mailbox = sent_mailbox
         if not os.access(binary, os.X_OK):
             raise MissingBinaryError(binary, DEBIAN_PACKAGES)
         if pop3 and not os.access(POP3_BIN, os.X_OK):
@@ -299,6 +306,7 @@ class Dovecot:
                     separator=self.separator,
                     prefix=self.prefix,
                     pop3_ports=(self.pop3_port, self.pop3s_port) if self.pop3 else None,
+                    sent_mailbox=self.sent_mailbox,
                 )
             )
             chown_tree(self.base, self.account)

@@ -27,6 +27,7 @@ import pytest
 from ._proc import MissingBinaryError
 from .certs import CertBundle, make_certs
 from .dovecot import Dovecot
+from .graph import FakeGraph
 from .idp import FakeIdP, HeadlessBrowser
 from .postfix import Postfix
 from .postgres import PostgresCluster
@@ -140,6 +141,25 @@ def idp(idp_server: FakeIdP) -> Iterator[FakeIdP]:
     """
     yield idp_server
     idp_server.reset_settings()
+
+
+@pytest.fixture(scope="session")
+def graph_server(certs: CertBundle, idp_server: FakeIdP) -> Iterator[FakeGraph]:
+    """The session's one fake Microsoft Graph (https), trusting the fake IdP's tokens."""
+    server = _timed("graph start", lambda: FakeGraph(certs, idp_server))
+    yield server
+    _stop_timed("graph stop", server.stop)
+
+
+@pytest.fixture
+def graph(graph_server: FakeGraph, idp: FakeIdP) -> Iterator[FakeGraph]:
+    """The fake Graph with its page size and faults reset after the test.
+
+    Mailboxes and the request log are shared across the session: give each
+    test its own mailbox address.
+    """
+    yield graph_server
+    graph_server.reset()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,9 @@ the *real* client libraries to talk to it:
 - the authorization-code grant with PKCE for InstalledAppFlow, auto-approved
   for :attr:`FakeIdP.auto_approve_as` and redirected to the loopback URI;
 - the refresh-token grant with rotation (the old token is revoked);
-- the client-credentials grant for registered confidential clients;
+- the client-credentials grant for registered confidential clients, as Entra
+  answers it: ``invalid_client`` (401) for a wrong secret, ``invalid_scope``
+  unless the scope is one ``<resource>/.default``;
 - Google-style ``/tokeninfo`` and RFC 7662 ``/introspect`` so Dovecot's
   oauth2 passdb (and the SMTP relay) can validate access tokens.
 
@@ -813,7 +815,13 @@ class FakeIdP:
             raise OAuthError("invalid_request", "client_id is required")
         expected = self._clients.get(client_id)
         if expected is not None and secret != expected:
-            raise OAuthError("invalid_client", "client authentication failed", 401)
+            raise OAuthError(
+                "invalid_client",
+                "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in "
+                "the request is the client secret value, not the client secret ID, for a secret "
+                f"added to app '{client_id}'.",
+                401,
+            )
         return client_id
 
     def _authorize(self, req: LoggedRequest, tenant: str | None) -> _Response:
@@ -973,7 +981,16 @@ class FakeIdP:
                 "unauthorized_client", "client_credentials needs a confidential client"
             )
         scope = req.form.get("scope", "")
-        return self._token_response(None, client_id, scope, req.scheme, tenant)
+        # Entra: the app asks for the permissions granted to it, as "<resource>/.default".
+        resources = [s for s in scope.split() if s not in ("openid", "profile", "offline_access")]
+        if len(resources) != 1 or not resources[0].endswith("/.default"):
+            raise OAuthError(
+                "invalid_scope",
+                f"AADSTS1002012: The provided value for scope {scope} is not valid. Client "
+                "credential flows must have a scope value with /.default suffixed to the "
+                "resource identifier (application ID URI).",
+            )
+        return self._token_response(None, client_id, resources[0], req.scheme, tenant)
 
     def _bearer_or_param(self, req: LoggedRequest, name: str) -> str:
         auth = req.headers.get("authorization", "")

@@ -198,6 +198,8 @@ def test_confidential_client_credentials(idp: FakeIdP, trust_test_ca: Path) -> N
         instance_discovery=False,
     )
     assert "access_token" in app.acquire_token_for_client(["https://graph.example/.default"])
+    refused = app.acquire_token_for_client(["https://graph.example/Mail.Read"])
+    assert refused["error"] == "invalid_scope" and "AADSTS1002012" in refused["error_description"]
     bad = msal.ConfidentialClientApplication(
         "daemon-app", client_credential="wrong", authority=idp.authority(), instance_discovery=False
     )
