@@ -16,6 +16,7 @@ from deskctl.mail.sanitize import safe_text
 from deskctl.output import emit, stderr
 
 if TYPE_CHECKING:
+    from deskctl.context import AppContext
     from deskctl.jobs.fetch import ChannelReport
 
 
@@ -31,14 +32,34 @@ def fetch(
     max_size: Annotated[
         int, typer.Option("--max-size", help="bytes; larger mail is quarantined")
     ] = 25 * 1024 * 1024,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help="keep running: IMAP IDLE where the server has it, else poll"),
+    ] = False,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            "--interval",
+            min=1.0,
+            metavar="S",
+            help="with --watch: seconds between fetches of channels without IDLE \\[default: 60]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Read new mail from every enabled channel into tickets.
 
     Example: deskctl -q fetch     (every minute from cron; see crontab.example)
+
+    Or as a service, tickets within seconds: deskctl -q fetch --watch
+    (deskctl-watch.service); it ends cleanly on SIGTERM or Ctrl-C.
     """
     from deskctl.jobs.fetch import FetchOptions, exit_code, fetch_all
 
     context = app_context(ctx)
+    if watch or interval is not None:
+        _watch(context, channel or [], watch, interval, max_size, limit=limit, dry_run=dry_run)
+        return
     show_bar = sys.stderr.isatty() and not context.quiet and not context.json
     with Progress(
         TextColumn("{task.description}"),
@@ -57,7 +78,41 @@ def fetch(
 
         opts = FetchOptions(limit=limit, dry_run=dry_run, max_size=max_size, progress=progress)
         reports = fetch_all(context, channel or [], opts)
-    code = exit_code(reports)
+    show(context, reports)
+    finish(exit_code(reports))
+
+
+def _watch(
+    context: AppContext,
+    names: list[str],
+    watch: bool,
+    interval: float | None,
+    max_size: int,
+    *,
+    limit: int | None,
+    dry_run: bool,
+) -> None:
+    """``fetch --watch``: each round that did something is shown as one cron run is."""
+    from deskctl.errors import UsageError
+    from deskctl.jobs.watch import DEFAULT_INTERVAL, WatchOptions
+    from deskctl.jobs.watch import watch as run_watch
+
+    if not watch:
+        raise UsageError("--interval goes with --watch")
+    if dry_run or limit is not None:
+        # A watch stores what comes for as long as it runs; a dry run or a
+        # count would be a fetch that never ends or one that ends at random.
+        raise UsageError(f"--watch cannot be combined with {'--dry-run' if dry_run else '--limit'}")
+
+    def say(line: str) -> None:
+        stderr.print(Text(safe_text(f"deskctl: {line}")))
+
+    opts = WatchOptions(interval=interval or DEFAULT_INTERVAL, max_size=max_size)
+    run_watch(context, names, opts, on_round=lambda reports: show(context, reports), say=say)
+
+
+def show(context: AppContext, reports: list[ChannelReport]) -> None:
+    """A fetch's reports: one summary line with -q (none when idle), else a line per channel."""
 
     def human(out: Console) -> None:
         if context.quiet:
@@ -101,7 +156,6 @@ def fetch(
                 stderr.print(
                     Text(safe_text(f"deskctl: warning: channel {r.name}: not read: {entry}"))
                 )
-    finish(code)
 
 
 def _reason(report: ChannelReport) -> str:

@@ -114,6 +114,9 @@ class FetchOptions:
     dry_run: bool = False
     max_size: int = DEFAULT_MAX_SIZE
     progress: Progress | None = None
+    #: Asked after each stored message: True ends the channel there (``fetch --watch``
+    #: got SIGTERM); what is committed gets its after-fetch action, the lease goes.
+    stop: Callable[[], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -423,6 +426,8 @@ def _imap(
             if len(done) >= ACTION_BATCH and not opts.dry_run:
                 act(done, uid)
                 done = []
+            if opts.stop is not None and opts.stop():
+                break
         if not uids and not opts.dry_run and ch.uidvalidity != validity:
             with context.transaction() as session:
                 checkpoint_for(last_uid)(session)
@@ -504,6 +509,8 @@ def _read_maildir(
         store_keyed(context, ch, opts, report, owner, Keyed(key, raw, parsed, len(todo)), cache)
         if not opts.dry_run:
             inbox.after_fetch(ch.after_fetch, paths[key])
+        if opts.stop is not None and opts.stop():
+            break
 
 
 def _record(context: AppContext, ch: Snapshot, report: ChannelReport, owner: str) -> None:
@@ -533,6 +540,8 @@ def fetch_channel(context: AppContext, ch: Snapshot, opts: FetchOptions) -> Chan
         log.info("%s: skipped, another fetch holds it", ch.name)
         return report
     try:
+        if not opts.dry_run:  # as it is now we hold it: a run just before us moved it on
+            (ch,) = select_channels(context, [ch.name])
         if ch.kind == "o365" and ch.settings.get("transport") == "graph":
             from deskctl.jobs.fetch_graph import fetch_graph
 

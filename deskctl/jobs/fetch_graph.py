@@ -169,15 +169,19 @@ def _round(
         expected=len(todo),
         max_size=opts.max_size,
     )
+    stopped = False
     for message_id, raw, parsed in stream:
         store_keyed(
             context, ch, opts, report, owner, Keyed(message_id, raw, parsed, len(todo)), cache
         )
         act(message_id)
+        if opts.stop is not None and opts.stop():
+            stopped = True  # fetch --watch got SIGTERM: the rest waits for the next round
+            break
     if opts.dry_run:
         return
     _mark_acted(context, ch.id, acted)
-    if len(todo) == len(new) and not gone and problem is None:
+    if len(todo) == len(new) and not gone and problem is None and not stopped:
         # Every message of the round is stored and acted on: the next round starts here.
         # Otherwise the old link lists the same mail again, and what is stored is skipped;
         # a message that could not be found is listed again if it is still there.

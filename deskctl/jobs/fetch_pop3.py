@@ -126,6 +126,8 @@ def _read(
             report.left_on_server += 1  # listed in the quarantine, untouched on the server
         elif delete:
             inbox.delete(item.number)  # committed above; removed at QUIT
+        if opts.stop is not None and opts.stop():
+            break  # a run that ends well: QUIT removes what was marked
     if inbox.cut is not None:
         raise inbox.cut  # what came before the cut is stored; nothing is deleted this run
 

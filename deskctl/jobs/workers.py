@@ -52,7 +52,14 @@ def die_with_parent(parent: int) -> None:
     multiprocessing resource tracker (which exits when every holder of its pipe
     is gone) lives too. On Linux the kernel kills the worker with its parent
     (PR_SET_PDEATHSIG); elsewhere a thread watches for the parent to change.
+
+    SIGTERM and SIGINT are the run's to handle, not the worker's: systemd
+    sends SIGTERM to every process of a service and a terminal's Ctrl-C
+    reaches the whole process group, and a worker dying of it first would
+    fail the message the run is finishing. The run ends its worker itself.
     """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         import ctypes
 

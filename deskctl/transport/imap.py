@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import io
 import logging
 import re
+import socket
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +42,9 @@ T = TypeVar("T")
 BATCH_COUNT = 100
 BATCH_BYTES = 8 * 1024 * 1024
 TIMEOUT = 60.0
+#: TCP keepalive on a waiting connection: a peer gone without a word (a NAT that
+#: forgot us, a host that died) is noticed in about two minutes, not at renewal.
+KEEPALIVE = (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 20), ("TCP_KEEPCNT", 3))
 
 _FETCH_UID = re.compile(rb"UID (\d+)")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
@@ -65,10 +70,15 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
 
 
 class ImapInbox:
-    """One logged-in IMAP folder; use as a context manager."""
+    """One logged-in IMAP folder; use as a context manager.
 
-    def __init__(self, settings: ImapSettings) -> None:
+    ``readonly`` opens it with EXAMINE: a connection that only waits takes no
+    ``\\Recent`` flags from the mail programs that share the mailbox.
+    """
+
+    def __init__(self, settings: ImapSettings, *, readonly: bool = False) -> None:
         self.settings = settings
+        self.readonly = readonly
         self.box: BaseMailBox | None = None
         self.uidvalidity = 0
         self.uidnext = 0
@@ -164,7 +174,7 @@ class ImapInbox:
     def _select(self) -> None:
         assert self.box is not None
         client = self.box.client
-        typ, _ = client.select(_quote(self.settings.folder))
+        typ, _ = client.select(_quote(self.settings.folder), readonly=self.readonly)
         if typ != "OK":
             folders = ", ".join(f.name for f in self.box.folder.list()) or "none"
             raise ConfigError(
@@ -353,6 +363,101 @@ class ImapInbox:
                 box.delete(ids)
             elif action.startswith("move:"):
                 box.move(ids, action.removeprefix("move:"))
+
+
+class ImapIdle:
+    """A second connection to a channel's folder that only waits for mail (IDLE, RFC 2177).
+
+    Fetching stays on a connection of its own (the fetch job's), so waiting
+    holds no lease and the fetch is exactly cron's. Any untagged answer ends
+    the wait: :meth:`done` then says whether it was new mail (EXISTS or
+    RECENT) rather than a flag change or a keepalive.
+    """
+
+    def __init__(self, settings: ImapSettings) -> None:
+        self.inbox = ImapInbox(settings, readonly=True)
+        self.idling = False
+
+    def open(self) -> bool:
+        """Connect, log in and open the folder; False (and closed) without IDLE on the server."""
+        self.inbox.open()
+        try:
+            typ, data = self.inbox._guarded(self.inbox._client().capability)
+            announced = b" ".join(d for d in data if isinstance(d, bytes)).upper().split()
+            if typ != "OK" or b"IDLE" not in announced:
+                self.close()
+                return False
+            sock = self.inbox._client().sock
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for name, value in KEEPALIVE:
+                if hasattr(socket, name):
+                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+        except BaseException:
+            self.close()
+            raise
+        return True
+
+    def fileno(self) -> int:
+        return self.inbox._client().sock.fileno()
+
+    def start(self) -> None:
+        """Send IDLE; the server answers on the socket when the folder changes."""
+        client = self.inbox._client()
+        client.untagged_responses.clear()
+        box = self.inbox.box
+        assert box is not None
+        self.inbox._guarded(box.idle.start)
+        self.idling = True
+
+    def read_ahead(self) -> bool:
+        """True when the server's answer is already read into our buffers.
+
+        imaplib reads through a buffered file (and TLS through its own
+        buffer), so an EXISTS that came in the packet with IDLE's ``+`` is no
+        longer on the socket, and waiting on the socket would miss it.
+        """
+        client = self.inbox._client()
+        sock = client.sock
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        file = client.file
+        if not isinstance(file, io.BufferedReader):
+            return False
+        timeout = sock.gettimeout()
+        sock.settimeout(0)
+        try:
+            return bool(file.peek(1))
+        except (ssl.SSLWantReadError, BlockingIOError):
+            return False
+        except OSError:
+            return True  # a broken connection: done() says how
+        finally:
+            sock.settimeout(timeout)
+
+    def done(self) -> bool:
+        """End IDLE; True when the folder has new mail since :meth:`start`."""
+        box = self.inbox.box
+        assert box is not None
+        self.idling = False
+        self.inbox._guarded(box.idle.stop)
+        seen = self.inbox._client().untagged_responses
+        return "EXISTS" in seen or "RECENT" in seen
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Leave IDLE and log out, waiting at most ``timeout`` for a server that is gone."""
+        box = self.inbox.box
+        if box is None:
+            return
+        try:
+            box.client.sock.settimeout(timeout)
+            if self.idling:
+                box.idle.stop()
+        except Exception:  # closing anyway; the server may be gone
+            log.debug("IMAP IDLE end failed", exc_info=True)
+        self.idling = False
+        self.inbox.close()
+        with contextlib.suppress(OSError):  # a failed LOGOUT leaves the socket open
+            box.client.shutdown()
 
 
 def _quote(folder: str) -> str:
