@@ -8,6 +8,7 @@ real device-code and client-credentials flows.
 
 from __future__ import annotations
 
+import os
 import socket
 import stat
 import time
@@ -606,3 +607,58 @@ def test_channel_list_names_graph_as_the_outgoing_server(desk: Run, office: str)
         line for line in listed.stdout.splitlines() if line.strip().startswith("office-graph")
     ]
     assert "Microsoft Graph" in row and "local" not in row
+
+
+def test_links_to_another_host_are_never_followed_and_the_token_stays_home(
+    desk: Run, office: str, graph: FakeGraph, certs: CertBundle, idp: FakeIdP
+) -> None:
+    elsewhere = FakeGraph(certs, idp)  # a listener that records what reaches it
+    try:
+        host = elsewhere.base_url.split("/")[2]
+        for raw in questions(3, "hijack", office):
+            graph.deliver(office, raw)
+        graph.page_size, graph.link_host = 2, host  # page 1's nextLink points away
+        result = desk("fetch")
+        assert result.exit_code != 0 and "was not followed" in result.stderr, result.stderr
+        assert host in result.stderr
+        graph.page_size = 10  # one page: only the saved deltaLink points away
+        assert fetch(desk)["tickets_created"] == 3
+        graph.reset()
+        graph.deliver(office, make_mail(subject="after the bad link", to=office))
+        assert fetch(desk)["tickets_created"] == 1, "the foreign delta link was not used"
+        assert elsewhere.requests == [], "no request, and no bearer token, went elsewhere"
+    finally:
+        elsewhere.stop()
+
+
+def test_a_gateways_html_page_instead_of_json_exits_6_and_the_next_run_goes_on(
+    desk: Run, office: str, graph: FakeGraph
+) -> None:
+    graph.deliver(office, make_mail(subject="behind a proxy", to=office))
+    graph.answer_html(1, 200, "/messages/delta")
+    portal = desk("fetch")
+    assert portal.exit_code == 6, portal.stderr
+    assert "not Graph's JSON (text/html)" in portal.stderr and "Traceback" not in portal.stderr
+    graph.answer_html(1, 502, "/mailFolders")
+    gateway = desk("fetch")
+    assert gateway.exit_code == 6 and "502" in gateway.stderr, gateway.stderr
+    assert fetch(desk)["tickets_created"] == 1
+
+
+def test_a_reply_over_sendmails_4_mb_fails_for_good_without_uploading_it(
+    desk: Run, office: str, graph: FakeGraph, tmp_path: Path
+) -> None:
+    queue_a_reply(desk, graph, office, "big@example.org")
+    log = tmp_path / "trace.bin"
+    log.write_bytes(os.urandom(3_300_000))  # 4.4 MiB once base64'd in the MIME, again for sendMail
+    desk("ticket", "show", "1")
+    queued = desk("ticket", "reply", "1", "--body", "The trace.", "--attach", str(log))
+    assert queued.exit_code == 0, queued.stderr
+    posts = len(graph.calls("POST", "/sendMail"))
+    result = desk("--json", "send-outbox")
+    assert result.json()["sent"] == 1 and result.json()["failed"] == 1, result.stdout
+    assert len(graph.calls("POST", "/sendMail")) == posts + 1, "only the small reply went up"
+    failed = [
+        i for i in desk("--json", "outbox", "list").json()["outbox"] if i["state"] == "failed"
+    ]
+    assert "over Microsoft Graph's 4 MiB limit" in failed[0]["last_error"], failed
