@@ -662,3 +662,69 @@ def test_a_reply_over_sendmails_4_mb_fails_for_good_without_uploading_it(
         i for i in desk("--json", "outbox", "list").json()["outbox"] if i["state"] == "failed"
     ]
     assert "over Microsoft Graph's 4 MiB limit" in failed[0]["last_error"], failed
+
+
+def test_the_apps_secret_and_tokens_never_show_even_at_vv_and_a_failing_secret_command_exits_5(
+    desk: Run,
+    idp: FakeIdP,
+    graph: FakeGraph,
+    certs: CertBundle,
+    trust_test_ca: Path,
+    isolated_home: Path,
+    tmp_path: Path,
+) -> None:
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    idp.register_client(client, secret)
+    graph.grant_app(client, "Mail.ReadWrite", "Mail.Send")
+    address = new_address("shared")
+    graph.mailbox(address)
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(secret)
+    added = desk(
+        "channel", "add", "shared", "--kind", "o365", "--transport", "graph", "--auth", "app-only",
+        "--address", address, "--client-id", client, "--authority", idp.authority("contoso"),
+        "--password-cmd", f"cat {secret_file}", "--graph-url", graph.base_url,
+        "--ca-file", str(certs.ca_pem),
+    )  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    graph.deliver(address, make_mail(subject="loud logs", to=address))
+    loud = desk("-vv", "fetch")
+    assert loud.exit_code == 0, loud.stderr
+    token = graph.calls("GET", f"/v1.0/users/{address}/")[0].headers["authorization"][7:]
+    for shown in (loud.stdout, loud.stderr, desk("-vv", "channel", "test", "shared").stderr):
+        assert secret not in shown
+        assert token not in shown
+    tokens = isolated_home / "tokens" / "shared.json"
+    assert secret not in tokens.read_text()
+    assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
+    assert stat.S_IMODE(tokens.parent.stat().st_mode) & 0o077 == 0
+
+    tokens.unlink()
+    secret_file.unlink()  # the secret manager fails: cat exits 1
+    failed = desk("-vv", "fetch")
+    assert failed.exit_code == 5, failed.stderr
+    assert "--password-cmd" in failed.stderr or "command" in failed.stderr, failed.stderr
+    assert secret not in failed.stderr
+
+
+def test_a_message_graph_will_not_hand_out_holds_back_none_of_the_others(
+    desk: Run, office: str, graph: FakeGraph
+) -> None:
+    first, *_ = [graph.deliver(office, raw) for raw in questions(3, "poison", office)]
+    graph.refuse(50, 400, "ErrorInvalidRequest", "The item cannot be read as MIME.", first)
+    stuck = desk("--json", "fetch")
+    assert stuck.exit_code == 5 and "ErrorInvalidRequest" in stuck.stderr, stuck.stderr
+    assert stuck.json()["channels"][0]["tickets_created"] == 2, "the mail behind it came in"
+    graph.reset()
+    assert fetch(desk)["tickets_created"] == 1, "asked for again, and read once it could be"
+
+
+def test_channel_test_puts_a_refusal_in_graphs_words(
+    desk: Run, office: str, graph: FakeGraph
+) -> None:
+    graph.refuse(1, 400, "ErrorInvalidRequest", "The mailbox is being moved.", "/mailFolders")
+    tested = desk("channel", "test", "office")
+    assert tested.exit_code == 5, tested.stderr
+    assert "400 ErrorInvalidRequest: The mailbox is being moved." in tested.stderr
+    assert "internal error" not in tested.stderr
