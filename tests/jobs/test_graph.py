@@ -14,6 +14,7 @@ import stat
 import time
 import uuid
 from email import message_from_bytes
+from email.utils import getaddresses
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,11 @@ from testbed.graph import FakeGraph
 from testbed.idp import FakeIdP
 
 CLIENT = "graph-test-client"
+#: Every header of a reply deskctl composes, and no other.
+OUR_HEADERS = (
+    "from", "to", "subject", "date", "message-id", "in-reply-to", "references",
+    "x-deskctl-loop", "mime-version", "content-type",
+)  # fmt: skip
 
 
 def new_address(prefix: str = "support") -> str:
@@ -728,3 +734,32 @@ def test_channel_test_puts_a_refusal_in_graphs_words(
     assert tested.exit_code == 5, tested.stderr
     assert "400 ErrorInvalidRequest: The mailbox is being moved." in tested.stderr
     assert "internal error" not in tested.stderr
+
+
+def test_a_hostile_customers_headers_put_nothing_but_ours_in_the_reply_graph_receives(
+    desk: Run, office: str, graph: FakeGraph
+) -> None:
+    hostile = (
+        b"From: =?utf-8?q?Eve=0D=0ABcc:_evil1@attacker.example?= <eve@example.org>\r\n"
+        b"To: " + office.encode() + b"\r\n"
+        b"Subject: =?utf-8?q?help=0D=0ABcc:_evil2@attacker.example=0D=0AX-Evil:_1?=\r\n"
+        b"Message-ID: <inj-" + uuid.uuid4().hex.encode() + b"@example.org>\r\n"
+        b"\tBcc: evil3@attacker.example\r\n"
+        b"Reply-To: eve@example.org\r\n\tBcc: evil4@attacker.example\r\n"
+        b"Date: Mon, 02 Nov 2026 09:30:00 +0000\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nPlease help.\r\n"
+    )
+    graph.deliver(office, hostile)
+    assert fetch(desk)["tickets_created"] == 1
+    (ticket,) = desk("--json", "ticket", "list").json()["tickets"]
+    desk("ticket", "show", str(ticket["number"]))
+    queued = desk("ticket", "reply", str(ticket["number"]), "--body", "On it.")
+    assert queued.exit_code == 0, queued.stderr
+    before = len(graph.sent)
+    assert desk("--json", "send-outbox").json()["sent"] == 1
+    (_mailbox, raw), *_ = graph.sent[before:]
+    reply = message_from_bytes(raw)
+    assert sorted(k.lower() for k in reply) == sorted(OUR_HEADERS), reply.keys()
+    addressed = getaddresses(reply.get_all("To", []) + reply.get_all("Cc", []))
+    assert [a for _, a in addressed] == ["eve@example.org"], "the customer, nobody else"
+    assert "attacker" not in reply["In-Reply-To"] + reply["References"]
