@@ -9,6 +9,7 @@ real device-code and client-credentials flows.
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import stat
 import time
@@ -763,3 +764,56 @@ def test_a_hostile_customers_headers_put_nothing_but_ours_in_the_reply_graph_rec
     addressed = getaddresses(reply.get_all("To", []) + reply.get_all("Cc", []))
     assert [a for _, a in addressed] == ["eve@example.org"], "the customer, nobody else"
     assert "attacker" not in reply["In-Reply-To"] + reply["References"]
+
+
+def test_the_readmes_graph_examples_work_as_written_with_only_the_urls_and_ca_adapted(
+    desk: Run,
+    idp: FakeIdP,
+    graph: FakeGraph,
+    certs: CertBundle,
+    trust_test_ca: Path,
+    tmp_path: Path,
+) -> None:
+    """The README's lines, word for word, then the fake's URLs and CA: a new user's first hour."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    start = readme.index("# Office 365 through Microsoft Graph")
+    lines = readme[start : readme.index("deskctl channel add-outgoing", start)]
+    commands = [
+        shlex.split(c.split("   #")[0].split("  #")[0])
+        for c in lines.replace("\\\n", " ").splitlines()
+        if c.startswith("deskctl ")
+    ]
+    assert [c[1:3] for c in commands] == [
+        ["channel", "add"],
+        ["channel", "login"],
+        ["channel", "add"],
+    ]
+    adapted = [
+        "--authority", idp.authority("contoso.com"), "--graph-url", graph.base_url,
+        "--ca-file", str(certs.ca_pem),
+    ]  # fmt: skip
+    client = commands[0][commands[0].index("--client-id") + 1]
+    idp.register_client(client)
+    secret = tmp_path / "pass"
+    secret.write_text("#!/bin/sh\necho app-secret\n")
+    secret.chmod(0o700)
+    for address in ("support@contoso.com", "help@contoso.com"):
+        graph.mailbox(address)
+        graph.deliver(address, make_mail(subject=f"first hour {address}", to=address))
+    added = desk(*commands[0][1:], *adapted)
+    assert added.exit_code == 0, added.stderr
+    idp.auto_approve_device_as = "support@contoso.com"
+    login = desk(*commands[1][1:])
+    assert login.exit_code == 0, login.stderr
+    shared = [secret.as_posix() if a.startswith("pass show") else a for a in commands[2][1:]]
+    idp.register_client(client, "app-secret")  # the same app, now with its secret
+    graph.grant_app(client, "Mail.ReadWrite", "Mail.Send")
+    added = desk(*shared, *adapted)
+    assert added.exit_code == 0, added.stderr
+    for name in ("office365", "shared"):
+        tested = desk("channel", "test", name)
+        assert tested.exit_code == 0, tested.stderr
+    result = desk("--json", "fetch")
+    assert result.exit_code == 0, result.stderr
+    assert [c["tickets_created"] for c in result.json()["channels"]] == [1, 1]
+    assert graph.messages("support@contoso.com", "archive"), "--after-fetch move:archive"
