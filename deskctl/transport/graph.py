@@ -202,14 +202,25 @@ class GraphMailbox:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def owns(self, url: str) -> bool:
-        """Whether ``url`` is under the configured Graph URL (scheme, host, port and path)."""
+        """Whether ``url`` is under the configured Graph URL (scheme, host, port and path).
+
+        ``graph.microsoft.com:443`` is ``graph.microsoft.com``: Graph writes its
+        links as it likes, and only where they lead matters.
+        """
         base, there = urlsplit(self.settings.base_url), urlsplit(url)
-        prefix = base.path.rstrip("/") + "/"
+        try:
+            ports = [
+                (u.port or {"https": 443, "http": 80}.get(u.scheme.lower())) for u in (base, there)
+            ]
+        except ValueError:  # a port that is not a number
+            return False
         return (
-            (there.scheme.lower(), there.netloc.lower())
-            == (base.scheme.lower(), base.netloc.lower())
-            and there.path.startswith(prefix)
+            there.scheme.lower() == base.scheme.lower()
+            and there.hostname == base.hostname
+            and ports[0] == ports[1]
+            and there.path.startswith(base.path.rstrip("/") + "/")
             and ".." not in there.path.split("/")
+            and there.username is None
         )
 
     def json(self, resp: requests.Response) -> dict[str, Any]:

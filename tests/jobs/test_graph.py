@@ -817,3 +817,15 @@ def test_the_readmes_graph_examples_work_as_written_with_only_the_urls_and_ca_ad
     assert result.exit_code == 0, result.stderr
     assert [c["tickets_created"] for c in result.json()["channels"]] == [1, 1]
     assert graph.messages("support@contoso.com", "archive"), "--after-fetch move:archive"
+
+
+def test_a_dry_run_sends_graph_no_change_at_all(
+    desk: Run, idp: FakeIdP, graph: FakeGraph, certs: CertBundle, trust_test_ca: Path
+) -> None:
+    address = signed_in_office(desk, idp, graph, certs, "--after-fetch", "move:archive")
+    for raw in questions(3, "dry", address):
+        graph.deliver(address, raw)
+    changes = len(graph.calls("PATCH")) + len(graph.calls("POST"))
+    assert fetch(desk, "--dry-run")["tickets_created"] == 3
+    assert len(graph.calls("PATCH")) + len(graph.calls("POST")) == changes
+    assert len(graph.messages(address)) == 3 and not graph.messages(address, "archive")
