@@ -304,16 +304,27 @@ class GraphMailbox:
         url = link or f"{self.root}/mailFolders/{quote(folder_id, safe='')}/messages/delta"
         params = None if link else {"$select": "id"}
         ids: dict[str, None] = {}
+        followed: set[str] = set()
         while True:
             resp = self.request(
                 "GET", url, params=params, headers={"Prefer": f"odata.maxpagesize={PAGE_SIZE}"}
             )
             page = self.json(resp)
-            for item in page.get("value") or []:
-                if "@removed" not in item and item.get("id"):
+            items = page.get("value") or []
+            if not isinstance(items, list):
+                raise GraphRefused(Refusal(resp.status_code, "", "a delta page without a list"))
+            for item in items:
+                if isinstance(item, dict) and "@removed" not in item and item.get("id"):
                     ids[str(item["id"])] = None
             if "@odata.nextLink" in page:
                 url, params = str(page["@odata.nextLink"]), None
+                if url in followed:  # a server paging in a circle would hold the run for ever
+                    raise GraphRefused(
+                        Refusal(
+                            resp.status_code, "", "the delta pages lead back to a page already read"
+                        )
+                    )
+                followed.add(url)
                 continue
             if "@odata.deltaLink" not in page:
                 raise GraphRefused(Refusal(resp.status_code, "", "a delta page without a link"))

@@ -829,3 +829,15 @@ def test_a_dry_run_sends_graph_no_change_at_all(
     assert fetch(desk, "--dry-run")["tickets_created"] == 3
     assert len(graph.calls("PATCH")) + len(graph.calls("POST")) == changes
     assert len(graph.messages(address)) == 3 and not graph.messages(address, "archive")
+
+
+def test_delta_pages_in_a_circle_end_the_run_instead_of_holding_it_for_ever(
+    desk: Run, office: str, graph: FakeGraph
+) -> None:
+    for raw in questions(5, "circle", office):
+        graph.deliver(office, raw)
+    graph.page_size, graph.circle = 2, True
+    circling = desk("fetch")
+    assert circling.exit_code == 5 and "already read" in circling.stderr, circling.stderr
+    graph.reset()
+    assert fetch(desk)["tickets_created"] == 5

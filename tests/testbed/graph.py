@@ -255,6 +255,8 @@ class FakeGraph:
         self.page_size = 10
         #: ``host:port`` for the next and delta links instead of the request's own.
         self.link_host: str | None = None
+        #: From the second page on, every nextLink leads back to the page just read.
+        self.circle = False
         self._server = _GraphServer(self, certs.server_context())
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -275,6 +277,7 @@ class FakeGraph:
         with self._lock:
             self.page_size = 10
             self.link_host = None
+            self.circle = False
             self._faults.clear()
             self._cuts = 0
 
@@ -597,6 +600,8 @@ class FakeGraph:
                 }
             )
             body["@odata.nextLink"] = f"{base}?$skiptoken={token}"
+            if self.circle and skip is not None:  # the page just read, once more
+                body["@odata.nextLink"] = f"{base}?$skiptoken={skip}"
         else:
             self._rounds.pop(round_id, None)
             token = _token({"f": folder.id, "g": self._generation, "u": upto, "s": select})
