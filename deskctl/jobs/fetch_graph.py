@@ -64,7 +64,13 @@ def graph_settings(ch: Snapshot) -> GraphSettings:
         app_only=ch.settings.get("flow") == CLIENT_CREDENTIALS,
         ca_file=ch.ca_file,
         relogin_hint=login.relogin_hint,
-        renew=credentials.renewer(ch.name, settings=ch.settings, account=ch.username or ch.address),
+        renew=credentials.renewer(
+            ch.name,
+            settings=ch.settings,
+            account=ch.username or ch.address,
+            secret_source=ch.secret_source,
+            secret_ref=ch.secret_ref,
+        ),
     )
 
 

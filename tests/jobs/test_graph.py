@@ -89,6 +89,24 @@ def office(
     return address
 
 
+def add_shared_app(
+    desk: Run, idp: FakeIdP, graph: FakeGraph, certs: CertBundle, secret: str, *secret_ref: str
+) -> str:
+    """A channel ``shared`` signed in as an app of its own with admin consent; its address."""
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    idp.register_client(client, secret)
+    graph.grant_app(client, "Mail.ReadWrite", "Mail.Send")
+    address = new_address("shared")
+    graph.mailbox(address)
+    added = desk(
+        "channel", "add", "shared", "--kind", "o365", "--transport", "graph", "--auth", "app-only",
+        "--address", address, "--client-id", client, "--authority", idp.authority("contoso"),
+        *secret_ref, "--graph-url", graph.base_url, "--ca-file", str(certs.ca_pem),
+    )  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    return address
+
+
 def questions(n: int, tag: str, to: str) -> list[bytes]:
     return [
         make_mail(subject=f"{tag} {i}", message_id=f"<{tag}-{i}-{uuid.uuid4().hex}@x>", to=to)
@@ -680,21 +698,12 @@ def test_the_apps_secret_and_tokens_never_show_even_at_vv_and_a_failing_secret_c
     isolated_home: Path,
     tmp_path: Path,
 ) -> None:
-    client = f"app-{uuid.uuid4().hex[:6]}"
     secret = f"s3cret-{uuid.uuid4().hex}"
-    idp.register_client(client, secret)
-    graph.grant_app(client, "Mail.ReadWrite", "Mail.Send")
-    address = new_address("shared")
-    graph.mailbox(address)
     secret_file = tmp_path / "secret"
     secret_file.write_text(secret)
-    added = desk(
-        "channel", "add", "shared", "--kind", "o365", "--transport", "graph", "--auth", "app-only",
-        "--address", address, "--client-id", client, "--authority", idp.authority("contoso"),
-        "--password-cmd", f"cat {secret_file}", "--graph-url", graph.base_url,
-        "--ca-file", str(certs.ca_pem),
-    )  # fmt: skip
-    assert added.exit_code == 0, added.stderr
+    address = add_shared_app(
+        desk, idp, graph, certs, secret, "--password-cmd", f"cat {secret_file}"
+    )
     graph.deliver(address, make_mail(subject="loud logs", to=address))
     loud = desk("-vv", "fetch")
     assert loud.exit_code == 0, loud.stderr
@@ -841,3 +850,28 @@ def test_delta_pages_in_a_circle_end_the_run_instead_of_holding_it_for_ever(
     assert circling.exit_code == 5 and "already read" in circling.stderr, circling.stderr
     graph.reset()
     assert fetch(desk)["tickets_created"] == 5
+
+
+def test_an_app_token_graph_refuses_before_it_expires_is_replaced_by_a_fresh_grant(
+    desk: Run,
+    idp: FakeIdP,
+    graph: FakeGraph,
+    certs: CertBundle,
+    trust_test_ca: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APP_SECRET", "app-secret")
+    address = add_shared_app(desk, idp, graph, certs, "app-secret", "--password-env", "APP_SECRET")
+    assert fetch(desk)["tickets_created"] == 0
+    token = graph.calls("GET", f"/v1.0/users/{address}/")[-1].headers["authorization"][7:]
+    idp.revoke(token)  # msal's cache holds it as valid for the rest of its hour
+    grants = idp.counters["grant:client_credentials:ok"]
+    graph.deliver(address, make_mail(subject="after the revocation", to=address))
+    report = fetch(desk)
+    assert report["tickets_created"] == 1 and report["error"] is None
+    assert idp.counters["grant:client_credentials:ok"] == grants + 1
+    desk("ticket", "show", "1")
+    assert desk("ticket", "reply", "1", "--body", "Still here.").exit_code == 0
+    idp.revoke(graph.calls("GET", f"/v1.0/users/{address}/")[-1].headers["authorization"][7:])
+    assert desk("--json", "send-outbox").json()["sent"] == 1, "sendMail takes a fresh one too"
+    assert idp.counters["grant:client_credentials:ok"] == grants + 2
