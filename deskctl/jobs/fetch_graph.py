@@ -50,13 +50,13 @@ ACTED_BATCH = 100
 
 def graph_settings(ch: Snapshot) -> GraphSettings:
     """The mailbox's address and Graph URL, with a token taken (or refreshed) now."""
-    login = credentials.for_channel(
-        ch.name,
-        settings=ch.settings,
-        account=ch.username or ch.address,
-        secret_source=ch.secret_source,
-        secret_ref=ch.secret_ref,
-    )
+    who: dict[str, Any] = {
+        "settings": ch.settings,
+        "account": ch.username or ch.address,
+        "secret_source": ch.secret_source,
+        "secret_ref": ch.secret_ref,
+    }
+    login = credentials.for_channel(ch.name, **who)
     return GraphSettings(
         base_url=str(ch.settings.get("graph_url") or GRAPH_URL),
         address=ch.address,
@@ -64,13 +64,7 @@ def graph_settings(ch: Snapshot) -> GraphSettings:
         app_only=ch.settings.get("flow") == CLIENT_CREDENTIALS,
         ca_file=ch.ca_file,
         relogin_hint=login.relogin_hint,
-        renew=credentials.renewer(
-            ch.name,
-            settings=ch.settings,
-            account=ch.username or ch.address,
-            secret_source=ch.secret_source,
-            secret_ref=ch.secret_ref,
-        ),
+        renew=credentials.renewer(ch.name, **who),
     )
 
 
