@@ -27,6 +27,12 @@ user's mailbox; ``400`` for ``/me`` with an app-only token; ``404
 ErrorItemNotFound`` for an unknown message or folder. :meth:`FakeGraph.throttle`
 answers the next requests with 429 or 503 and ``Retry-After``; :meth:`FakeGraph.refuse`
 with another documented error (``400 ErrorInvalidRecipients`` for sendMail).
+A sendMail body over 4 MB is refused with ``413``, as Graph's request limit is.
+Ids are base64 with ``/``, ``+`` and ``=``, as Exchange's are, and each path
+segment is unescaped on its own. What a broken or hostile service does, on
+demand: :meth:`FakeGraph.answer_html` (a gateway's page, not JSON),
+:attr:`FakeGraph.link_host` (next and delta links to another host) and
+:attr:`FakeGraph.circle` (next links back to the page just read).
 """
 
 from __future__ import annotations
