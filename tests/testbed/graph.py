@@ -13,7 +13,8 @@ included, relative to ``/v1.0/me`` or ``/v1.0/users/{address}``:
   the last one carrying ``@odata.deltaLink``; a delta link lists what changed
   since (``@removed`` for mail that left the folder). :meth:`FakeGraph.expire_delta_tokens`
   makes every link issued so far answer ``410 Gone`` (``SyncStateNotFound``);
-- ``GET messages/{id}/$value`` (the MIME), ``PATCH messages/{id}`` (``isRead``),
+- ``GET messages/{id}/$value`` (the MIME, streamed in chunks: no Content-Length),
+  ``PATCH messages/{id}`` (``isRead``),
   ``POST messages/{id}/move`` (201, the message under a new id);
 - ``POST sendMail`` with base64 MIME as ``text/plain`` (202), the bytes kept
   in the sender's Sent Items and in :attr:`FakeGraph.sent`.
@@ -147,6 +148,8 @@ class _Answer:
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    #: Sent in chunks without a Content-Length, as Graph streams ``$value``.
+    chunked: bool = False
 
 
 def _json(status: int, obj: object) -> _Answer:
@@ -218,15 +221,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         cut = graph._cut(req)
         self.send_response(answer.status)
         self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
+        if answer.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(len(answer.body)))
         for name, value in answer.headers.items():
             self.send_header(name, value)
         self.end_headers()
+        body = answer.body[: len(answer.body) // 2] if cut else answer.body
+        if answer.chunked:
+            for at in range(0, len(body), 65536):
+                piece = body[at : at + 65536]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            if not cut:
+                self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.wfile.write(body)
         if cut:  # the connection drops halfway through the body
-            self.wfile.write(answer.body[: len(answer.body) // 2])
             self.close_connection = True
-            return
-        self.wfile.write(answer.body)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: :attr:`FakeGraph.requests` is the access log."""
@@ -496,7 +508,7 @@ class FakeGraph:
                     404, "ErrorItemNotFound", "The specified object was not found in the store."
                 )
             if rest[2:] == ["$value"] and method == "GET":
-                return _Answer(200, message.raw, "text/plain")
+                return _Answer(200, message.raw, "text/plain", chunked=True)
             if len(rest) == 2 and method == "PATCH":
                 changes = json.loads(req.body or b"{}")
                 if "isRead" in changes:
