@@ -42,16 +42,31 @@ def for_channel(
     return Credentials(password=secrets.resolve(secret_source, secret_ref, channel=name))
 
 
-def renewer(name: str, *, settings: dict[str, Any], account: str) -> Callable[[], str] | None:
-    """For a user's Microsoft sign-in: how to get a new access token when one is refused.
+def renewer(
+    name: str,
+    *,
+    settings: dict[str, Any],
+    account: str,
+    secret_source: str | None = None,
+    secret_ref: str | None = None,
+) -> Callable[[], str] | None:
+    """For a Microsoft sign-in: how to get a new access token when one is refused.
 
     A service may refuse a token before it expires (Graph does when the grant
     was revoked or the password changed); one forced refresh either brings a
-    token it accepts or ends in the relogin error. None for anything else.
+    token it accepts or ends in the relogin error. Signed in as the app, the
+    cached token is dropped and the secret presented again: msal would hand
+    back the refused token for the rest of its hour. None for anything else.
     """
     if settings.get("auth") != "oauth" or settings.get("provider") != "microsoft":
         return None
     oauth_settings = oauth.OAuthSettings.from_channel(name, settings, account)
     if oauth_settings.app_only:
-        return None
+        return lambda: oauth.microsoft_app_token(
+            replace(
+                oauth_settings,
+                client_secret=secrets.resolve(secret_source, secret_ref, channel=name),
+            ),
+            fresh=True,
+        )
     return lambda: oauth.microsoft_token(oauth_settings, force_refresh=True)

@@ -143,11 +143,12 @@ def _msal_error(result: dict[str, Any]) -> str:
     )
 
 
-def microsoft_app_token(settings: OAuthSettings) -> str:
+def microsoft_app_token(settings: OAuthSettings, *, fresh: bool = False) -> str:
     """The app's own token (client credentials): msal answers from the cache until it expires.
 
     Nobody signs in, so there is nothing to log in again: a refusal (a wrong or
     expired client secret, an app without the permission) names what to check.
+    ``fresh``: the service refused the cached token, so it is dropped first.
     """
     if not settings.client_secret:
         raise ConfigError(
@@ -155,6 +156,9 @@ def microsoft_app_token(settings: OAuthSettings) -> str:
             "(--password-cmd, --password-env or --password-file)"
         )
     app, cache = _msal_app(settings)
+    if fresh:
+        for refused in list(cache.search(cache.CredentialType.ACCESS_TOKEN)):
+            cache.remove_at(refused)
     try:
         result = app.acquire_token_for_client(scopes=list(settings.scopes))
     except OSError as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,13 +50,13 @@ ACTED_BATCH = 100
 
 def graph_settings(ch: Snapshot) -> GraphSettings:
     """The mailbox's address and Graph URL, with a token taken (or refreshed) now."""
-    login = credentials.for_channel(
-        ch.name,
-        settings=ch.settings,
-        account=ch.username or ch.address,
-        secret_source=ch.secret_source,
-        secret_ref=ch.secret_ref,
-    )
+    who: dict[str, Any] = {
+        "settings": ch.settings,
+        "account": ch.username or ch.address,
+        "secret_source": ch.secret_source,
+        "secret_ref": ch.secret_ref,
+    }
+    login = credentials.for_channel(ch.name, **who)
     return GraphSettings(
         base_url=str(ch.settings.get("graph_url") or GRAPH_URL),
         address=ch.address,
@@ -63,16 +64,22 @@ def graph_settings(ch: Snapshot) -> GraphSettings:
         app_only=ch.settings.get("flow") == CLIENT_CREDENTIALS,
         ca_file=ch.ca_file,
         relogin_hint=login.relogin_hint,
-        renew=credentials.renewer(ch.name, settings=ch.settings, account=ch.username or ch.address),
+        renew=credentials.renewer(ch.name, **who),
     )
 
 
 def fetch_graph(
     context: AppContext, ch: Snapshot, opts: FetchOptions, report: ChannelReport, owner: str
 ) -> None:
+    with _in_graphs_words(ch), GraphMailbox(graph_settings(ch)) as box:
+        _round(context, ch, opts, report, owner, box)
+
+
+@contextmanager
+def _in_graphs_words(ch: Snapshot) -> Iterator[None]:
+    """A refusal not handled on the way becomes the channel's error line, exit 5."""
     try:
-        with GraphMailbox(graph_settings(ch)) as box:
-            _round(context, ch, opts, report, owner, box)
+        yield
     except GraphRefused as exc:
         raise ConfigError(f"Microsoft Graph refused a request for {ch.address} ({exc})") from None
     except ItemGone as exc:
@@ -164,8 +171,9 @@ def _round(
 
     spool = None if opts.dry_run else spool_dir(context.settings.home)
     gone: list[str] = []
+    refused: list[str] = []
     stream = parse_stream(
-        _downloads(box, ch, todo, opts.max_size, spool, gone),
+        _downloads(box, ch, todo, opts.max_size, spool, gone, refused),
         expected=len(todo),
         max_size=opts.max_size,
     )
@@ -181,6 +189,11 @@ def _round(
     if opts.dry_run:
         return
     _mark_acted(context, ch.id, acted)
+    if refused and problem is None:
+        problem = ConfigError(
+            f"Microsoft Graph would not give {len(refused)} message(s) of {ch.folder} as MIME "
+            f"({refused[0]}); the rest are stored, and they are asked for again next run"
+        )
     if len(todo) == len(new) and not gone and problem is None and not stopped:
         # Every message of the round is stored and acted on: the next round starts here.
         # Otherwise the old link lists the same mail again, and what is stored is skipped;
@@ -197,14 +210,23 @@ def _downloads(
     max_size: int,
     spool: Path | None,
     gone: list[str],
+    refused: list[str],
 ) -> Iterator[tuple[str, bytes | Oversize]]:
-    """Each message's MIME in order; ids Graph could not find go to ``gone``."""
+    """Each message's MIME in order; ids Graph could not find go to ``gone``.
+
+    A message Graph refuses to hand out (400 and the like) goes to ``refused``
+    and the rest are still read: one bad item must not hold back the mail
+    listed after it, run after run.
+    """
     for message_id in ids:
         try:
             yield message_id, box.download(message_id, max_size, spool)
         except ItemGone:
             log.info("%s: message %s went away before it was read", ch.name, message_id)
             gone.append(message_id)
+        except GraphRefused as exc:
+            log.warning("%s: Graph refused message %s: %s", ch.name, message_id, exc)
+            refused.append(str(exc))
 
 
 def _mark_acted(context: AppContext, channel_id: int, acted: list[str]) -> None:
@@ -238,7 +260,7 @@ def probe_graph(context: AppContext, name: str) -> dict[str, Any]:
 
     (ch,) = select_channels(context, [name])
     settings = graph_settings(ch)
-    with GraphMailbox(settings) as box:
+    with _in_graphs_words(ch), GraphMailbox(settings) as box:
         folder = box.folder(ch.folder)
         _action, _destination, problem = _resolved_action(box, ch)
     if problem is not None:

@@ -104,7 +104,9 @@ def open_sender(context: AppContext, channel_id: int) -> AbstractContextManager[
                 app_only=extra.get("flow") == CLIENT_CREDENTIALS,
                 ca_file=settings["ca_file"],  # type: ignore[arg-type]
                 relogin_hint=login.relogin_hint,
-                renew=credentials.renewer(name, settings=extra, account=account),
+                renew=credentials.renewer(
+                    name, settings=extra, account=account, secret_source=source, secret_ref=ref
+                ),
             )
         )
     return SmtpSender(

@@ -52,6 +52,10 @@ LONGEST_WAIT = 60.0
 PAGE_SIZE = 200
 #: Statuses Graph documents as "try again after Retry-After".
 THROTTLED = (429, 503, 504)
+#: sendMail takes at most 4 MB of request body (the base64 of our MIME): larger
+#: is refused (413) or cut off mid-upload, which would look like an outage and be
+#: uploaded again every run.
+SENDMAIL_LIMIT = 4 * 1024 * 1024
 #: Folders every Exchange mailbox has, addressed by these names in every language.
 WELL_KNOWN = frozenset(
     (
@@ -100,8 +104,11 @@ class Refusal:
 def _refusal(resp: requests.Response) -> Refusal:
     """Graph's error body ``{"error": {"code", "message"}}`` in one printable line."""
     try:
-        error = resp.json().get("error") or {}
-    except ValueError:
+        body = resp.json()
+    except ValueError:  # a gateway's HTML page: its status line says enough
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
         error = {}
     message = str(error.get("message") or resp.reason or "").splitlines()
     return Refusal(resp.status_code, str(error.get("code") or ""), message[0] if message else "")
@@ -151,8 +158,14 @@ class GraphMailbox:
         """One call, retried while throttled; a refusal raises what the caller must know.
 
         ``verify`` is passed on every call: requests would otherwise let
-        REQUESTS_CA_BUNDLE override the session's CA file.
+        REQUESTS_CA_BUNDLE override the session's CA file. The bearer token
+        goes only to the configured Graph URL: a link anywhere else is refused
+        before it is requested.
         """
+        if not self.owns(url):
+            raise GraphRefused(
+                Refusal(0, "", f"a link outside {self.settings.base_url} was not followed: {url}")
+            )
         for attempt in range(ATTEMPTS):
             try:
                 resp = self.session.request(
@@ -188,6 +201,41 @@ class GraphMailbox:
             raise self._failure(resp)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    def owns(self, url: str) -> bool:
+        """Whether ``url`` is under the configured Graph URL (scheme, host, port and path).
+
+        ``graph.microsoft.com:443`` is ``graph.microsoft.com``: Graph writes its
+        links as it likes, and only where they lead matters.
+        """
+        base, there = urlsplit(self.settings.base_url), urlsplit(url)
+        try:
+            ports = [
+                (u.port or {"https": 443, "http": 80}.get(u.scheme.lower())) for u in (base, there)
+            ]
+        except ValueError:  # a port that is not a number
+            return False
+        return (
+            there.scheme.lower() == base.scheme.lower()
+            and there.hostname == base.hostname
+            and ports[0] == ports[1]
+            and there.path.startswith(base.path.rstrip("/") + "/")
+            and ".." not in there.path.split("/")
+            and there.username is None
+        )
+
+    def json(self, resp: requests.Response) -> dict[str, Any]:
+        """The answer's JSON object; anything else (a proxy's HTML page) is an outage."""
+        try:
+            value = resp.json()
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise Unreachable(
+                f"Microsoft Graph at {self.host} answered {resp.status_code} with something "
+                f"that is not Graph's JSON ({resp.headers.get('Content-Type', 'no type')})"
+            )
+        return value
+
     def _failure(self, resp: requests.Response) -> Exception:
         refusal = _refusal(resp)
         resp.close()
@@ -218,7 +266,7 @@ class GraphMailbox:
         """
         if name.lower() in WELL_KNOWN:
             try:
-                return dict(self.request("GET", f"{self.root}/mailFolders/{name.lower()}").json())
+                return self.json(self.request("GET", f"{self.root}/mailFolders/{name.lower()}"))
             except ItemGone:
                 raise FolderMissing(f"the mailbox has no {name} folder") from None
         parent = f"{self.root}/mailFolders"
@@ -226,7 +274,7 @@ class GraphMailbox:
         for part in name.strip("/").split("/"):
             escaped = part.replace("'", "''")
             resp = self.request("GET", parent, params={"$filter": f"displayName eq '{escaped}'"})
-            matches = resp.json().get("value") or []
+            matches = self.json(resp).get("value") or []
             if not matches:
                 raise FolderMissing(f"there is no folder {name!r} in {self.settings.address}")
             found = dict(matches[0])
@@ -243,21 +291,40 @@ class GraphMailbox:
 
         Pages are followed to the end; removals are left out (a stored message
         stays stored). Raises :class:`SyncStateGone` when the server wants a
-        full listing again.
+        full listing again. A saved link to another Graph URL (the channel's
+        ``--graph-url`` changed since) is dropped for a full listing; one the
+        server sends to another host is refused, the token is never sent there.
         """
+        if link is not None and not self.owns(link):
+            log.warning(
+                "the saved delta link is not under %s: listing the folder again",
+                self.settings.base_url,
+            )
+            link = None
         url = link or f"{self.root}/mailFolders/{quote(folder_id, safe='')}/messages/delta"
         params = None if link else {"$select": "id"}
         ids: dict[str, None] = {}
+        followed: set[str] = set()
         while True:
             resp = self.request(
                 "GET", url, params=params, headers={"Prefer": f"odata.maxpagesize={PAGE_SIZE}"}
             )
-            page = resp.json()
-            for item in page.get("value") or []:
-                if "@removed" not in item and item.get("id"):
+            page = self.json(resp)
+            items = page.get("value") or []
+            if not isinstance(items, list):
+                raise GraphRefused(Refusal(resp.status_code, "", "a delta page without a list"))
+            for item in items:
+                if isinstance(item, dict) and "@removed" not in item and item.get("id"):
                     ids[str(item["id"])] = None
             if "@odata.nextLink" in page:
                 url, params = str(page["@odata.nextLink"]), None
+                if url in followed:  # a server paging in a circle would hold the run for ever
+                    raise GraphRefused(
+                        Refusal(
+                            resp.status_code, "", "the delta pages lead back to a page already read"
+                        )
+                    )
+                followed.add(url)
                 continue
             if "@odata.deltaLink" not in page:
                 raise GraphRefused(Refusal(resp.status_code, "", "a delta page without a link"))
@@ -328,11 +395,19 @@ class GraphSender:
         self.mailbox.session.close()
 
     def send(self, raw: bytes, sender: str, recipients: list[str]) -> list[str]:
+        body = base64.b64encode(raw)
+        if len(body) > SENDMAIL_LIMIT:
+            raise SendError(
+                f"the reply is {len(body) / 2**20:.1f} MiB as sendMail's base64, over Microsoft "
+                f"Graph's 4 MiB limit: send the attachments as links, or reply through SMTP "
+                f"(deskctl channel map CHANNEL --reply-via OUTGOING)",
+                permanent=True,
+            )
         try:
             self.mailbox.request(
                 "POST",
                 f"{self.mailbox.root}/sendMail",
-                data=base64.b64encode(raw),
+                data=body,
                 headers={"Content-Type": "text/plain"},
                 expect=(202,),
             )

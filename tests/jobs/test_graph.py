@@ -8,11 +8,14 @@ real device-code and client-credentials flows.
 
 from __future__ import annotations
 
+import os
+import shlex
 import socket
 import stat
 import time
 import uuid
 from email import message_from_bytes
+from email.utils import getaddresses
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,11 @@ from testbed.graph import FakeGraph
 from testbed.idp import FakeIdP
 
 CLIENT = "graph-test-client"
+#: Every header of a reply deskctl composes, and no other.
+OUR_HEADERS = (
+    "from", "to", "subject", "date", "message-id", "in-reply-to", "references",
+    "x-deskctl-loop", "mime-version", "content-type",
+)  # fmt: skip
 
 
 def new_address(prefix: str = "support") -> str:
@@ -78,6 +86,24 @@ def office(
 ) -> str:
     """A signed-in o365 channel over Graph on a fresh mailbox; returns its address."""
     address = signed_in_office(desk, idp, graph, certs)
+    return address
+
+
+def add_shared_app(
+    desk: Run, idp: FakeIdP, graph: FakeGraph, certs: CertBundle, secret: str, *secret_ref: str
+) -> str:
+    """A channel ``shared`` signed in as an app of its own with admin consent; its address."""
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    idp.register_client(client, secret)
+    graph.grant_app(client, "Mail.ReadWrite", "Mail.Send")
+    address = new_address("shared")
+    graph.mailbox(address)
+    added = desk(
+        "channel", "add", "shared", "--kind", "o365", "--transport", "graph", "--auth", "app-only",
+        "--address", address, "--client-id", client, "--authority", idp.authority("contoso"),
+        *secret_ref, "--graph-url", graph.base_url, "--ca-file", str(certs.ca_pem),
+    )  # fmt: skip
+    assert added.exit_code == 0, added.stderr
     return address
 
 
@@ -606,3 +632,246 @@ def test_channel_list_names_graph_as_the_outgoing_server(desk: Run, office: str)
         line for line in listed.stdout.splitlines() if line.strip().startswith("office-graph")
     ]
     assert "Microsoft Graph" in row and "local" not in row
+
+
+def test_links_to_another_host_are_never_followed_and_the_token_stays_home(
+    desk: Run, office: str, graph: FakeGraph, certs: CertBundle, idp: FakeIdP
+) -> None:
+    elsewhere = FakeGraph(certs, idp)  # a listener that records what reaches it
+    try:
+        host = elsewhere.base_url.split("/")[2]
+        for raw in questions(3, "hijack", office):
+            graph.deliver(office, raw)
+        graph.page_size, graph.link_host = 2, host  # page 1's nextLink points away
+        result = desk("fetch")
+        assert result.exit_code != 0 and "was not followed" in result.stderr, result.stderr
+        assert host in result.stderr
+        graph.page_size = 10  # one page: only the saved deltaLink points away
+        assert fetch(desk)["tickets_created"] == 3
+        graph.reset()
+        graph.deliver(office, make_mail(subject="after the bad link", to=office))
+        assert fetch(desk)["tickets_created"] == 1, "the foreign delta link was not used"
+        assert elsewhere.requests == [], "no request, and no bearer token, went elsewhere"
+    finally:
+        elsewhere.stop()
+
+
+def test_a_gateways_html_page_instead_of_json_exits_6_and_the_next_run_goes_on(
+    desk: Run, office: str, graph: FakeGraph
+) -> None:
+    graph.deliver(office, make_mail(subject="behind a proxy", to=office))
+    graph.answer_html(1, 200, "/messages/delta")
+    portal = desk("fetch")
+    assert portal.exit_code == 6, portal.stderr
+    assert "not Graph's JSON (text/html)" in portal.stderr and "Traceback" not in portal.stderr
+    graph.answer_html(1, 502, "/mailFolders")
+    gateway = desk("fetch")
+    assert gateway.exit_code == 6 and "502" in gateway.stderr, gateway.stderr
+    assert fetch(desk)["tickets_created"] == 1
+
+
+def test_a_reply_over_sendmails_4_mb_fails_for_good_without_uploading_it(
+    desk: Run, office: str, graph: FakeGraph, tmp_path: Path
+) -> None:
+    queue_a_reply(desk, graph, office, "big@example.org")
+    log = tmp_path / "trace.bin"
+    log.write_bytes(os.urandom(3_300_000))  # 4.4 MiB once base64'd in the MIME, again for sendMail
+    desk("ticket", "show", "1")
+    queued = desk("ticket", "reply", "1", "--body", "The trace.", "--attach", str(log))
+    assert queued.exit_code == 0, queued.stderr
+    posts = len(graph.calls("POST", "/sendMail"))
+    result = desk("--json", "send-outbox")
+    assert result.json()["sent"] == 1 and result.json()["failed"] == 1, result.stdout
+    assert len(graph.calls("POST", "/sendMail")) == posts + 1, "only the small reply went up"
+    failed = [
+        i for i in desk("--json", "outbox", "list").json()["outbox"] if i["state"] == "failed"
+    ]
+    assert "over Microsoft Graph's 4 MiB limit" in failed[0]["last_error"], failed
+
+
+def test_the_apps_secret_and_tokens_never_show_even_at_vv_and_a_failing_secret_command_exits_5(
+    desk: Run,
+    idp: FakeIdP,
+    graph: FakeGraph,
+    certs: CertBundle,
+    trust_test_ca: Path,
+    isolated_home: Path,
+    tmp_path: Path,
+) -> None:
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(secret)
+    address = add_shared_app(
+        desk, idp, graph, certs, secret, "--password-cmd", f"cat {secret_file}"
+    )
+    graph.deliver(address, make_mail(subject="loud logs", to=address))
+    loud = desk("-vv", "fetch")
+    assert loud.exit_code == 0, loud.stderr
+    token = graph.calls("GET", f"/v1.0/users/{address}/")[0].headers["authorization"][7:]
+    for shown in (loud.stdout, loud.stderr, desk("-vv", "channel", "test", "shared").stderr):
+        assert secret not in shown
+        assert token not in shown
+    tokens = isolated_home / "tokens" / "shared.json"
+    assert secret not in tokens.read_text()
+    assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
+    assert stat.S_IMODE(tokens.parent.stat().st_mode) & 0o077 == 0
+
+    tokens.unlink()
+    secret_file.unlink()  # the secret manager fails: cat exits 1
+    failed = desk("-vv", "fetch")
+    assert failed.exit_code == 5, failed.stderr
+    assert "--password-cmd" in failed.stderr or "command" in failed.stderr, failed.stderr
+    assert secret not in failed.stderr
+
+
+def test_a_message_graph_will_not_hand_out_holds_back_none_of_the_others(
+    desk: Run, office: str, graph: FakeGraph
+) -> None:
+    first, *_ = [graph.deliver(office, raw) for raw in questions(3, "poison", office)]
+    graph.refuse(50, 400, "ErrorInvalidRequest", "The item cannot be read as MIME.", first)
+    stuck = desk("--json", "fetch")
+    assert stuck.exit_code == 5 and "ErrorInvalidRequest" in stuck.stderr, stuck.stderr
+    assert stuck.json()["channels"][0]["tickets_created"] == 2, "the mail behind it came in"
+    graph.reset()
+    assert fetch(desk)["tickets_created"] == 1, "asked for again, and read once it could be"
+
+
+def test_channel_test_puts_a_refusal_in_graphs_words(
+    desk: Run, office: str, graph: FakeGraph
+) -> None:
+    graph.refuse(1, 400, "ErrorInvalidRequest", "The mailbox is being moved.", "/mailFolders")
+    tested = desk("channel", "test", "office")
+    assert tested.exit_code == 5, tested.stderr
+    assert "400 ErrorInvalidRequest: The mailbox is being moved." in tested.stderr
+    assert "internal error" not in tested.stderr
+
+
+def test_a_hostile_customers_headers_put_nothing_but_ours_in_the_reply_graph_receives(
+    desk: Run, office: str, graph: FakeGraph
+) -> None:
+    hostile = (
+        b"From: =?utf-8?q?Eve=0D=0ABcc:_evil1@attacker.example?= <eve@example.org>\r\n"
+        b"To: " + office.encode() + b"\r\n"
+        b"Subject: =?utf-8?q?help=0D=0ABcc:_evil2@attacker.example=0D=0AX-Evil:_1?=\r\n"
+        b"Message-ID: <inj-" + uuid.uuid4().hex.encode() + b"@example.org>\r\n"
+        b"\tBcc: evil3@attacker.example\r\n"
+        b"Reply-To: eve@example.org\r\n\tBcc: evil4@attacker.example\r\n"
+        b"Date: Mon, 02 Nov 2026 09:30:00 +0000\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nPlease help.\r\n"
+    )
+    graph.deliver(office, hostile)
+    assert fetch(desk)["tickets_created"] == 1
+    (ticket,) = desk("--json", "ticket", "list").json()["tickets"]
+    desk("ticket", "show", str(ticket["number"]))
+    queued = desk("ticket", "reply", str(ticket["number"]), "--body", "On it.")
+    assert queued.exit_code == 0, queued.stderr
+    before = len(graph.sent)
+    assert desk("--json", "send-outbox").json()["sent"] == 1
+    (_mailbox, raw), *_ = graph.sent[before:]
+    reply = message_from_bytes(raw)
+    assert sorted(k.lower() for k in reply) == sorted(OUR_HEADERS), reply.keys()
+    addressed = getaddresses(reply.get_all("To", []) + reply.get_all("Cc", []))
+    assert [a for _, a in addressed] == ["eve@example.org"], "the customer, nobody else"
+    assert "attacker" not in reply["In-Reply-To"] + reply["References"]
+
+
+def test_the_readmes_graph_examples_work_as_written_with_only_the_urls_and_ca_adapted(
+    desk: Run,
+    idp: FakeIdP,
+    graph: FakeGraph,
+    certs: CertBundle,
+    trust_test_ca: Path,
+    tmp_path: Path,
+) -> None:
+    """The README's lines, word for word, then the fake's URLs and CA: a new user's first hour."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    start = readme.index("# Office 365 through Microsoft Graph")
+    lines = readme[start : readme.index("deskctl channel add-outgoing", start)]
+    commands = [
+        shlex.split(c.split("   #")[0].split("  #")[0])
+        for c in lines.replace("\\\n", " ").splitlines()
+        if c.startswith("deskctl ")
+    ]
+    assert [c[1:3] for c in commands] == [
+        ["channel", "add"],
+        ["channel", "login"],
+        ["channel", "add"],
+    ]
+    adapted = [
+        "--authority", idp.authority("contoso.com"), "--graph-url", graph.base_url,
+        "--ca-file", str(certs.ca_pem),
+    ]  # fmt: skip
+    client = commands[0][commands[0].index("--client-id") + 1]
+    idp.register_client(client)
+    secret = tmp_path / "pass"
+    secret.write_text("#!/bin/sh\necho app-secret\n")
+    secret.chmod(0o700)
+    for address in ("support@contoso.com", "help@contoso.com"):
+        graph.mailbox(address)
+        graph.deliver(address, make_mail(subject=f"first hour {address}", to=address))
+    added = desk(*commands[0][1:], *adapted)
+    assert added.exit_code == 0, added.stderr
+    idp.auto_approve_device_as = "support@contoso.com"
+    login = desk(*commands[1][1:])
+    assert login.exit_code == 0, login.stderr
+    shared = [secret.as_posix() if a.startswith("pass show") else a for a in commands[2][1:]]
+    idp.register_client(client, "app-secret")  # the same app, now with its secret
+    graph.grant_app(client, "Mail.ReadWrite", "Mail.Send")
+    added = desk(*shared, *adapted)
+    assert added.exit_code == 0, added.stderr
+    for name in ("office365", "shared"):
+        tested = desk("channel", "test", name)
+        assert tested.exit_code == 0, tested.stderr
+    result = desk("--json", "fetch")
+    assert result.exit_code == 0, result.stderr
+    assert [c["tickets_created"] for c in result.json()["channels"]] == [1, 1]
+    assert graph.messages("support@contoso.com", "archive"), "--after-fetch move:archive"
+
+
+def test_a_dry_run_sends_graph_no_change_at_all(
+    desk: Run, idp: FakeIdP, graph: FakeGraph, certs: CertBundle, trust_test_ca: Path
+) -> None:
+    address = signed_in_office(desk, idp, graph, certs, "--after-fetch", "move:archive")
+    for raw in questions(3, "dry", address):
+        graph.deliver(address, raw)
+    changes = len(graph.calls("PATCH")) + len(graph.calls("POST"))
+    assert fetch(desk, "--dry-run")["tickets_created"] == 3
+    assert len(graph.calls("PATCH")) + len(graph.calls("POST")) == changes
+    assert len(graph.messages(address)) == 3 and not graph.messages(address, "archive")
+
+
+def test_delta_pages_in_a_circle_end_the_run_instead_of_holding_it_for_ever(
+    desk: Run, office: str, graph: FakeGraph
+) -> None:
+    for raw in questions(5, "circle", office):
+        graph.deliver(office, raw)
+    graph.page_size, graph.circle = 2, True
+    circling = desk("fetch")
+    assert circling.exit_code == 5 and "already read" in circling.stderr, circling.stderr
+    graph.reset()
+    assert fetch(desk)["tickets_created"] == 5
+
+
+def test_an_app_token_graph_refuses_before_it_expires_is_replaced_by_a_fresh_grant(
+    desk: Run,
+    idp: FakeIdP,
+    graph: FakeGraph,
+    certs: CertBundle,
+    trust_test_ca: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APP_SECRET", "app-secret")
+    address = add_shared_app(desk, idp, graph, certs, "app-secret", "--password-env", "APP_SECRET")
+    assert fetch(desk)["tickets_created"] == 0
+    token = graph.calls("GET", f"/v1.0/users/{address}/")[-1].headers["authorization"][7:]
+    idp.revoke(token)  # msal's cache holds it as valid for the rest of its hour
+    grants = idp.counters["grant:client_credentials:ok"]
+    graph.deliver(address, make_mail(subject="after the revocation", to=address))
+    report = fetch(desk)
+    assert report["tickets_created"] == 1 and report["error"] is None
+    assert idp.counters["grant:client_credentials:ok"] == grants + 1
+    desk("ticket", "show", "1")
+    assert desk("ticket", "reply", "1", "--body", "Still here.").exit_code == 0
+    idp.revoke(graph.calls("GET", f"/v1.0/users/{address}/")[-1].headers["authorization"][7:])
+    assert desk("--json", "send-outbox").json()["sent"] == 1, "sendMail takes a fresh one too"
+    assert idp.counters["grant:client_credentials:ok"] == grants + 2

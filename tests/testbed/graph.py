@@ -13,7 +13,8 @@ included, relative to ``/v1.0/me`` or ``/v1.0/users/{address}``:
   the last one carrying ``@odata.deltaLink``; a delta link lists what changed
   since (``@removed`` for mail that left the folder). :meth:`FakeGraph.expire_delta_tokens`
   makes every link issued so far answer ``410 Gone`` (``SyncStateNotFound``);
-- ``GET messages/{id}/$value`` (the MIME), ``PATCH messages/{id}`` (``isRead``),
+- ``GET messages/{id}/$value`` (the MIME, streamed in chunks: no Content-Length),
+  ``PATCH messages/{id}`` (``isRead``),
   ``POST messages/{id}/move`` (201, the message under a new id);
 - ``POST sendMail`` with base64 MIME as ``text/plain`` (202), the bytes kept
   in the sender's Sent Items and in :attr:`FakeGraph.sent`.
@@ -27,6 +28,12 @@ user's mailbox; ``400`` for ``/me`` with an app-only token; ``404
 ErrorItemNotFound`` for an unknown message or folder. :meth:`FakeGraph.throttle`
 answers the next requests with 429 or 503 and ``Retry-After``; :meth:`FakeGraph.refuse`
 with another documented error (``400 ErrorInvalidRecipients`` for sendMail).
+A sendMail body over 4 MB is refused with ``413``, as Graph's request limit is.
+Ids are base64 with ``/``, ``+`` and ``=``, as Exchange's are, and each path
+segment is unescaped on its own. What a broken or hostile service does, on
+demand: :meth:`FakeGraph.answer_html` (a gateway's page, not JSON),
+:attr:`FakeGraph.link_host` (next and delta links to another host) and
+:attr:`FakeGraph.circle` (next links back to the page just read).
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ from .certs import CertBundle
 from .idp import FakeIdP, _Server
 
 GRAPH = "https://graph.microsoft.com/"
+#: sendMail's request body (JSON, or the base64 MIME) must stay under 4 MB.
+SENDMAIL_LIMIT = 4 * 1024 * 1024
 #: Folders every mailbox starts with: well-known name -> display name.
 STANDARD_FOLDERS = {
     "inbox": "Inbox",
@@ -102,6 +111,8 @@ class GraphRequest:
     headers: dict[str, str]
     body: bytes
     status: int = 0
+    #: The path's segments, each unescaped on its own: an id may hold ``/``.
+    segments: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -112,6 +123,15 @@ class _Fault:
     path_contains: str
     code: str = ""
     message: str = ""
+    html: bool = False  # a gateway's HTML page instead of Graph's JSON
+
+
+class _Html(Exception):
+    """Answered with an HTML page, not Graph's JSON."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 class GraphError(Exception):
@@ -128,6 +148,8 @@ class _Answer:
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    #: Sent in chunks without a Content-Length, as Graph streams ``$value``.
+    chunked: bool = False
 
 
 def _json(status: int, obj: object) -> _Answer:
@@ -147,8 +169,11 @@ def _untoken(text: str) -> dict[str, Any] | None:
 
 
 def _new_id() -> str:
-    """Long, URL-safe, opaque: the shape of Exchange's ``AAMkAG...`` ids."""
-    return "AAMk" + secrets.token_urlsafe(60)
+    """Long and opaque, the shape of Exchange's ``AAMkAG...`` ids: base64 with ``/``, ``+``, ``=``.
+
+    A client that puts one in a path unescaped reaches another resource.
+    """
+    return "AAMkAG/+" + base64.b64encode(secrets.token_bytes(46)).decode()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -174,6 +199,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         req = GraphRequest(
             method=self.command,
             path=urllib.parse.unquote(split.path),
+            segments=[urllib.parse.unquote(s) for s in split.path.strip("/").split("/")],
             query=dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True)),
             headers={k.lower(): v for k, v in self.headers.items()},
             body=self.rfile.read(length) if length else b"",
@@ -184,6 +210,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except GraphError as exc:
             answer = _json(exc.status, {"error": {"code": exc.code, "message": exc.message}})
             answer.headers.update(exc.headers)
+        except _Html as exc:
+            page = f"<html><body><h1>{exc.status}</h1>Bad Gateway</body></html>"
+            answer = _Answer(exc.status, page.encode(), "text/html")
         except Exception as exc:  # a bug in the fake shows as a 500, not a hang
             answer = _json(500, {"error": {"code": "generalException", "message": repr(exc)}})
         req.status = answer.status
@@ -192,15 +221,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         cut = graph._cut(req)
         self.send_response(answer.status)
         self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
+        if answer.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(len(answer.body)))
         for name, value in answer.headers.items():
             self.send_header(name, value)
         self.end_headers()
+        body = answer.body[: len(answer.body) // 2] if cut else answer.body
+        if answer.chunked:
+            for at in range(0, len(body), 65536):
+                piece = body[at : at + 65536]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            if not cut:
+                self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.wfile.write(body)
         if cut:  # the connection drops halfway through the body
-            self.wfile.write(answer.body[: len(answer.body) // 2])
             self.close_connection = True
-            return
-        self.wfile.write(answer.body)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: :attr:`FakeGraph.requests` is the access log."""
@@ -233,6 +271,10 @@ class FakeGraph:
         self.sent: list[tuple[str, bytes]] = []
         self.counters: collections.Counter[str] = collections.Counter()
         self.page_size = 10
+        #: ``host:port`` for the next and delta links instead of the request's own.
+        self.link_host: str | None = None
+        #: From the second page on, every nextLink leads back to the page just read.
+        self.circle = False
         self._server = _GraphServer(self, certs.server_context())
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -252,6 +294,8 @@ class FakeGraph:
         """Tunables and faults back to their defaults (the ``graph`` fixture does this)."""
         with self._lock:
             self.page_size = 10
+            self.link_host = None
+            self.circle = False
             self._faults.clear()
             self._cuts = 0
 
@@ -315,6 +359,15 @@ class FakeGraph:
         with self._lock:
             self._faults.append(_Fault(status, None, count, path_contains, code, message))
 
+    def answer_html(self, count: int, status: int, path_contains: str = "") -> None:
+        """Answer the next ``count`` matching requests with ``status`` and an HTML page.
+
+        What a proxy, a load balancer or Graph's own front door sends at times:
+        a 200 sign-in page of a captive portal, a 502 from a gateway.
+        """
+        with self._lock:
+            self._faults.append(_Fault(status, None, count, path_contains, html=True))
+
     def cut_downloads(self, count: int) -> None:
         """Drop the connection halfway through the next ``count`` ``$value`` answers."""
         with self._lock:
@@ -351,6 +404,8 @@ class FakeGraph:
                     headers = {}
                     if fault.retry_after is not None:
                         headers["Retry-After"] = str(fault.retry_after)
+                    if fault.html:
+                        raise _Html(fault.status)
                     if fault.code:
                         raise GraphError(fault.status, fault.code, fault.message)
                     if fault.status == 429:
@@ -397,7 +452,7 @@ class FakeGraph:
         return record.email, record.client_id
 
     def _dispatch(self, req: GraphRequest) -> _Answer:
-        parts = req.path.strip("/").split("/")
+        parts = req.segments
         if parts[:1] != ["v1.0"] or len(parts) < 3:
             raise GraphError(400, "BadRequest", f"Resource not found for the segment '{req.path}'.")
         self._fault(req)
@@ -424,7 +479,9 @@ class FakeGraph:
         if who not in self.mailboxes:
             raise GraphError(404, "ErrorInvalidUser", f"The requested user '{who}' is invalid.")
         box = self.mailboxes[who]
-        prefix = "/".join(parts[:2] if parts[1] == "me" else parts[:3])
+        prefix = "/".join(
+            urllib.parse.quote(p, safe="@") for p in parts[: 2 if parts[1] == "me" else 3]
+        )
         with self._lock:
             return self._route(req, box, rest, prefix)
 
@@ -451,7 +508,7 @@ class FakeGraph:
                     404, "ErrorItemNotFound", "The specified object was not found in the store."
                 )
             if rest[2:] == ["$value"] and method == "GET":
-                return _Answer(200, message.raw, "text/plain")
+                return _Answer(200, message.raw, "text/plain", chunked=True)
             if len(rest) == 2 and method == "PATCH":
                 changes = json.loads(req.body or b"{}")
                 if "isRead" in changes:
@@ -500,7 +557,9 @@ class FakeGraph:
 
     def _delta(self, req: GraphRequest, box: Mailbox, folder: GraphFolder, prefix: str) -> _Answer:
         self.counters["delta"] += 1
-        base = f"https://{req.headers.get('host', '127.0.0.1')}/{prefix}/mailFolders/{folder.id}/messages/delta"
+        host = self.link_host or req.headers.get("host", "127.0.0.1")
+        where = urllib.parse.quote(folder.id, safe="")
+        base = f"https://{host}/{prefix}/mailFolders/{where}/messages/delta"
         skip, delta = req.query.get("$skiptoken"), req.query.get("$deltatoken")
         if skip is not None or delta is not None:
             state = _untoken(skip or delta or "")
@@ -559,6 +618,8 @@ class FakeGraph:
                 }
             )
             body["@odata.nextLink"] = f"{base}?$skiptoken={token}"
+            if self.circle and skip is not None:  # the page just read, once more
+                body["@odata.nextLink"] = f"{base}?$skiptoken={skip}"
         else:
             self._rounds.pop(round_id, None)
             token = _token({"f": folder.id, "g": self._generation, "u": upto, "s": select})
@@ -584,6 +645,8 @@ class FakeGraph:
         return _json(201, self._message_json(moved, None))
 
     def _send(self, req: GraphRequest, box: Mailbox) -> _Answer:
+        if len(req.body) > SENDMAIL_LIMIT:
+            raise GraphError(413, "RequestEntityTooLarge", "The request is larger than 4 MB.")
         if not req.headers.get("content-type", "").startswith("text/plain"):
             raise GraphError(
                 400, "ErrorInvalidRequest", "Expected a JSON message or base64 MIME as text/plain."
