@@ -84,6 +84,12 @@ class ChannelReport:
         else:
             self.messages_added += 1
 
+    def record_unread(self, lines: list[str]) -> None:
+        """Mailbox entries that were not mail we could read: reported, never fatal (promise 7)."""
+        self.unread = lines
+        for line in lines:
+            log.warning("%s: not read: %s", self.name, line)
+
     def problem(self) -> str | None:
         """What goes into the channel's last_error: the failure, or what was left unread."""
         if self.error or not self.unread:
@@ -471,10 +477,7 @@ def _maildir(
     try:
         _read_maildir(context, ch, opts, report, owner, inbox)
     finally:
-        # Entries that are not mail we can read: reported, never fatal (promise 7).
-        report.unread = [str(entry) for entry in inbox.skipped]
-        for line in report.unread:
-            log.warning("%s: not read: %s", ch.name, line)
+        report.record_unread([str(entry) for entry in inbox.skipped])
 
 
 def _read_maildir(

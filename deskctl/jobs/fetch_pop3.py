@@ -73,9 +73,7 @@ def fetch_pop3(
             _read(context, ch, opts, report, owner, inbox, delete)
         # Leaving the block sent QUIT: the server has now removed what was marked.
     finally:
-        report.unread = inbox.unread  # reported, never fatal, as for a Maildir
-        for line in report.unread:
-            log.warning("%s: not read: %s", ch.name, line)
+        report.record_unread(inbox.unread)
 
 
 def _read(
